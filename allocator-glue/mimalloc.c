@@ -1,0 +1,310 @@
+/* The mimalloc glue: libmprof.so serves the malloc family from mimalloc and connects it to the
+ * profiling core through the callbacks of mprof_hooks.h.
+ *
+ * mimalloc 2.0.9 has no profiling hooks, so this file does the allocator's part itself:
+ *   - the fast path of every allocation is the core's per-thread countdown (one compare, one
+ *     subtraction, a predictable branch) in front of the plain mi_ call;
+ *   - a sampled allocation is placed in a heap of an *exclusive arena* reserved at start-up
+ *     (mi_reserve_os_memory_ex with exclusive=true, mi_heap_new_in_arena), one heap per thread;
+ *   - free() tells sampled blocks apart with one range compare against that arena. A hit is
+ *     confirmed in the sampled-block map (mprof_blockmap.h), because mimalloc can put an
+ *     unsampled block into the arena (it reclaims abandoned segments without looking at the
+ *     arena), so the range test is a sound negative filter only;
+ *   - the sample records live in that map, in profiler memory, not next to the blocks.
+ * A thread's sampled heap is deleted by mimalloc's own thread teardown (its pthread-key
+ * destructor); a __cxa_thread_atexit_impl callback, which runs before pthread-key destructors,
+ * forgets the heap and stops sampling on that thread first, so the TLS pointer never dangles.
+ *
+ * POSIX behaviour kept: errno = ENOMEM on failure, free(NULL), realloc(p, 0) frees and returns
+ * NULL as glibc does, calloc/reallocarray overflow checks, alignment checks (EINVAL). */
+#include "mprof_blockmap.h"
+#include "mprof_hooks.h"
+#include "mprof_thread.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <link.h>
+#include <malloc.h>
+#include <mimalloc.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MPROF_PUBLIC __attribute__((visibility("default")))
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+/* Written once by the constructor, read-only afterwards. arena_len == 0 until then (and when
+ * profiling is off), which makes the free-path range test always false. */
+static const mprof_callbacks_t* cb;
+static uintptr_t arena_lo;
+static size_t arena_len;
+static mi_arena_id_t arena_id;
+
+static __thread mi_heap_t* sampled_heap __attribute__((tls_model("initial-exec")));
+static __thread int heap_state __attribute__((tls_model("initial-exec"))); /* HEAP_* */
+enum { HEAP_NONE = 0, HEAP_LIVE, HEAP_DEAD };
+
+extern int __cxa_thread_atexit_impl(void (*fn)(void*), void* arg, void* dso);
+extern void* __dso_handle;
+
+static inline bool in_arena(const void* p) {
+  return (uintptr_t)p - arena_lo < arena_len;
+}
+
+static inline void* enomem(void* p) {
+  if (unlikely(p == NULL)) errno = ENOMEM;
+  return p;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Sampled allocations
+ * ------------------------------------------------------------------------------------------- */
+static void heap_thread_done(void* arg) {
+  (void)arg;
+  sampled_heap = NULL;
+  heap_state = HEAP_DEAD;
+  mprof__thread_exit();
+}
+
+static mi_heap_t* get_sampled_heap(void) {
+  if (likely(heap_state == HEAP_LIVE)) return sampled_heap;
+  if (heap_state == HEAP_DEAD) return NULL;
+  mprof__enter(); /* both calls below may allocate: served unsampled */
+  mi_heap_t* h = mi_heap_new_in_arena(arena_id);
+  if (h != NULL && __cxa_thread_atexit_impl(heap_thread_done, NULL, &__dso_handle) == 0) {
+    sampled_heap = h;
+    heap_state = HEAP_LIVE;
+  } else {
+    heap_state = HEAP_DEAD; /* cannot be torn down safely: never sample on this thread */
+  }
+  mprof__leave();
+  return sampled_heap;
+}
+
+static void record(void* p, size_t n) {
+  mprof_sample_t d;
+  cb->on_alloc(&d, p, n);
+  if (d.bucket == NULL) return; /* not recorded (counted as dropped by the core) */
+  if (mprof__blockmap_insert(p, &d) != 0) {
+    cb->on_free(&d, p); /* keep in-use exact: the block will free as unsampled */
+    mprof__sample_dropped();
+  }
+}
+
+static void* plain_alloc(size_t n, size_t align, bool zero) {
+  if (align != 0) return mi_malloc_aligned(n, align);
+  return zero ? mi_zalloc(n) : mi_malloc(n);
+}
+
+/* The allocation was chosen for sampling: place it in the sampled arena and record it. */
+static void* alloc_sampled(size_t n, size_t align, bool zero) {
+  mi_heap_t* h = get_sampled_heap();
+  void* p = NULL;
+  if (h != NULL) {
+    if (align != 0)
+      p = zero ? mi_heap_zalloc_aligned(h, n, align) : mi_heap_malloc_aligned(h, n, align);
+    else
+      p = zero ? mi_heap_zalloc(h, n) : mi_heap_malloc(h, n);
+  }
+  if (unlikely(p == NULL)) {
+    /* Arena full, alignment it cannot give, or a thread in teardown: serve it unsampled. */
+    p = plain_alloc(n, align, zero);
+    if (p != NULL) mprof__sample_dropped();
+    return enomem(p);
+  }
+  record(p, n);
+  return p;
+}
+
+__attribute__((noinline)) static void* alloc_slow(size_t n, size_t align, bool zero) {
+  if (cb != NULL && mprof__sample_decide(n)) return alloc_sampled(n, align, zero);
+  return enomem(plain_alloc(n, align, zero));
+}
+
+__attribute__((noinline)) static void free_slow(void* p) {
+  mprof_sample_t d;
+  if (mprof__blockmap_remove(p, &d)) cb->on_free(&d, p);
+  mi_free(p);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The malloc family
+ * ------------------------------------------------------------------------------------------- */
+MPROF_PUBLIC void* malloc(size_t n) {
+  if (unlikely(mprof__thread_countdown_expired(n))) return alloc_slow(n, 0, false);
+  return enomem(mi_malloc(n));
+}
+
+MPROF_PUBLIC void free(void* p) {
+  if (unlikely(in_arena(p))) {
+    free_slow(p);
+    return;
+  }
+  mi_free(p);
+}
+
+MPROF_PUBLIC void* calloc(size_t count, size_t size) {
+  size_t n;
+  if (unlikely(__builtin_mul_overflow(count, size, &n))) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  if (unlikely(mprof__thread_countdown_expired(n))) return alloc_slow(n, 0, true);
+  return enomem(mi_zalloc(n));
+}
+
+__attribute__((noinline)) static void* realloc_slow(void* p, size_t n, bool expired) {
+  bool sample = expired && cb != NULL && mprof__sample_decide(n);
+  if (!sample && !(in_arena(p) && mprof__blockmap_contains(p))) return enomem(mi_realloc(p, n));
+  /* The old block is sampled, or the new one must be: move it. */
+  void* q = sample ? alloc_sampled(n, 0, false) : enomem(mi_malloc(n));
+  if (q == NULL) return NULL; /* p is untouched and still owned by the caller */
+  size_t old = mi_usable_size(p);
+  memcpy(q, p, old < n ? old : n);
+  free(p);
+  return q;
+}
+
+MPROF_PUBLIC void* realloc(void* p, size_t n) {
+  if (p == NULL) return malloc(n);
+  if (unlikely(n == 0)) {
+    free(p);
+    return NULL;
+  }
+  bool expired = mprof__thread_countdown_expired(n);
+  if (unlikely(expired || in_arena(p))) return realloc_slow(p, n, expired);
+  return enomem(mi_realloc(p, n));
+}
+
+MPROF_PUBLIC void* reallocarray(void* p, size_t count, size_t size) {
+  size_t n;
+  if (__builtin_mul_overflow(count, size, &n)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return realloc(p, n);
+}
+
+static inline bool is_pow2(size_t x) {
+  return x != 0 && (x & (x - 1)) == 0;
+}
+
+static void* aligned(size_t align, size_t n) {
+  if (align <= sizeof(void*) * 2) return malloc(n); /* mimalloc's natural alignment is 16 */
+  if (unlikely(mprof__thread_countdown_expired(n))) return alloc_slow(n, align, false);
+  return enomem(mi_malloc_aligned(n, align));
+}
+
+MPROF_PUBLIC int posix_memalign(void** out, size_t align, size_t n) {
+  if (!is_pow2(align) || align % sizeof(void*) != 0) return EINVAL;
+  int saved = errno;
+  void* p = aligned(align, n);
+  if (p == NULL) {
+    errno = saved;
+    return ENOMEM;
+  }
+  *out = p;
+  return 0;
+}
+
+MPROF_PUBLIC void* aligned_alloc(size_t align, size_t n) {
+  if (!is_pow2(align)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  return aligned(align, n);
+}
+
+MPROF_PUBLIC void* memalign(size_t align, size_t n) {
+  /* glibc: an alignment that is not a power of two is rounded up to one. */
+  if (align > SIZE_MAX / 2 + 1) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (!is_pow2(align)) {
+    size_t a = 1;
+    while (a < align)
+      a <<= 1;
+    align = a;
+  }
+  return aligned(align, n);
+}
+
+MPROF_PUBLIC void* valloc(size_t n) {
+  return aligned((size_t)sysconf(_SC_PAGESIZE), n);
+}
+
+MPROF_PUBLIC void* pvalloc(size_t n) {
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  size_t r;
+  if (__builtin_add_overflow(n, page - 1, &r)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  r &= ~(page - 1);
+  return aligned(page, r ? r : page);
+}
+
+MPROF_PUBLIC size_t malloc_usable_size(void* p) {
+  return p == NULL ? 0 : mi_usable_size(p);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Start-up
+ * ------------------------------------------------------------------------------------------- */
+typedef struct self_range_s {
+  uintptr_t base, lo, hi;
+} self_range_t;
+
+static int find_self(struct dl_phdr_info* info, size_t size, void* arg) {
+  (void)size;
+  self_range_t* r = arg;
+  if (info->dlpi_addr != r->base) return 0;
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr)* ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X)) continue;
+    r->lo = info->dlpi_addr + ph->p_vaddr;
+    r->hi = r->lo + ph->p_memsz;
+    return 1;
+  }
+  return 0;
+}
+
+static void say(const char* msg) {
+  ssize_t w = write(STDERR_FILENO, msg, strlen(msg));
+  (void)w;
+}
+
+__attribute__((constructor)) static void mprof_glue_init(void) {
+  self_range_t self = {0, 0, 0};
+  Dl_info info;
+  if (dladdr(&arena_lo, &info) != 0) { /* any object of this library */
+    self.base = (uintptr_t)info.dli_fbase;
+    dl_iterate_phdr(find_self, &self);
+  }
+  static char name[32];
+  snprintf(name, sizeof name, "mimalloc %d.%d.%d", MI_MALLOC_VERSION / 100,
+           (MI_MALLOC_VERSION / 10) % 10, MI_MALLOC_VERSION % 10);
+  mprof_host_t host = {name, self.lo, self.hi};
+  const mprof_callbacks_t* c = mprof__init(&host);
+  if (c == NULL) return;
+  /* Reserve address space (not memory) for sampled blocks: 64 GiB, or less if the process may
+   * not map that much (RLIMIT_AS). */
+  for (size_t size = (size_t)64 << 30; size >= ((size_t)64 << 20); size /= 4) {
+    mi_arena_id_t id;
+    if (mi_reserve_os_memory_ex(size, false, false, true, &id) == 0) {
+      size_t got = 0;
+      void* lo = mi_arena_area(id, &got);
+      if (lo == NULL || got == 0) continue;
+      arena_id = id;
+      arena_lo = (uintptr_t)lo;
+      arena_len = got;
+      cb = c;
+      return;
+    }
+  }
+  say("mprof: cannot reserve address space for sampled blocks; profiling is off\n");
+}

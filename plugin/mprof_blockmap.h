@@ -1,0 +1,37 @@
+/* The sampled-block map: address of a live sampled block -> its sample record.
+ *
+ * A glue whose allocator cannot store per-sample data itself (mimalloc 2.0.9, jemalloc) keeps the
+ * record here, in profiler memory, so sampled blocks need no header in the profiled heap. The map
+ * is split into MPROF_BLOCKMAP_SHARDS open-addressing tables, each under its own lock and grown
+ * on demand, so threads freeing sampled blocks rarely meet. Only sampled blocks (and the rare
+ * unsampled block that passes the glue's address-range filter) ever reach it. */
+#ifndef MPROF_BLOCKMAP_H
+#define MPROF_BLOCKMAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mprof_hooks.h"
+
+#define MPROF_BLOCKMAP_SHARDS 64
+
+/* Records `s` for block p. Returns 0, or ENOMEM when the map cannot grow (the sample is lost;
+ * the caller counts it). p must not be in the map. */
+int mprof__blockmap_insert(const void* p, const mprof_sample_t* s);
+
+/* Removes p; true and *out filled if p was a sampled block. */
+bool mprof__blockmap_remove(const void* p, mprof_sample_t* out);
+
+/* True if p is in the map (a live sampled block). */
+bool mprof__blockmap_contains(const void* p);
+
+/* Sampled blocks currently in the map, and profiler bytes the map uses. */
+size_t mprof__blockmap_count(void);
+size_t mprof__blockmap_bytes(void);
+
+void mprof__blockmap_fork_prepare(void);
+void mprof__blockmap_fork_parent(void);
+void mprof__blockmap_fork_child(void);
+
+#endif

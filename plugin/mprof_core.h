@@ -1,0 +1,54 @@
+/* The core's state and operations behind the control interface (mprof_ctl.c): options, the
+ * active flag, dumps, epochs and statistics. The glue-facing side is mprof_hooks.h. */
+#ifndef MPROF_CORE_H
+#define MPROF_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mprof_conf.h"
+
+/* Options in force; written only by mprof__init (and by tests before it). */
+extern mprof_opts_t mprof__opts;
+
+typedef struct mprof_stats_s {
+  uint64_t samples;         /* sampled allocations recorded */
+  uint64_t frees;           /* frees of sampled allocations recorded */
+  uint64_t dropped_samples; /* samples decided but not recorded (no profiler memory, no stack, no
+                               room in the sampled-block area, thread teardown) */
+  uint64_t buckets;         /* distinct heap call stacks */
+  uint64_t sampled_blocks;  /* live sampled blocks */
+  uint64_t sampled_bytes_in_use; /* requested bytes of live sampled blocks (raw, not scaled) */
+  uint64_t metadata_bytes; /* profiler memory mapped (buckets, block map, stack buffers, ...) */
+  uint64_t dumps;          /* profiles written */
+  uint64_t dump_errors;    /* dumps that failed */
+} mprof_stats_t;
+
+void mprof__stats_read(mprof_stats_t* out);
+
+bool mprof__active_get(void);
+void mprof__active_set(bool on);
+
+/* Writes a heap profile. path NULL: the next automatic name of kind 'm' (manual). Returns 0 or
+ * a positive errno; on failure no file is left at the path (an older file there is kept). */
+int mprof__dump(const char* path);
+
+/* Automatic dump of kind 'f' (final), 'i' (interval), 'u' (high-water) or 'm'. */
+int mprof__dump_auto(char kind);
+
+/* Epoch boundary from the control interface: advance and flush. Returns the new epoch. */
+uint64_t mprof__epoch_advance(void);
+uint64_t mprof__epoch_read(void);
+
+/* The mean sampling interval in bytes (2^lg_prof_sample). */
+uint64_t mprof__sample_interval(void);
+
+/* Name of the allocator the core runs in (from the glue), or "none". */
+const char* mprof__host_name(void);
+
+/* Tests: set options and start the core without a glue or environment. Returns the callbacks. */
+struct mprof_callbacks_s;
+const struct mprof_callbacks_s* mprof__init_with_opts(const mprof_opts_t* opts);
+
+#endif

@@ -1,0 +1,178 @@
+/* Staged heap-profile cycles (see mprof_cycle.h for the diagram and the rules). */
+#include "mprof_cycle.h"
+
+#include "mprof_bucket.h"
+#include "mprof_lock.h"
+
+#include <stdatomic.h>
+#include <string.h>
+
+#define MPROF_FLUSH_BATCH 256
+
+static mprof_lock_t mprof_dump_lock = MPROF_LOCK_INIT(MPROF_RANK_DUMP);
+static mprof_lock_t mprof_cycle_lock = MPROF_LOCK_INIT(MPROF_RANK_CYCLE);
+static mprof_lock_t mprof_active_lock = MPROF_LOCK_INIT(MPROF_RANK_ACTIVE);
+static mprof_lock_t mprof_future_lock[3] = {MPROF_LOCK_INIT(MPROF_RANK_FUTURE),
+                                            MPROF_LOCK_INIT(MPROF_RANK_FUTURE),
+                                            MPROF_LOCK_INIT(MPROF_RANK_FUTURE)};
+
+/* The global cycle C. Written only under mprof_cycle_lock (release); read anywhere. 64 bits: it
+ * never wraps, so a recorder's re-check cannot be fooled by a wrap-around. */
+static _Atomic uint64_t cycle;
+/* Cycle most recently folded into active; mprof_cycle_lock. Equal to `cycle` once flushed. */
+static uint64_t flushed;
+
+static void add_cycle(mprof_mem_cycle_t* dst, const mprof_mem_cycle_t* src) {
+  dst->allocs += src->allocs;
+  dst->frees += src->frees;
+  dst->alloc_bytes += src->alloc_bytes;
+  dst->free_bytes += src->free_bytes;
+  dst->walloc_objs += src->walloc_objs;
+  dst->wfree_objs += src->wfree_objs;
+  dst->walloc_bytes += src->walloc_bytes;
+  dst->wfree_bytes += src->wfree_bytes;
+}
+
+/* Takes the future lock for slot (C + ahead(C)) % 3 with C stable under it. Returns C; the
+ * caller writes future[(C + ahead) % 3] and unlocks *lk. */
+static uint64_t lock_target(uint64_t malloc_cycle, int is_free, unsigned* slot, mprof_lock_t** lk) {
+  for (;;) {
+    uint64_t c = atomic_load_explicit(&cycle, memory_order_acquire);
+    uint64_t target = c + 2;
+    if (is_free && malloc_cycle != c) target = c + 1;
+    unsigned s = (unsigned)(target % 3);
+    mprof__lock(&mprof_future_lock[s]);
+    if (atomic_load_explicit(&cycle, memory_order_acquire) == c) {
+      *slot = s;
+      *lk = &mprof_future_lock[s];
+      return c;
+    }
+    mprof__unlock(&mprof_future_lock[s]); /* an epoch boundary came in between: retry */
+  }
+}
+
+uint64_t mprof__cycle_record_malloc(struct mprof_bucket_s* b, uint64_t size, double weight) {
+  unsigned s;
+  mprof_lock_t* lk;
+  uint64_t c = lock_target(0, 0, &s, &lk);
+  mprof_mem_cycle_t* mc = &b->rec.mem.future[s];
+  mc->allocs++;
+  mc->alloc_bytes += size;
+  mc->walloc_objs += weight;
+  mc->walloc_bytes += weight * (double)size;
+  mprof__unlock(lk);
+  return c;
+}
+
+void mprof__cycle_record_free(struct mprof_bucket_s* b, uint64_t size, double weight,
+                              uint64_t malloc_cycle) {
+  unsigned s;
+  mprof_lock_t* lk;
+  lock_target(malloc_cycle, 1, &s, &lk);
+  mprof_mem_cycle_t* mc = &b->rec.mem.future[s];
+  mc->frees++;
+  mc->free_bytes += size;
+  mc->wfree_objs += weight;
+  mc->wfree_bytes += weight * (double)size;
+  mprof__unlock(lk);
+}
+
+uint64_t mprof__cycle_current(void) {
+  return atomic_load_explicit(&cycle, memory_order_acquire);
+}
+
+/* Folds slot C % 3 into active. Needs mprof_cycle_lock; takes active and the slot lock. */
+static void flush_locked(void) {
+  mprof__lock_assert_held(&mprof_cycle_lock);
+  uint64_t c = atomic_load_explicit(&cycle, memory_order_relaxed);
+  if (flushed == c) return;
+  unsigned s = (unsigned)(c % 3);
+  mprof__lock(&mprof_active_lock);
+  mprof_bucket_t* b = mprof__bucket_list(MPROF_BUCKET_HEAP);
+  while (b != NULL) {
+    mprof__lock(&mprof_future_lock[s]);
+    for (unsigned i = 0; i < MPROF_FLUSH_BATCH && b != NULL; i++, b = b->allnext) {
+      mprof_mem_cycle_t* f = &b->rec.mem.future[s];
+      add_cycle(&b->rec.mem.active, f);
+      memset(f, 0, sizeof *f);
+    }
+    mprof__unlock(&mprof_future_lock[s]);
+  }
+  mprof__unlock(&mprof_active_lock);
+  flushed = c;
+}
+
+void mprof__cycle_flush(void) {
+  mprof__lock(&mprof_cycle_lock);
+  flush_locked();
+  mprof__unlock(&mprof_cycle_lock);
+}
+
+void mprof__cycle_advance(void) {
+  mprof__lock(&mprof_cycle_lock);
+  flush_locked(); /* no-op unless the previous boundary's flush has not run yet */
+  atomic_store_explicit(&cycle, atomic_load_explicit(&cycle, memory_order_relaxed) + 1,
+                        memory_order_release);
+  mprof__unlock(&mprof_cycle_lock);
+}
+
+bool mprof__cycle_try_epoch(void) {
+  if (!mprof__trylock(&mprof_cycle_lock)) return false;
+  flush_locked();
+  atomic_store_explicit(&cycle, atomic_load_explicit(&cycle, memory_order_relaxed) + 1,
+                        memory_order_release);
+  flush_locked();
+  mprof__unlock(&mprof_cycle_lock);
+  return true;
+}
+
+void mprof__cycle_publish_all(void) {
+  for (int i = 0; i < 2; i++) {
+    mprof__cycle_advance();
+    mprof__cycle_flush();
+  }
+}
+
+void mprof__cycle_active_lock(void) {
+  mprof__lock(&mprof_active_lock);
+}
+
+void mprof__cycle_active_unlock(void) {
+  mprof__unlock(&mprof_active_lock);
+}
+
+void mprof__cycle_dump_lock(void) {
+  mprof__lock(&mprof_dump_lock);
+}
+
+void mprof__cycle_dump_unlock(void) {
+  mprof__unlock(&mprof_dump_lock);
+}
+
+/* fork(): dump, cycle, active, future[0..2] in rank order (the bucket insert lock, blockmap and
+ * meta locks are taken by their own modules after these). */
+void mprof__cycle_fork_prepare(void) {
+  mprof__lock(&mprof_dump_lock);
+  mprof__lock(&mprof_cycle_lock);
+  mprof__lock(&mprof_active_lock);
+  /* The three future locks share a rank; taking them all here is the one sanctioned exception,
+   * done with the raw mutex so the debug rank check does not object. */
+  for (int i = 0; i < 3; i++)
+    pthread_mutex_lock(&mprof_future_lock[i].mu);
+}
+
+void mprof__cycle_fork_parent(void) {
+  for (int i = 2; i >= 0; i--)
+    pthread_mutex_unlock(&mprof_future_lock[i].mu);
+  mprof__unlock(&mprof_active_lock);
+  mprof__unlock(&mprof_cycle_lock);
+  mprof__unlock(&mprof_dump_lock);
+}
+
+void mprof__cycle_fork_child(void) {
+  for (int i = 0; i < 3; i++)
+    pthread_mutex_init(&mprof_future_lock[i].mu, NULL);
+  mprof__lock_reinit(&mprof_active_lock);
+  mprof__lock_reinit(&mprof_cycle_lock);
+  mprof__lock_reinit(&mprof_dump_lock);
+}

@@ -1,0 +1,101 @@
+/* Staged heap-profile cycles.
+ *
+ * Every heap bucket has a published `active` record and a ring of three `future` records indexed
+ * by the global cycle C (mod 3). Events are counted into cycles that are not published yet, and a
+ * cycle is folded into `active` only once no event can be counted into it any more:
+ *
+ *        epoch     epoch     epoch
+ *          |         |         |
+ *   ... ---+---------+---------+---  time
+ *          C         C+1       C+2
+ *
+ *   a sampled malloc while the cycle is C counts into future[(C+2) % 3]
+ *   a sampled free while the cycle is C counts into future[(C+1) % 3],
+ *     unless its malloc was counted while the cycle was also C: then into future[(C+2) % 3],
+ *     the malloc's own cycle, so that no free is ever published before its malloc
+ *   an epoch boundary sets C = C+1 (O(1): one store)
+ *   the flush then folds future[C % 3] into active and clears it for reuse as cycle C+3
+ *
+ * The free rule is "count at max(C+1, malloc cycle)" where the malloc cycle is C_m + 2. Because
+ * C_m <= C, that is C+2 only when C_m == C. Hence for every block, its free is published in the
+ * same flush as its malloc or a later one: the published in-use figures (allocs - frees, bytes
+ * likewise) can never be negative, and any snapshot of `active` is the exact state at the end of
+ * some cycle.
+ *
+ * Locks (see mprof_lock.h for the order):
+ *   mprof_future_lock[i] protects future[i] of every bucket.
+ *   mprof_active_lock protects active of every bucket.
+ *   mprof_cycle_lock serialises epoch boundaries and flushes and protects `flushed`.
+ * A recorder reads C, takes the future lock of its target slot, and checks C again under it: if
+ * C moved it retries. So a recorder never writes a slot whose flush has started, and the flush
+ * of slot C needs only its own future lock, which recorders of the current cycle never take
+ * (they use C+1 and C+2). The flush takes the slot lock in batches of MPROF_FLUSH_BATCH buckets,
+ * so even a recorder that read a stale C waits at most one batch before it retries. Allocating
+ * threads never take mprof_active_lock or mprof_cycle_lock. */
+#ifndef MPROF_CYCLE_H
+#define MPROF_CYCLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Counts of one cycle (future) or of all published cycles (active). Raw counts are exact sample
+ * counts; the weighted sums are the unbiased estimates (each sample stands for 1/p objects, p the
+ * probability that an allocation of its size was sampled). */
+typedef struct mprof_mem_cycle_s {
+  uint64_t allocs;      /* sampled allocations */
+  uint64_t frees;       /* sampled allocations freed */
+  uint64_t alloc_bytes; /* requested bytes of those allocations */
+  uint64_t free_bytes;  /* requested bytes of those frees */
+  double walloc_objs;   /* sum of weights of allocations */
+  double wfree_objs;    /* sum of weights of frees */
+  double walloc_bytes;  /* sum of weight * size of allocations */
+  double wfree_bytes;   /* sum of weight * size of frees */
+} mprof_mem_cycle_t;
+
+typedef struct mprof_mem_record_s {
+  mprof_mem_cycle_t active;    /* published, cumulative; mprof_active_lock */
+  mprof_mem_cycle_t future[3]; /* cycles C, C+1, C+2 (index mod 3); mprof_future_lock[i] */
+} mprof_mem_record_t;
+
+struct mprof_bucket_s;
+
+/* Counts a sampled malloc of `size` bytes standing for `weight` objects. Returns the cycle C
+ * current when it was counted; keep it with the block for mprof__cycle_record_free. */
+uint64_t mprof__cycle_record_malloc(struct mprof_bucket_s* b, uint64_t size, double weight);
+
+/* Counts the free of a sampled block whose malloc returned `malloc_cycle`. */
+void mprof__cycle_record_free(struct mprof_bucket_s* b, uint64_t size, double weight,
+                              uint64_t malloc_cycle);
+
+/* The current cycle C. */
+uint64_t mprof__cycle_current(void);
+
+/* Epoch boundary: flushes cycle C if that has not happened yet, then advances C (O(1)). Does not
+ * flush the new cycle: call mprof__cycle_flush for that (from any thread, any time). */
+void mprof__cycle_advance(void);
+
+/* Folds cycle C into active if not done yet. Proportional to the number of heap buckets; blocks
+ * only other flushes, epoch boundaries and snapshot readers, never allocating threads. */
+void mprof__cycle_flush(void);
+
+/* An automatic epoch boundary from an allocating thread: advance and flush, unless another
+ * boundary or a dump is under way (then it returns false and does nothing: that one will do). */
+bool mprof__cycle_try_epoch(void);
+
+/* Publishes every event counted before the call: advance + flush twice (cycles C+1 and C+2). */
+void mprof__cycle_publish_all(void);
+
+/* Snapshot readers: hold the active lock while copying active records. */
+void mprof__cycle_active_lock(void);
+void mprof__cycle_active_unlock(void);
+
+void mprof__cycle_fork_prepare(void);
+void mprof__cycle_fork_parent(void);
+void mprof__cycle_fork_child(void);
+
+/* Lock for epoch writers and dumps (rank MPROF_RANK_DUMP). */
+void mprof__cycle_dump_lock(void);
+void mprof__cycle_dump_unlock(void);
+
+#endif

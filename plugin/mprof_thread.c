@@ -1,0 +1,88 @@
+/* Per-thread sampling state and stack capture (see mprof_thread.h).
+ *
+ * Stacks are taken with libunwind's unw_backtrace, which walks the DWARF unwind tables (so code
+ * built without frame pointers is handled) and does not allocate. The buffer holds the requested
+ * depth plus MPROF_SELF_FRAMES_MAX frames for the profiler's own frames, which are dropped. */
+#include "mprof_thread.h"
+
+#include "mprof_meta.h"
+
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MPROF_SELF_FRAMES_MAX 16
+
+__thread mprof_thread_t mprof__thread __attribute__((tls_model("initial-exec")));
+
+static uintptr_t self_lo, self_hi; /* written once at init, before any sample */
+
+void mprof__thread_set_self_range(uintptr_t lo, uintptr_t hi) {
+  self_lo = lo;
+  self_hi = hi;
+}
+
+void mprof__thread_seed(mprof_thread_t* t) {
+  static _Atomic uint64_t counter;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)getpid() << 16 ^
+               (uintptr_t)t ^
+               atomic_fetch_add_explicit(&counter, 0x9e3779b97f4a7c15ull, memory_order_relaxed);
+  /* splitmix64 finaliser so that close seeds give unrelated streams */
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebull;
+  x ^= x >> 31;
+  t->rng = x ? x : 1;
+}
+
+static uint64_t next_random(mprof_thread_t* t) {
+  uint64_t x = t->rng;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  t->rng = x;
+  return x * 0x2545f4914f6cdd1dull;
+}
+
+uint64_t mprof__thread_next_interval(mprof_thread_t* t, uint64_t mean) {
+  if (mean <= 1) return 0;
+  /* u uniform in (0, 1]: 53 random bits, never 0 so that log(u) is finite. */
+  double u = (double)((next_random(t) >> 11) + 1) * (1.0 / 9007199254740992.0);
+  double x = -log(u) * (double)mean;
+  if (x >= 1.8e19) return UINT64_MAX - 1;
+  return (uint64_t)x;
+}
+
+uint32_t mprof__thread_capture(mprof_thread_t* t, unsigned depth, unsigned skip) {
+  unsigned want = depth + skip + MPROF_SELF_FRAMES_MAX;
+  if (t->stack == NULL || t->stack_cap < want) {
+    mprof__thread_release(t);
+    t->stack = mprof__meta_alloc(want * sizeof(uintptr_t));
+    if (t->stack == NULL) return 0;
+    t->stack_cap = want;
+  }
+  int n = unw_backtrace((void**)t->stack, (int)want);
+  if (n <= 0) return 0;
+  unsigned first = 0;
+  while (first < (unsigned)n && t->stack[first] >= self_lo && t->stack[first] < self_hi)
+    first++;
+  first += skip;
+  if (first >= (unsigned)n) return 0;
+  unsigned kept = (unsigned)n - first;
+  if (kept > depth) kept = depth;
+  for (unsigned i = 0; i < kept; i++)
+    t->stack[i] = t->stack[first + i];
+  return kept;
+}
+
+void mprof__thread_release(mprof_thread_t* t) {
+  if (t->stack != NULL) mprof__meta_free(t->stack, t->stack_cap * sizeof(uintptr_t));
+  t->stack = NULL;
+  t->stack_cap = 0;
+}

@@ -1,0 +1,67 @@
+/* Per-thread state: the sampling countdown, the re-entry guard and the stack buffer.
+ *
+ * The glue's fast path touches only `countdown`: an allocation of n bytes takes the slow path
+ * when n >= countdown, otherwise it subtracts n. The countdown is an exponentially distributed
+ * byte interval (mean 2^lg_prof_sample), so an allocation of n bytes is sampled with probability
+ * 1 - exp(-n / mean), independently of every other allocation (a Poisson process over bytes).
+ * A countdown of 0 sends the next allocation to the slow path (a new thread starts that way);
+ * UINT64_MAX keeps a thread out of it for good (profiling compiled out with prof:false).
+ *
+ * The struct lives in initial-exec TLS (no allocation on first access) and is kept small: the
+ * stack buffer is allocated from profiler memory on the thread's first sample (seed: per-thread
+ * stack buffers, so the depth is not limited by what fits on the C stack). */
+#ifndef MPROF_THREAD_H
+#define MPROF_THREAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct mprof_thread_s {
+  uint64_t countdown; /* bytes until the next sample on this thread */
+  volatile int busy;  /* re-entry guard: nonzero while the profiler runs on this thread (volatile:
+                          glibc leaf functions may call back into malloc) */
+  uint32_t state;     /* MPROF_THREAD_* */
+  uint64_t rng;       /* xorshift64* state for the interval draws */
+  uintptr_t* stack;   /* stack_cap return addresses, profiler memory; NULL until first sample */
+  uint32_t stack_cap; /* entries in stack */
+  uint64_t lock_wait_ns; /* contention charged to this thread, not yet recorded */
+} mprof_thread_t;
+
+enum {
+  MPROF_THREAD_NEW = 0,  /* never seen the slow path */
+  MPROF_THREAD_LIVE = 1, /* registered for teardown, sampling */
+  MPROF_THREAD_DEAD = 2, /* torn down: never samples again */
+};
+
+extern __thread mprof_thread_t mprof__thread __attribute__((tls_model("initial-exec")));
+
+/* The unsampled fast path: true when an allocation of n bytes must go to the slow path. */
+static inline bool mprof__thread_countdown_expired(size_t n) {
+  mprof_thread_t* t = &mprof__thread;
+  if (__builtin_expect(n < t->countdown, 1)) {
+    t->countdown -= n;
+    return false;
+  }
+  return true;
+}
+
+/* Draws the next exponentially distributed interval with the given mean (bytes). A mean of 1
+ * (lg_prof_sample:0) returns 0 so that every allocation is sampled. */
+uint64_t mprof__thread_next_interval(mprof_thread_t* t, uint64_t mean);
+
+/* Seeds the thread's generator (called once per thread; distinct across threads and forks). */
+void mprof__thread_seed(mprof_thread_t* t);
+
+/* Captures the calling thread's stack into t->stack, dropping the leading frames that belong to
+ * the profiler (see mprof__thread_set_self_range) and then `skip` more. Returns the number of
+ * frames kept (at most `depth`), 0 if no buffer could be had. Never allocates from the heap. */
+uint32_t mprof__thread_capture(mprof_thread_t* t, unsigned depth, unsigned skip);
+
+/* Leading frames with an address in [lo, hi) are the profiler's own and are dropped. */
+void mprof__thread_set_self_range(uintptr_t lo, uintptr_t hi);
+
+/* Releases the stack buffer (thread exit). */
+void mprof__thread_release(mprof_thread_t* t);
+
+#endif
