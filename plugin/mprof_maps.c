@@ -1,0 +1,210 @@
+/* Loaded objects of the process (see mprof_maps.h).
+ *
+ * This file owns the walk over dl_iterate_phdr, the reading of GNU build-id notes from memory,
+ * and the sorted table of executable segments with its address lookup. Each object's path and
+ * build id live in one block of profiler memory shared by the object's entries; the first entry
+ * of the object owns it. Everything comes from mprof__meta_alloc: this code may run inside the
+ * program's malloc. */
+#include "mprof_maps.h"
+
+#include "mprof_meta.h"
+
+#include <elf.h>
+#include <errno.h>
+#include <link.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <unistd.h>
+
+#define BUILD_ID_MAX 64 /* bytes; GNU ld writes 20 (sha1), some linkers up to 32 */
+
+typedef struct walk_s {
+  mprof_maps_t* maps;
+  uintptr_t main_phdr; /* AT_PHDR: the main program's program headers */
+  uintptr_t vdso_phdr; /* the vDSO's program headers, 0 when there is no vDSO */
+  int err;             /* first error; stops the walk */
+} walk_t;
+
+/* True when [vaddr, vaddr + size) lies in the file-backed part of a PT_LOAD segment, so reading
+ * it from memory is safe. */
+static bool in_loaded_file(const struct dl_phdr_info* info, ElfW(Addr) vaddr, ElfW(Xword) size) {
+  for (ElfW(Half) i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr)* ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_LOAD) continue;
+    if (vaddr >= ph->p_vaddr && size <= ph->p_filesz && vaddr - ph->p_vaddr <= ph->p_filesz - size)
+      return true;
+  }
+  return false;
+}
+
+/* Writes the build id of the object as lowercase hex into hex (2 * BUILD_ID_MAX + 1 bytes);
+ * leaves "" when the object has no readable NT_GNU_BUILD_ID note. */
+static void read_build_id(const struct dl_phdr_info* info, char* hex) {
+  static const char digits[] = "0123456789abcdef";
+  hex[0] = '\0';
+  for (ElfW(Half) i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr)* ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_NOTE || !in_loaded_file(info, ph->p_vaddr, ph->p_filesz)) continue;
+    /* Notes are padded to 4 bytes, or to 8 in segments aligned to 8 (.note.gnu.property). */
+    size_t align = ph->p_align == 8 ? 8 : 4;
+    const unsigned char* p = (const unsigned char*)(info->dlpi_addr + ph->p_vaddr);
+    size_t left = ph->p_filesz;
+    while (left >= sizeof(ElfW(Nhdr))) {
+      ElfW(Nhdr) nh;
+      memcpy(&nh, p, sizeof nh);
+      size_t name_len = ((size_t)nh.n_namesz + align - 1) & ~(align - 1);
+      size_t desc_len = ((size_t)nh.n_descsz + align - 1) & ~(align - 1);
+      size_t body = sizeof nh;
+      if (name_len > left - body) break;
+      body += name_len;
+      if (desc_len > left - body) break;
+      body += desc_len;
+      const unsigned char* name = p + sizeof nh;
+      const unsigned char* desc = name + name_len;
+      if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 && memcmp(name, "GNU", 4) == 0 &&
+          nh.n_descsz > 0 && nh.n_descsz <= BUILD_ID_MAX) {
+        for (size_t k = 0; k < nh.n_descsz; k++) {
+          hex[2 * k] = digits[desc[k] >> 4];
+          hex[2 * k + 1] = digits[desc[k] & 15];
+        }
+        hex[2 * nh.n_descsz] = '\0';
+        return;
+      }
+      p += body;
+      left -= body;
+    }
+  }
+}
+
+static int grow_entries(mprof_maps_t* maps, size_t need) {
+  if (need <= maps->cap) return 0;
+  size_t cap = maps->cap < 16 ? 16 : maps->cap;
+  while (cap < need)
+    cap *= 2;
+  mprof_mapping_t* entries = mprof__meta_alloc(cap * sizeof *entries);
+  if (entries == NULL) return ENOMEM;
+  if (maps->n > 0) memcpy(entries, maps->entries, maps->n * sizeof *entries);
+  if (maps->entries != NULL) mprof__meta_free(maps->entries, maps->cap * sizeof *entries);
+  maps->entries = entries;
+  maps->cap = cap;
+  return 0;
+}
+
+static int visit_object(struct dl_phdr_info* info, size_t size, void* arg) {
+  (void)size;
+  walk_t* w = arg;
+  mprof_maps_t* maps = w->maps;
+  uintptr_t phdr = (uintptr_t)info->dlpi_phdr;
+  bool is_main = phdr == w->main_phdr;
+
+  size_t nexec = 0;
+  for (ElfW(Half) i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr)* ph = &info->dlpi_phdr[i];
+    if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && ph->p_memsz > 0) nexec++;
+  }
+  if (nexec == 0) return 0;
+
+  /* The loader names the main program "" and the vDSO by its soname, which is no file. */
+  char exe[4096];
+  const char* path = info->dlpi_name;
+  if (phdr != 0 && phdr == w->vdso_phdr) {
+    path = "[vdso]";
+  } else if (is_main) {
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return 0;
+    exe[n] = '\0';
+    path = exe;
+  }
+  if (path == NULL || path[0] == '\0') return 0;
+
+  char build_id[2 * BUILD_ID_MAX + 1];
+  read_build_id(info, build_id);
+  size_t path_size = strlen(path) + 1;
+  size_t strings_size = path_size + strlen(build_id) + 1;
+  char* strings = mprof__meta_alloc(strings_size);
+  if (strings == NULL || grow_entries(maps, maps->n + nexec) != 0) {
+    mprof__meta_free(strings, strings_size);
+    w->err = ENOMEM;
+    return 1;
+  }
+  memcpy(strings, path, path_size);
+  memcpy(strings + path_size, build_id, strings_size - path_size);
+
+  bool owner = true;
+  for (ElfW(Half) i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr)* ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X) || ph->p_memsz == 0) continue;
+    /* The segment itself, not the pages around it: `go tool pprof` (Go 1.19) takes
+     * start - (first executable p_vaddr) as the load bias and ignores the offset, so a start
+     * rounded down to a page shifts every symbol when p_vaddr is not page-aligned (lld's
+     * layout). google/pprof computes start - offset + p_offset - p_vaddr, right either way. */
+    mprof_mapping_t* m = &maps->entries[maps->n++];
+    m->start = info->dlpi_addr + ph->p_vaddr;
+    m->limit = m->start + ph->p_memsz;
+    m->offset = ph->p_offset;
+    m->path = strings;
+    m->build_id = strings + path_size;
+    m->is_main = is_main;
+    m->owns_strings = owner;
+    owner = false;
+  }
+  return 0;
+}
+
+int mprof__maps_read(mprof_maps_t* out) {
+  out->entries = NULL;
+  out->n = 0;
+  out->cap = 0;
+  walk_t w = {.maps = out, .main_phdr = getauxval(AT_PHDR)};
+  uintptr_t vdso = getauxval(AT_SYSINFO_EHDR);
+  if (vdso != 0) {
+    const ElfW(Ehdr)* eh = (const ElfW(Ehdr)*)vdso;
+    w.vdso_phdr = vdso + eh->e_phoff;
+  }
+  dl_iterate_phdr(visit_object, &w);
+  if (w.err != 0) {
+    mprof__maps_free(out);
+    return w.err;
+  }
+  /* Insertion sort: objects are few, often already nearly in order, and libc's qsort may call
+   * malloc. */
+  for (size_t i = 1; i < out->n; i++) {
+    mprof_mapping_t m = out->entries[i];
+    size_t j = i;
+    while (j > 0 && out->entries[j - 1].start > m.start) {
+      out->entries[j] = out->entries[j - 1];
+      j--;
+    }
+    out->entries[j] = m;
+  }
+  return 0;
+}
+
+void mprof__maps_free(mprof_maps_t* maps) {
+  for (size_t i = 0; i < maps->n; i++) {
+    const mprof_mapping_t* m = &maps->entries[i];
+    if (!m->owns_strings) continue;
+    size_t size = strlen(m->path) + 1 + strlen(m->build_id) + 1;
+    /* The block starts at path; the cast drops the const the table shows its readers. */
+    mprof__meta_free((void*)(uintptr_t)m->path, size);
+  }
+  if (maps->entries != NULL) mprof__meta_free(maps->entries, maps->cap * sizeof *maps->entries);
+  maps->entries = NULL;
+  maps->n = 0;
+  maps->cap = 0;
+}
+
+ptrdiff_t mprof__maps_find(const mprof_maps_t* maps, uintptr_t addr) {
+  /* Find the last entry with start <= addr, then check its limit. */
+  size_t lo = 0, hi = maps->n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (maps->entries[mid].start <= addr)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if (lo == 0) return -1;
+  const mprof_mapping_t* m = &maps->entries[lo - 1];
+  return addr < m->limit ? (ptrdiff_t)(lo - 1) : -1;
+}

@@ -1,0 +1,28 @@
+/* The pprof writer: a heap profile as a gzipped profile.proto message.
+ *
+ * The output reads with `go tool pprof` and google/pprof. Sample types are Go's four heap types
+ * (alloc_objects/count, alloc_space/bytes, inuse_objects/count, inuse_space/bytes; inuse_space is
+ * the default), one sample per record with a numeric label `bytes` (average object size), one
+ * location per distinct call address and one mapping per executable segment, the main program's
+ * first. No function or line entries are written: pprof symbolizes from the mapped files.
+ *
+ * The encoder streams: memory stays bounded by zlib's state, a 64 KiB output buffer and a table
+ * of the distinct locations, all from profiler memory (mprof_meta.h). No malloc, no stdio; errno
+ * is preserved. The caller serializes calls that share an fd. */
+#ifndef MPROF_PPROF_H
+#define MPROF_PPROF_H
+
+#include "mprof_maps.h"
+#include "mprof_profile.h"
+
+/* Writes prof to fd with the process's current mappings (mprof__maps_read). Returns 0 or a
+ * positive errno: EINVAL for a malformed profile, ENOMEM when profiler memory runs out, or the
+ * errno of the failed write(2) (e.g. ENOSPC, EBADF). On failure part of the output may have been
+ * written. */
+int mprof__pprof_write_heap(int fd, const mprof_heap_profile_t* prof);
+
+/* Same with the mappings given (for tests, or to reuse one snapshot). */
+int mprof__pprof_write_heap_maps(int fd, const mprof_heap_profile_t* prof,
+                                 const mprof_maps_t* maps);
+
+#endif
