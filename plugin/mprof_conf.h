@@ -1,0 +1,89 @@
+/* Start-up options of the profiler and the parser of the MPROF_CONF string.
+ *
+ * The grammar is jemalloc's MALLOC_CONF: comma-separated `key:value` pairs, keys made of
+ * [A-Za-z0-9_], booleans exactly `true` or `false`, integers in base 10, 16 (`0x`/`0X`) or 8
+ * (leading `0`) as strtoll(..., 0) reads them, but with no leading white space and a sign only
+ * for options that accept negative values. A string value is everything up to the next comma, so
+ * a string option (prof_prefix) can never contain a comma; it may contain `:`. Later pairs
+ * override earlier ones. Example: `MPROF_CONF=lg_prof_sample:17,prof_final:true`.
+ *
+ * Parsing needs no memory and no lock: it runs before the host allocator is ready, writes only
+ * into the caller's mprof_opts_t and reports errors through a callback, one line per error. */
+#ifndef MPROF_CONF_H
+#define MPROF_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define MPROF_PREFIX_MAX 1024 /* bytes of prof_prefix, including the NUL */
+
+/* Options as read at start-up. Written once by the start-up code before any thread can sample;
+ * read-only afterwards (run-time state such as the current prof.active lives elsewhere). */
+typedef struct mprof_opts_s {
+  bool prof;        /* default true: profiling compiled in at start; false = never sample */
+  bool prof_active; /* default true: sampling on at start (can change at run time) */
+  size_t
+      lg_prof_sample; /* default 19: mean sampling interval is 2^n bytes; 0..62 (0 = every allocation) */
+  unsigned prof_stack_depth; /* default 128: max frames kept per stack; 1..1024 */
+  char prof_prefix
+      [MPROF_PREFIX_MAX]; /* default "mprof": path prefix of automatic dump files; "" = no automatic dumps */
+  bool prof_final; /* default false: dump at exit */
+  ssize_t
+      lg_prof_interval; /* default -1 (off): dump every 2^n bytes allocated on average; -1..62 */
+  bool prof_gdump; /* default false: dump at each new high-water mark of sampled in-use bytes */
+  ssize_t
+      lg_prof_epoch; /* default 30: automatic epoch boundary every 2^n bytes allocated (estimated); -1 (off)..62 */
+  bool prof_leak; /* default false: print a one-line leak summary to stderr at exit */
+} mprof_opts_t;
+
+typedef enum {
+  MPROF_OPT_BOOL,     /* bool; min 0, max 1 */
+  MPROF_OPT_SIZE,     /* size_t; no sign accepted */
+  MPROF_OPT_SSIZE,    /* ssize_t; an optional + or - sign */
+  MPROF_OPT_UNSIGNED, /* unsigned; no sign accepted */
+  MPROF_OPT_STRING,   /* char[max + 1]; min 0, max = longest accepted length in bytes */
+} mprof_opt_type_t;
+
+/* One option: its MPROF_CONF key (also the suffix of its `opt.` control name), where it lives in
+ * mprof_opts_t, and the inclusive range of accepted values (of lengths for strings). */
+typedef struct {
+  const char* name;
+  mprof_opt_type_t type;
+  size_t offset; /* offsetof(mprof_opts_t, field) */
+  long long min, max;
+  const char* doc; /* one sentence, for generated documentation */
+} mprof_opt_desc_t;
+
+/* Every field of mprof_opts_t, once each, in declaration order. Immutable. */
+extern const mprof_opt_desc_t mprof__opt_descs[];
+extern const size_t mprof__opt_ndescs;
+
+/* The descriptor whose name is exactly name[0..len) (no NUL needed), or NULL. */
+const mprof_opt_desc_t* mprof__opt_find(const char* name, size_t len);
+
+/* Sets every option to its documented default. */
+void mprof__opts_default(mprof_opts_t* o);
+
+/* Applies the pairs of conf (NULL or "" = nothing) on top of the current contents of opts and
+ * returns the number of errors. For each error, report (if not NULL) receives one line with NO
+ * trailing newline (the caller adds it), at most 511 bytes plus the NUL, never containing a
+ * control character; it is one of
+ *
+ *   mprof: invalid conf pair "KEY:VALUE": REASON
+ *       REASON: unknown option | not a boolean (expected true or false) | not an integer
+ *             | out of range (MIN..MAX) | too long (at most MAX bytes)
+ *   mprof: malformed conf string at "REST": REASON
+ *       REASON: empty key | missing ':' after key | invalid character in key | trailing comma
+ *
+ * An invalid pair leaves its option unchanged and parsing goes on with the next pair. A malformed
+ * string stops parsing: pairs before REST have been applied, nothing from REST on. Quoted text is
+ * cut after about 200 bytes (ending in `...`); `"` and `\` are escaped with `\`, and bytes outside
+ * printable ASCII are written as \xNN. Allocates nothing, takes no lock, keeps no state. */
+unsigned mprof__conf_parse(const char* conf, mprof_opts_t* opts,
+                           void (*report)(const char* line, void* arg), void* arg);
+
+/* The value of MPROF_CONF, read with secure_getenv (so NULL in set-uid programs), or NULL. */
+const char* mprof__conf_from_env(void);
+
+#endif
