@@ -3,7 +3,9 @@
  * Each shard is a linear-probing table of (key, record) entries whose capacity is a power of two.
  * Key 0 is an empty slot and key 1 a tombstone (no block lives at address 0 or 1). A shard is
  * rebuilt when live entries plus tombstones pass 3/4 of its capacity: at double the size if more
- * than half of that is live, otherwise at the same size, which clears the tombstones. */
+ * than half of that is live, otherwise at the same size, which clears the tombstones. A shard
+ * under 1/8 full after a removal is rebuilt at half its size, so the map's memory follows the
+ * number of live sampled blocks down as well as up. */
 #include "mprof_blockmap.h"
 
 #include "mprof_lock.h"
@@ -138,6 +140,8 @@ bool mprof__blockmap_remove(const void* p, mprof_sample_t* out) {
       s->tombs++;
       found = true;
       atomic_fetch_sub_explicit(&total_live, 1, memory_order_relaxed);
+      /* Give memory back after a peak: halve when under 1/8 full (growth needs 3/4). */
+      if (s->cap > MIN_CAP && s->live * 8 < s->cap) (void)rebuild_locked(s, s->cap / 2);
     }
   }
   mprof__unlock(&s->lock);

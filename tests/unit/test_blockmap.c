@@ -1,0 +1,101 @@
+/* The sampled-block map: insert, remove, growth, tombstone reuse, concurrent shards. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+
+#include "mprof_blockmap.h"
+
+static mprof_sample_t rec_for(uintptr_t p) {
+  mprof_sample_t s = {(struct mprof_bucket_s*)(p ^ 0x5a5a), p & 0xffff, p >> 4, 1.5};
+  return s;
+}
+
+static void test_inserted_blocks_are_found_once_with_their_record(void** state) {
+  (void)state;
+  size_t before = mprof__blockmap_count();
+  for (uintptr_t i = 1; i <= 100000; i++) {
+    mprof_sample_t s = rec_for(i * 16);
+    assert_int_equal(mprof__blockmap_insert((void*)(i * 16), &s), 0);
+  }
+  assert_int_equal(mprof__blockmap_count(), before + 100000);
+  assert_true(mprof__blockmap_contains((void*)(uintptr_t)(500 * 16)));
+  assert_false(mprof__blockmap_contains((void*)(uintptr_t)(500 * 16 + 8)));
+  for (uintptr_t i = 1; i <= 100000; i++) {
+    mprof_sample_t out;
+    assert_true(mprof__blockmap_remove((void*)(i * 16), &out));
+    mprof_sample_t want = rec_for(i * 16);
+    assert_ptr_equal(out.bucket, want.bucket);
+    assert_int_equal(out.size, want.size);
+    assert_int_equal(out.cycle, want.cycle);
+    assert_true(out.weight == 1.5);
+    assert_false(mprof__blockmap_remove((void*)(i * 16), &out));
+  }
+  assert_int_equal(mprof__blockmap_count(), before);
+}
+
+static void test_unknown_and_null_pointers_are_not_found(void** state) {
+  (void)state;
+  mprof_sample_t out;
+  assert_false(mprof__blockmap_remove(NULL, &out));
+  assert_false(mprof__blockmap_remove((void*)(uintptr_t)1, &out));
+  assert_false(mprof__blockmap_remove((void*)(uintptr_t)0xdead0, &out));
+}
+
+static void test_churn_reuses_tombstones_without_growing_forever(void** state) {
+  (void)state;
+  for (int round = 0; round < 200; round++) {
+    for (uintptr_t i = 0; i < 1000; i++) {
+      uintptr_t p = 0x10000000 + ((uintptr_t)round * 1000 + i) * 32;
+      mprof_sample_t s = rec_for(p);
+      assert_int_equal(mprof__blockmap_insert((void*)p, &s), 0);
+    }
+    for (uintptr_t i = 0; i < 1000; i++) {
+      uintptr_t p = 0x10000000 + ((uintptr_t)round * 1000 + i) * 32;
+      mprof_sample_t out;
+      assert_true(mprof__blockmap_remove((void*)p, &out));
+    }
+  }
+  /* 1000 live at most: 64 shards of at most a few hundred slots, far below 200 000 entries. */
+  assert_true(mprof__blockmap_bytes() < 64 * 1024 * 48);
+}
+
+static void* churner(void* arg) {
+  uintptr_t base = 0x7f0000000000 + (uintptr_t)arg * 0x100000000;
+  for (int round = 0; round < 50; round++) {
+    for (uintptr_t i = 0; i < 2000; i++) {
+      mprof_sample_t s = rec_for(base + i * 16);
+      if (mprof__blockmap_insert((void*)(base + i * 16), &s) != 0) return (void*)1;
+    }
+    for (uintptr_t i = 0; i < 2000; i++) {
+      mprof_sample_t out;
+      if (!mprof__blockmap_remove((void*)(base + i * 16), &out)) return (void*)2;
+      if (out.size != ((base + i * 16) & 0xffff)) return (void*)3;
+    }
+  }
+  return NULL;
+}
+
+static void test_threads_inserting_and_removing_never_see_each_others_blocks(void** state) {
+  (void)state;
+  pthread_t th[4];
+  for (uintptr_t t = 0; t < 4; t++) pthread_create(&th[t], NULL, churner, (void*)t);
+  for (int t = 0; t < 4; t++) {
+    void* r;
+    pthread_join(th[t], &r);
+    assert_null(r);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_inserted_blocks_are_found_once_with_their_record),
+      cmocka_unit_test(test_unknown_and_null_pointers_are_not_found),
+      cmocka_unit_test(test_churn_reuses_tombstones_without_growing_forever),
+      cmocka_unit_test(test_threads_inserting_and_removing_never_see_each_others_blocks),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
