@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -266,7 +267,18 @@ static int snapshot(mprof_heap_rec_t** out, size_t* nout, size_t* cap_bytes) {
   return 0;
 }
 
+/* Writes the profile to `path` through a temporary file in the same directory and a rename, so
+ * a reader never sees half a profile and a failed dump leaves an older file intact. A path that
+ * exists and is not a regular file (a pipe, /dev/stdout, /dev/full) is written in place. */
 static int write_file(const char* path, const mprof_heap_profile_t* prof) {
+  struct stat st;
+  if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return errno;
+    int err = mprof__pprof_write_heap(fd, prof);
+    if (close(fd) != 0 && err == 0) err = errno;
+    return err;
+  }
   char tmp[PATH_MAX];
   int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
   if (n < 0 || (size_t)n >= sizeof tmp) return ENAMETOOLONG;
@@ -296,13 +308,22 @@ static int dump_locked(const char* path) {
   return err;
 }
 
-static int dump_with_lock(const char* path) {
-  if (strlen(path) >= PATH_MAX) return ENAMETOOLONG;
-  mprof__enter();
-  mprof__cycle_dump_lock();
-  int err = dump_locked(path);
-  mprof__cycle_dump_unlock();
-  mprof__leave();
+/* `wait`: false for automatic dumps taken from inside malloc, which must never wait for another
+ * dump (that dump may be waiting for a lock, such as the dynamic loader's, that this thread
+ * holds); such a dump is skipped with EAGAIN and the next trigger tries again. */
+static int dump_with_lock(const char* path, bool wait) {
+  int err = ENAMETOOLONG;
+  if (strlen(path) < PATH_MAX) {
+    mprof__enter();
+    if (!wait && !mprof__cycle_dump_trylock()) {
+      mprof__leave();
+      return EAGAIN;
+    }
+    if (wait) mprof__cycle_dump_lock();
+    err = dump_locked(path);
+    mprof__cycle_dump_unlock();
+    mprof__leave();
+  }
   atomic_fetch_add_explicit(err ? &st_dump_errors : &st_dumps, 1, memory_order_relaxed);
   return err;
 }
@@ -324,17 +345,18 @@ static int auto_name(char kind, char* buf, size_t len) {
 
 int mprof__dump(const char* path) {
   if (!mprof__ready()) return ENOENT;
-  if (path != NULL) return dump_with_lock(path);
+  if (path != NULL) return dump_with_lock(path, true);
   char name[PATH_MAX];
   int err = auto_name('m', name, sizeof name);
-  return err ? err : dump_with_lock(name);
+  return err ? err : dump_with_lock(name, true);
 }
 
 int mprof__dump_auto(char kind) {
   if (!mprof__ready()) return ENOENT;
   char name[PATH_MAX];
   int err = auto_name(kind, name, sizeof name);
-  if (err == 0) err = dump_with_lock(name);
+  if (err == 0) err = dump_with_lock(name, kind == 'f' || kind == 'm');
+  if (err == EAGAIN) return err; /* another dump is running: skipped, not failed */
   if (err != 0 && !atomic_flag_test_and_set(&warned_dump))
     say("mprof: automatic profile dump to \"%s\" failed: %s", name, strerror(err));
   return err;

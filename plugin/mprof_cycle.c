@@ -145,6 +145,10 @@ void mprof__cycle_dump_lock(void) {
   mprof__lock(&mprof_dump_lock);
 }
 
+bool mprof__cycle_dump_trylock(void) {
+  return mprof__trylock(&mprof_dump_lock);
+}
+
 void mprof__cycle_dump_unlock(void) {
   mprof__unlock(&mprof_dump_lock);
 }

@@ -97,5 +97,6 @@ void mprof__cycle_fork_child(void);
 /* Lock for epoch writers and dumps (rank MPROF_RANK_DUMP). */
 void mprof__cycle_dump_lock(void);
 void mprof__cycle_dump_unlock(void);
+bool mprof__cycle_dump_trylock(void);
 
 #endif

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The bundled example under LD_PRELOAD: automatic file names (final, interval, high-water), and
+# its three sites by name in `go tool pprof -top`.
+set -euo pipefail
+lib=$1 prog=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fails=0 checks=0
+ok() { checks=$((checks + 1)); echo "ok   $1"; }
+bad() { checks=$((checks + 1)); fails=$((fails + 1)); echo "FAIL $1"; }
+
+MPROF_CONF="prof_final:true,prof_prefix:$work/hh,lg_prof_interval:26,prof_gdump:true" \
+  LD_PRELOAD=$lib "$prog" >"$work/out"
+grep -q '^hello_heap: 768 cache blocks' "$work/out" && ok "program output unchanged" || bad "program output"
+
+final=$(ls "$work"/hh.*.f.pb.gz 2>/dev/null || true)
+[[ $final =~ /hh\.[0-9]+\.[0-9]+\.f\.pb\.gz$ ]] && ok "final dump named $(basename "$final")" ||
+  bad "final dump file missing: $(ls "$work")"
+ls "$work"/hh.*.*.i0.pb.gz >/dev/null 2>&1 && ok "interval dumps (i<n>) written" || bad "no interval dump"
+ls "$work"/hh.*.*.u0.pb.gz >/dev/null 2>&1 && ok "high-water dumps (u<n>) written" || bad "no gdump"
+ls "$work"/*.tmp.* >/dev/null 2>&1 && bad "temporary files left behind" || ok "no temporary files left"
+
+top() { go tool pprof -top -nodefraction=0 -sample_index="$1" "$final" 2>/dev/null; }
+for f in make_cache leak_nodes; do
+  top inuse_space | grep -q " $f\$" && ok "$f in inuse_space" || bad "$f missing from inuse_space"
+done
+top alloc_space | grep -q ' parse_lines$' && ok "parse_lines in alloc_space" || bad "parse_lines missing"
+top inuse_space | grep -q ' parse_lines$' && bad "parse_lines should have nothing in use" ||
+  ok "parse_lines not in use"
+echo "$((checks - fails)) passed, $fails failed"
+[ "$fails" -eq 0 ]
