@@ -62,12 +62,16 @@ static int ctl_epoch(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
 static int ctl_prof_dump(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
   if (!mprof__opts.prof) return ENOENT;
   if (wants_read(oldp, oldlenp)) return EPERM;
-  if (newp == NULL && newlen == 0) return mprof__dump(NULL);
+  if (newp == NULL && newlen == 0) {
+    int err = mprof__dump(NULL);
+    return err == ENOMEM ? EAGAIN : err;
+  }
   if (newp == NULL || newlen != sizeof(const char*)) return EINVAL;
   const char* path;
   memcpy(&path, newp, sizeof path);
   if (path != NULL && path[0] == '\0') return EINVAL;
-  return mprof__dump(path);
+  int err = mprof__dump(path);
+  return err == ENOMEM ? EAGAIN : err; /* out of profiler memory: the mallctl code */
 }
 
 static int ctl_prof_active(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test: the normal build (warnings are errors) with unit, integration, reliability and
+# benchmark smoke tests, then the core's tests under ASan+UBSan and under TSan.
+# Usage: scripts/test.sh [--quick]   (--quick: normal build only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+run() { # run BUILD_DIR CMAKE_ARGS...
+  local dir=$1
+  shift
+  echo "=== $dir: cmake $* ==="
+  cmake -S . -B "$dir" -DMPROF_WERROR=ON "$@" >/dev/null
+  cmake --build "$dir" -j"$jobs" 2>&1 | grep -E 'warning|error' && { echo "build of $dir failed"; return 1; }
+  cmake --build "$dir" -j"$jobs" >/dev/null
+  (cd "$dir" && ctest --output-on-failure -j"$jobs" --timeout 900)
+}
+run build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+if [ "${1:-}" != "--quick" ]; then
+  run build-asan -DCMAKE_BUILD_TYPE=Debug -DMPROF_ASAN=ON
+  run build-tsan -DCMAKE_BUILD_TYPE=Debug -DMPROF_TSAN=ON
+fi
+echo "all test builds passed"
