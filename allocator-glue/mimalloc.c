@@ -54,6 +54,14 @@ static inline bool in_arena(const void* p) {
   return (uintptr_t)p - arena_lo < arena_len;
 }
 
+/* mimalloc 2.0.9 does not set errno when an allocation fails, but reports the failure to its
+ * error callback first (ENOMEM, or EOVERFLOW for impossible sizes): setting errno there lets the
+ * fast paths tail-call mimalloc. The slow paths check for NULL themselves as well. */
+static void on_mi_error(int err, void* arg) {
+  (void)arg;
+  if (err == ENOMEM || err == EOVERFLOW) errno = ENOMEM;
+}
+
 static inline void* enomem(void* p) {
   if (unlikely(p == NULL)) errno = ENOMEM;
   return p;
@@ -143,7 +151,7 @@ __attribute__((noinline)) static void free_slow(void* p) {
  * ------------------------------------------------------------------------------------------- */
 MPROF_PUBLIC void* malloc(size_t n) {
   if (unlikely(mprof__thread_countdown_expired(n))) return alloc_slow(n, 0, false);
-  return enomem(mi_malloc(n));
+  return mi_malloc(n); /* a tail call: on failure on_mi_error has set errno */
 }
 
 MPROF_PUBLIC void free(void* p) {
@@ -161,7 +169,7 @@ MPROF_PUBLIC void* calloc(size_t count, size_t size) {
     return NULL;
   }
   if (unlikely(mprof__thread_countdown_expired(n))) return alloc_slow(n, 0, true);
-  return enomem(mi_zalloc(n));
+  return mi_zalloc(n);
 }
 
 __attribute__((noinline)) static void* realloc_slow(void* p, size_t n, bool expired) {
@@ -184,7 +192,7 @@ MPROF_PUBLIC void* realloc(void* p, size_t n) {
   }
   bool expired = mprof__thread_countdown_expired(n);
   if (unlikely(expired || in_arena(p))) return realloc_slow(p, n, expired);
-  return enomem(mi_realloc(p, n));
+  return mi_realloc(p, n);
 }
 
 MPROF_PUBLIC void* reallocarray(void* p, size_t count, size_t size) {
@@ -296,6 +304,7 @@ __attribute__((constructor)) static void mprof_glue_init(void) {
   static char name[32];
   snprintf(name, sizeof name, "mimalloc %d.%d.%d", MI_MALLOC_VERSION / 100,
            (MI_MALLOC_VERSION / 10) % 10, MI_MALLOC_VERSION % 10);
+  mi_register_error(on_mi_error, NULL);
   mprof_host_t host = {name, self.lo, self.hi};
   const mprof_callbacks_t* c = mprof__init(&host);
   if (c == NULL) return;

@@ -122,7 +122,7 @@ bool mprof__sample_decide(size_t n) {
     t->state = MPROF_THREAD_LIVE;
     t->busy--;
     t->countdown = mprof__thread_next_interval(t, interval);
-    if (n < t->countdown) {
+    if (n <= t->countdown) {
       t->countdown -= n;
       return false;
     }

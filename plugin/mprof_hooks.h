@@ -60,7 +60,7 @@ const mprof_callbacks_t* mprof__init(const mprof_host_t* host);
 /* True once mprof__init finished with profiling on. */
 bool mprof__ready(void);
 
-/* The slow path of a glue's fast-path countdown: n >= countdown. Returns true when this
+/* The slow path of a glue's fast-path countdown (n > countdown). Returns true when this
  * allocation must be sampled (then the glue calls on_alloc after allocating it, or
  * mprof__sample_dropped if it cannot). Always leaves a fresh countdown. Never samples while the
  * thread is already inside the profiler. */

@@ -1,11 +1,11 @@
 /* Per-thread state: the sampling countdown, the re-entry guard and the stack buffer.
  *
- * The glue's fast path touches only `countdown`: an allocation of n bytes takes the slow path
- * when n >= countdown, otherwise it subtracts n. The countdown is an exponentially distributed
+ * The glue's fast path touches only `countdown`: an allocation of n bytes subtracts n and takes
+ * the slow path when that borrows (n > countdown). The countdown is an exponentially distributed
  * byte interval (mean 2^lg_prof_sample), so an allocation of n bytes is sampled with probability
  * 1 - exp(-n / mean), independently of every other allocation (a Poisson process over bytes).
- * A countdown of 0 sends the next allocation to the slow path (a new thread starts that way);
- * UINT64_MAX keeps a thread out of it for good (profiling compiled out with prof:false).
+ * A countdown of 0 sends the next allocation of at least one byte to the slow path (a new thread
+ * starts that way); UINT64_MAX keeps a thread out of it for good (prof:false).
  *
  * The struct lives in initial-exec TLS (no allocation on first access) and is kept small: the
  * stack buffer is allocated from profiler memory on the thread's first sample (seed: per-thread
@@ -36,18 +36,17 @@ enum {
 
 extern __thread mprof_thread_t mprof__thread __attribute__((tls_model("initial-exec")));
 
-/* The unsampled fast path: true when an allocation of n bytes must go to the slow path. */
+/* The unsampled fast path: subtracts n from the countdown and returns true when that goes below
+ * zero, i.e. when the allocation crosses the next sample point and must go to the slow path
+ * (which then sets a fresh countdown). On x86-64 this is one subtract from TLS and one branch on
+ * its borrow. A zero-byte allocation never crosses a sample point. */
 static inline bool mprof__thread_countdown_expired(size_t n) {
-  mprof_thread_t* t = &mprof__thread;
-  if (__builtin_expect(n < t->countdown, 1)) {
-    t->countdown -= n;
-    return false;
-  }
-  return true;
+  return __builtin_expect(
+      __builtin_sub_overflow(mprof__thread.countdown, (uint64_t)n, &mprof__thread.countdown), 0);
 }
 
 /* Draws the next exponentially distributed interval with the given mean (bytes). A mean of 1
- * (lg_prof_sample:0) returns 0 so that every allocation is sampled. */
+ * (lg_prof_sample:0) returns 0 so that every allocation (of at least one byte) is sampled. */
 uint64_t mprof__thread_next_interval(mprof_thread_t* t, uint64_t mean);
 
 /* Seeds the thread's generator (called once per thread; distinct across threads and forks). */

@@ -27,5 +27,9 @@ done
 top alloc_space | grep -q ' parse_lines$' && ok "parse_lines in alloc_space" || bad "parse_lines missing"
 top inuse_space | grep -q ' parse_lines$' && bad "parse_lines should have nothing in use" ||
   ok "parse_lines not in use"
+err=$(MPROF_CONF=prof_leak:true LD_PRELOAD=$lib "$prog" 2>&1 >/dev/null)
+[[ $err == "mprof: leak summary: about "*" bytes in use at exit in "*" sampled blocks"* ]] &&
+  ok "prof_leak prints one summary line" || bad "prof_leak: got '$err'"
+[ "$(printf '%s\n' "$err" | wc -l)" -eq 1 ] && ok "exactly one line" || bad "more than one line"
 echo "$((checks - fails)) passed, $fails failed"
 [ "$fails" -eq 0 ]

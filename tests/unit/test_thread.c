@@ -57,10 +57,13 @@ static void test_countdown_subtracts_until_it_expires(void** state) {
   assert_false(mprof__thread_countdown_expired(30));
   assert_int_equal(mprof__thread.countdown, 70);
   assert_false(mprof__thread_countdown_expired(69));
-  assert_true(mprof__thread_countdown_expired(1)); /* n >= countdown */
-  assert_int_equal(mprof__thread.countdown, 1);    /* the slow path sets the next one */
+  assert_int_equal(mprof__thread.countdown, 1);
+  assert_true(mprof__thread_countdown_expired(2)); /* crosses the sample point */
   mprof__thread.countdown = 0;
-  assert_true(mprof__thread_countdown_expired(0));
+  assert_false(mprof__thread_countdown_expired(0)); /* zero bytes never cross one */
+  assert_true(mprof__thread_countdown_expired(1));
+  mprof__thread.countdown = UINT64_MAX; /* prof:false */
+  assert_false(mprof__thread_countdown_expired(SIZE_MAX));
 }
 
 /* Stack capture: frames come leaf first, the capture's own frame is skipped, depth is capped. */
