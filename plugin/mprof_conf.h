@@ -18,23 +18,30 @@
 
 #define MPROF_PREFIX_MAX 1024 /* bytes of prof_prefix, including the NUL */
 
-/* Options as read at start-up. Written once by the start-up code before any thread can sample;
- * read-only afterwards (run-time state such as the current prof.active lives elsewhere). */
+/* Options as read at start-up: defaults, then each configuration source parsed on top. Meant to
+ * be filled before sampling starts and read-only afterwards (run-time state, such as the current
+ * value of prof.active, belongs to the modules that change it). */
 typedef struct mprof_opts_s {
-  bool prof;        /* default true: profiling compiled in at start; false = never sample */
-  bool prof_active; /* default true: sampling on at start (can change at run time) */
-  size_t
-      lg_prof_sample; /* default 19: mean sampling interval is 2^n bytes; 0..62 (0 = every allocation) */
-  unsigned prof_stack_depth; /* default 128: max frames kept per stack; 1..1024 */
-  char prof_prefix
-      [MPROF_PREFIX_MAX]; /* default "mprof": path prefix of automatic dump files; "" = no automatic dumps */
-  bool prof_final; /* default false: dump at exit */
-  ssize_t
-      lg_prof_interval; /* default -1 (off): dump every 2^n bytes allocated on average; -1..62 */
-  bool prof_gdump; /* default false: dump at each new high-water mark of sampled in-use bytes */
-  ssize_t
-      lg_prof_epoch; /* default 30: automatic epoch boundary every 2^n bytes allocated (estimated); -1 (off)..62 */
-  bool prof_leak; /* default false: print a one-line leak summary to stderr at exit */
+  /* default true: profiling compiled in at start; false = never sample */
+  bool prof;
+  /* default true: sampling on at start (can change at run time) */
+  bool prof_active;
+  /* default 19: mean sampling interval is 2^n bytes; 0..62 (0 = every allocation) */
+  size_t lg_prof_sample;
+  /* default 128: max frames kept per stack; 1..1024 */
+  unsigned prof_stack_depth;
+  /* default "mprof": path prefix of automatic dump files; "" = no automatic dumps */
+  char prof_prefix[MPROF_PREFIX_MAX];
+  /* default false: dump at exit */
+  bool prof_final;
+  /* default -1 (off): dump every 2^n bytes allocated on average; -1..62 */
+  ssize_t lg_prof_interval;
+  /* default false: dump at each new high-water mark of sampled in-use bytes */
+  bool prof_gdump;
+  /* default 30: automatic epoch boundary every 2^n bytes allocated (estimated); -1 (off)..62 */
+  ssize_t lg_prof_epoch;
+  /* default false: print a one-line leak summary to stderr at exit */
+  bool prof_leak;
 } mprof_opts_t;
 
 typedef enum {
@@ -77,9 +84,10 @@ void mprof__opts_default(mprof_opts_t* o);
  *       REASON: empty key | missing ':' after key | invalid character in key | trailing comma
  *
  * An invalid pair leaves its option unchanged and parsing goes on with the next pair. A malformed
- * string stops parsing: pairs before REST have been applied, nothing from REST on. Quoted text is
- * cut after about 200 bytes (ending in `...`); `"` and `\` are escaped with `\`, and bytes outside
- * printable ASCII are written as \xNN. Allocates nothing, takes no lock, keeps no state. */
+ * string stops parsing: pairs before REST have been applied, nothing from REST on (REST starts at
+ * the offending pair, or is "," for a trailing comma). Quoted text is escaped (`"` and `\` as
+ * `\"` and `\\`, bytes outside printable ASCII as \xNN) and cut to at most 200 escaped bytes
+ * followed by `...`. Allocates nothing, takes no lock, keeps no state. */
 unsigned mprof__conf_parse(const char* conf, mprof_opts_t* opts,
                            void (*report)(const char* line, void* arg), void* arg);
 
