@@ -4,16 +4,22 @@
  * mimalloc 2.0.9 has no profiling hooks, so this file does the allocator's part itself:
  *   - the fast path of every allocation is the core's per-thread countdown (one compare, one
  *     subtraction, a predictable branch) in front of the plain mi_ call;
- *   - a sampled allocation is placed in a heap of an *exclusive arena* reserved at start-up
- *     (mi_reserve_os_memory_ex with exclusive=true, mi_heap_new_in_arena), one heap per thread;
+ *   - a sampled allocation is placed in one heap of an *exclusive arena* reserved at start-up
+ *     (mi_reserve_os_memory_ex with exclusive=true, mi_heap_new_in_arena);
  *   - free() tells sampled blocks apart with one range compare against that arena. A hit is
- *     confirmed in the sampled-block map (mprof_blockmap.h), because mimalloc can put an
- *     unsampled block into the arena (it reclaims abandoned segments without looking at the
- *     arena), so the range test is a sound negative filter only;
+ *     confirmed in the sampled-block map (mprof_blockmap.h): the range test is only a sound
+ *     negative filter, since mimalloc does not promise that no other block lands in the arena;
  *   - the sample records live in that map, in profiler memory, not next to the blocks.
- * A thread's sampled heap is deleted by mimalloc's own thread teardown (its pthread-key
- * destructor); a __cxa_thread_atexit_impl callback, which runs before pthread-key destructors,
- * forgets the heap and stops sampling on that thread first, so the TLS pointer never dangles.
+ *
+ * Why one heap, and why it has its own thread: in mimalloc 2.0.9 a thread that exits with a
+ * non-default heap (deleted by mimalloc's thread teardown, or by mi_heap_delete) can leave other
+ * threads' non-default heaps spinning forever (reproduced here with plain mimalloc: 4 threads
+ * each with its own mi_heap_new() heap hang in a few runs out of four). So the sampled heap
+ * belongs to a thread that never exits: "mprof-heap", started on the first sample with every
+ * signal blocked, which creates the heap and sleeps. Any thread allocates from that heap and
+ * frees into it under mprof_sampled_lock, so mimalloc never sees two threads in the heap at once
+ * (its heap code is single-threaded by design). The lock is taken only for sampled blocks, once
+ * per 2^lg_prof_sample bytes on average, and nothing else is taken while it is held.
  *
  * POSIX behaviour kept: errno = ENOMEM on failure, free(NULL), realloc(p, 0) frees and returns
  * NULL as glibc does, calloc/reallocarray overflow checks, alignment checks (EINVAL). */
@@ -26,6 +32,10 @@
 #include <link.h>
 #include <malloc.h>
 #include <mimalloc.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,12 +53,11 @@ static uintptr_t arena_lo;
 static size_t arena_len;
 static mi_arena_id_t arena_id;
 
-static __thread mi_heap_t* sampled_heap __attribute__((tls_model("initial-exec")));
-static __thread int heap_state __attribute__((tls_model("initial-exec"))); /* HEAP_* */
-enum { HEAP_NONE = 0, HEAP_LIVE, HEAP_DEAD };
-
-extern int __cxa_thread_atexit_impl(void (*fn)(void*), void* arg, void* dso);
-extern void* __dso_handle;
+/* The heap for sampled blocks: created once by the mprof-heap thread, then immutable. */
+enum { HEAP_NONE = 0, HEAP_STARTING, HEAP_READY, HEAP_FAILED };
+static _Atomic int heap_state;
+static mi_heap_t* sampled_heap; /* set before heap_state becomes HEAP_READY (release) */
+static pthread_mutex_t mprof_sampled_lock = PTHREAD_MUTEX_INITIALIZER; /* every use of the heap */
 
 static inline bool in_arena(const void* p) {
   return (uintptr_t)p - arena_lo < arena_len;
@@ -70,26 +79,49 @@ static inline void* enomem(void* p) {
 /* ---------------------------------------------------------------------------------------------
  * Sampled allocations
  * ------------------------------------------------------------------------------------------- */
-static void heap_thread_done(void* arg) {
-  (void)arg;
-  sampled_heap = NULL;
-  heap_state = HEAP_DEAD;
-  mprof__thread_exit();
+static void say(const char* msg) {
+  ssize_t w = write(STDERR_FILENO, msg, strlen(msg));
+  (void)w;
 }
 
-static mi_heap_t* get_sampled_heap(void) {
-  if (likely(heap_state == HEAP_LIVE)) return sampled_heap;
-  if (heap_state == HEAP_DEAD) return NULL;
-  mprof__enter(); /* both calls below may allocate: served unsampled */
+static void* heap_owner(void* arg) {
+  (void)arg;
   mi_heap_t* h = mi_heap_new_in_arena(arena_id);
-  if (h != NULL && __cxa_thread_atexit_impl(heap_thread_done, NULL, &__dso_handle) == 0) {
-    sampled_heap = h;
-    heap_state = HEAP_LIVE;
-  } else {
-    heap_state = HEAP_DEAD; /* cannot be torn down safely: never sample on this thread */
+  sampled_heap = h;
+  atomic_store_explicit(&heap_state, h != NULL ? HEAP_READY : HEAP_FAILED, memory_order_release);
+  if (h == NULL) return NULL;
+  for (;;) pause(); /* every signal is blocked: sleeps for good, so the heap is never deleted */
+}
+
+/* The sampled heap, starting its thread on first use. NULL if it cannot be had. */
+static mi_heap_t* get_sampled_heap(void) {
+  int st = atomic_load_explicit(&heap_state, memory_order_acquire);
+  if (likely(st == HEAP_READY)) return sampled_heap;
+  if (st == HEAP_NONE &&
+      atomic_compare_exchange_strong(&heap_state, &st, HEAP_STARTING)) {
+    mprof__enter(); /* pthread_create allocates: served unsampled */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    pthread_t tid;
+    int err = pthread_create(&tid, &attr, heap_owner, NULL);
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (err == 0) {
+      pthread_setname_np(tid, "mprof-heap");
+    } else {
+      atomic_store(&heap_state, HEAP_FAILED);
+      say("mprof: cannot start the thread that owns sampled blocks; samples are dropped\n");
+    }
+    mprof__leave();
   }
-  mprof__leave();
-  return sampled_heap;
+  while ((st = atomic_load_explicit(&heap_state, memory_order_acquire)) == HEAP_STARTING)
+    sched_yield(); /* the heap thread needs microseconds */
+  return st == HEAP_READY ? sampled_heap : NULL;
 }
 
 static void record(void* p, size_t n) {
@@ -120,10 +152,12 @@ static void* alloc_sampled(size_t n, size_t align, bool zero) {
   mi_heap_t* h = get_sampled_heap();
   void* p = NULL;
   if (h != NULL) {
+    pthread_mutex_lock(&mprof_sampled_lock);
     if (align != 0)
       p = mi_heap_malloc_aligned(h, aligned_size(n, align), align);
     else
       p = zero ? mi_heap_zalloc(h, n) : mi_heap_malloc(h, n);
+    pthread_mutex_unlock(&mprof_sampled_lock);
   }
   if (unlikely(p == NULL)) {
     /* Arena full, alignment it cannot give, or a thread in teardown: serve it unsampled. */
@@ -143,7 +177,9 @@ __attribute__((noinline)) static void* alloc_slow(size_t n, size_t align, bool z
 __attribute__((noinline)) static void free_slow(void* p) {
   mprof_sample_t d;
   if (mprof__blockmap_remove(p, &d)) cb->on_free(&d, p);
+  pthread_mutex_lock(&mprof_sampled_lock);
   mi_free(p);
+  pthread_mutex_unlock(&mprof_sampled_lock);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -289,9 +325,20 @@ static int find_self(struct dl_phdr_info* info, size_t size, void* arg) {
   return 0;
 }
 
-static void say(const char* msg) {
-  ssize_t w = write(STDERR_FILENO, msg, strlen(msg));
-  (void)w;
+
+static void sampled_fork_prepare(void) {
+  pthread_mutex_lock(&mprof_sampled_lock);
+}
+
+static void sampled_fork_parent(void) {
+  pthread_mutex_unlock(&mprof_sampled_lock);
+}
+
+static void sampled_fork_child(void) {
+  pthread_mutex_init(&mprof_sampled_lock, NULL);
+  /* A heap thread that was starting in the parent does not exist here. */
+  int st = HEAP_STARTING;
+  atomic_compare_exchange_strong(&heap_state, &st, HEAP_FAILED);
 }
 
 __attribute__((constructor)) static void mprof_glue_init(void) {
@@ -305,6 +352,7 @@ __attribute__((constructor)) static void mprof_glue_init(void) {
   snprintf(name, sizeof name, "mimalloc %d.%d.%d", MI_MALLOC_VERSION / 100,
            (MI_MALLOC_VERSION / 10) % 10, MI_MALLOC_VERSION % 10);
   mi_register_error(on_mi_error, NULL);
+  pthread_atfork(sampled_fork_prepare, sampled_fork_parent, sampled_fork_child);
   mprof_host_t host = {name, self.lo, self.hi};
   const mprof_callbacks_t* c = mprof__init(&host);
   if (c == NULL) return;

@@ -92,12 +92,6 @@ void mprof__leave(void) {
   mprof__thread.busy--;
 }
 
-void mprof__thread_exit(void) {
-  mprof_thread_t* t = &mprof__thread;
-  t->state = MPROF_THREAD_DEAD;
-  t->countdown = UINT64_MAX;
-}
-
 bool mprof__ready(void) {
   return atomic_load_explicit(&init_state, memory_order_acquire) == INIT_ON;
 }

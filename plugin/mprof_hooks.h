@@ -73,7 +73,4 @@ void mprof__sample_dropped(void);
 void mprof__enter(void);
 void mprof__leave(void);
 
-/* Called by the glue when the thread it runs on is being torn down and may no longer sample. */
-void mprof__thread_exit(void);
-
 #endif
