@@ -10,8 +10,16 @@ run() { # run BUILD_DIR CMAKE_ARGS...
   shift
   echo "=== $dir: cmake $* ==="
   cmake -S . -B "$dir" -DMPROF_WERROR=ON "$@" >/dev/null
-  cmake --build "$dir" -j"$jobs" 2>&1 | grep -E 'warning|error' && { echo "build of $dir failed"; return 1; }
-  cmake --build "$dir" -j"$jobs" >/dev/null
+  local log=$dir/build.log
+  if ! cmake --build "$dir" -j"$jobs" >"$log" 2>&1; then
+    grep -E -B2 -A8 '(error|warning):' "$log" || tail -40 "$log"
+    echo "build of $dir failed"
+    return 1
+  fi
+  if grep -E '(warning|error):' "$log"; then
+    echo "build of $dir printed warnings"
+    return 1
+  fi
   (cd "$dir" && ctest --output-on-failure -j"$jobs" --timeout 900)
 }
 run build -DCMAKE_BUILD_TYPE=RelWithDebInfo
