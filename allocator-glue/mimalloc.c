@@ -90,15 +90,15 @@ static void* heap_owner(void* arg) {
   sampled_heap = h;
   atomic_store_explicit(&heap_state, h != NULL ? HEAP_READY : HEAP_FAILED, memory_order_release);
   if (h == NULL) return NULL;
-  for (;;) pause(); /* every signal is blocked: sleeps for good, so the heap is never deleted */
+  for (;;)
+    pause(); /* every signal is blocked: sleeps for good, so the heap is never deleted */
 }
 
 /* The sampled heap, starting its thread on first use. NULL if it cannot be had. */
 static mi_heap_t* get_sampled_heap(void) {
   int st = atomic_load_explicit(&heap_state, memory_order_acquire);
   if (likely(st == HEAP_READY)) return sampled_heap;
-  if (st == HEAP_NONE &&
-      atomic_compare_exchange_strong(&heap_state, &st, HEAP_STARTING)) {
+  if (st == HEAP_NONE && atomic_compare_exchange_strong(&heap_state, &st, HEAP_STARTING)) {
     mprof__enter(); /* pthread_create allocates: served unsampled */
     sigset_t all, old;
     sigfillset(&all);
@@ -324,7 +324,6 @@ static int find_self(struct dl_phdr_info* info, size_t size, void* arg) {
   }
   return 0;
 }
-
 
 static void sampled_fork_prepare(void) {
   pthread_mutex_lock(&mprof_sampled_lock);

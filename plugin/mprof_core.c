@@ -42,11 +42,11 @@ static const char* host_name = "none";
 static pthread_key_t thread_key; /* destructor releases per-thread state */
 
 static _Atomic uint64_t st_samples, st_frees, st_dropped, st_inuse_bytes, st_dumps, st_dump_errors;
-static _Atomic uint64_t dump_seq;                  /* every automatic dump of this process */
-static _Atomic uint64_t kind_seq[4];               /* per kind: f, i, m, u */
-static _Atomic uint64_t alloc_est;                 /* estimated bytes allocated (sum of w*size) */
-static _Atomic int64_t inuse_est;                  /* estimated bytes in use (sum of w*size) */
-static _Atomic int64_t gdump_mark;                 /* high-water mark of inuse_est last dumped */
+static uint64_t dump_seq;          /* every automatic dump of this process; mprof_dump_lock */
+static uint64_t kind_seq[4];       /* per kind: f, i, m, u; mprof_dump_lock */
+static _Atomic uint64_t alloc_est; /* estimated bytes allocated (sum of w*size) */
+static _Atomic int64_t inuse_est;  /* estimated bytes in use (sum of w*size) */
+static _Atomic int64_t gdump_mark; /* high-water mark of inuse_est last dumped */
 static atomic_flag warned_drop = ATOMIC_FLAG_INIT; /* "samples dropped" said once */
 static atomic_flag warned_dump = ATOMIC_FLAG_INIT; /* "automatic dump failed" said once */
 static atomic_flag exit_once = ATOMIC_FLAG_INIT;
@@ -285,48 +285,35 @@ static int write_file(const char* path, const mprof_heap_profile_t* prof) {
   return err;
 }
 
+/* Writes one profile to `path`. Needs mprof_dump_lock; counts the result in the stats. */
 static int dump_locked(const char* path) {
-  mprof__cycle_publish_all();
-  mprof_heap_profile_t prof;
-  mprof_heap_rec_t* recs;
-  size_t cap_bytes;
-  int err = snapshot(&recs, &prof.nrecs, &cap_bytes);
-  if (err != 0) return err;
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  prof.recs = recs;
-  prof.period = interval;
-  prof.time_nanos = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-  err = write_file(path, &prof);
-  mprof__meta_free(recs, cap_bytes);
-  return err;
-}
-
-/* `wait`: false for automatic dumps taken from inside malloc, which must never wait for another
- * dump (that dump may be waiting for a lock, such as the dynamic loader's, that this thread
- * holds); such a dump is skipped with EAGAIN and the next trigger tries again. */
-static int dump_with_lock(const char* path, bool wait) {
   int err = ENAMETOOLONG;
   if (strlen(path) < PATH_MAX) {
-    mprof__enter();
-    if (!wait && !mprof__cycle_dump_trylock()) {
-      mprof__leave();
-      return EAGAIN;
+    mprof__cycle_publish_all();
+    mprof_heap_profile_t prof;
+    mprof_heap_rec_t* recs;
+    size_t cap_bytes;
+    err = snapshot(&recs, &prof.nrecs, &cap_bytes);
+    if (err == 0) {
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      prof.recs = recs;
+      prof.period = interval;
+      prof.time_nanos = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+      err = write_file(path, &prof);
+      mprof__meta_free(recs, cap_bytes);
     }
-    if (wait) mprof__cycle_dump_lock();
-    err = dump_locked(path);
-    mprof__cycle_dump_unlock();
-    mprof__leave();
   }
   atomic_fetch_add_explicit(err ? &st_dump_errors : &st_dumps, 1, memory_order_relaxed);
   return err;
 }
 
-static int auto_name(char kind, char* buf, size_t len) {
+/* The next automatic name of `kind`. Needs mprof_dump_lock, so numbers follow the dump order. */
+static int auto_name_locked(char kind, char* buf, size_t len) {
   if (mprof__opts.prof_prefix[0] == '\0') return EINVAL;
   int ki = kind == 'f' ? 0 : kind == 'i' ? 1 : kind == 'm' ? 2 : 3;
-  uint64_t seq = atomic_fetch_add(&dump_seq, 1);
-  uint64_t kseq = atomic_fetch_add(&kind_seq[ki], 1);
+  uint64_t seq = dump_seq++;
+  uint64_t kseq = kind_seq[ki]++;
   int n;
   if (kind == 'f')
     n = snprintf(buf, len, "%s.%ld.%llu.f.pb.gz", mprof__opts.prof_prefix, (long)getpid(),
@@ -337,20 +324,39 @@ static int auto_name(char kind, char* buf, size_t len) {
   return (n < 0 || (size_t)n >= len) ? ENAMETOOLONG : 0;
 }
 
-int mprof__dump(const char* path) {
+/* A dump to `path`, or to the next automatic name of `kind` when path is NULL. `wait` is false
+ * for automatic dumps taken from inside malloc, which must never wait for another dump (that
+ * dump may be waiting for a lock that this thread holds, such as the dynamic loader's): such a
+ * dump is skipped with EAGAIN, uses no sequence number, and the next trigger tries again. */
+static int dump(const char* path, char kind, bool wait, char* name, size_t namelen) {
   if (!mprof__ready()) return ENOENT;
-  if (path != NULL) return dump_with_lock(path, true);
+  mprof__enter();
+  int err = 0;
+  if (wait) {
+    mprof__cycle_dump_lock();
+  } else if (!mprof__cycle_dump_trylock()) {
+    mprof__leave();
+    return EAGAIN;
+  }
+  if (path == NULL) {
+    err = auto_name_locked(kind, name, namelen);
+    path = name;
+  }
+  if (err == 0) err = dump_locked(path);
+  mprof__cycle_dump_unlock();
+  mprof__leave();
+  return err;
+}
+
+int mprof__dump(const char* path) {
   char name[PATH_MAX];
-  int err = auto_name('m', name, sizeof name);
-  return err ? err : dump_with_lock(name, true);
+  return dump(path, 'm', true, name, sizeof name);
 }
 
 int mprof__dump_auto(char kind) {
-  if (!mprof__ready()) return ENOENT;
-  char name[PATH_MAX];
-  int err = auto_name(kind, name, sizeof name);
-  if (err == 0) err = dump_with_lock(name, kind == 'f' || kind == 'm');
-  if (err == EAGAIN) return err; /* another dump is running: skipped, not failed */
+  char name[PATH_MAX] = "";
+  int err = dump(NULL, kind, kind == 'f' || kind == 'm', name, sizeof name);
+  if (err == EAGAIN || err == ENOENT) return err; /* skipped, not failed */
   if (err != 0 && !atomic_flag_test_and_set(&warned_dump))
     say("mprof: automatic profile dump to \"%s\" failed: %s", name, strerror(err));
   return err;

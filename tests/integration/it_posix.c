@@ -59,7 +59,8 @@ static void test_calloc_returns_zeroed_memory(void** state) {
   for (int i = 0; i < 200; i++) {
     unsigned char* p = calloc(1, 1000 + (size_t)i);
     assert_non_null(p);
-    for (size_t k = 0; k < 1000 + (size_t)i; k++) assert_int_equal(p[k], 0);
+    for (size_t k = 0; k < 1000 + (size_t)i; k++)
+      assert_int_equal(p[k], 0);
     memset(p, 0xab, 1000 + (size_t)i);
     free(p);
   }
@@ -84,17 +85,21 @@ static void test_realloc_keeps_contents_while_growing_and_shrinking(void** state
   for (int round = 0; round < 100; round++) {
     size_t n = 8;
     unsigned char* p = malloc(n);
-    for (size_t k = 0; k < n; k++) p[k] = (unsigned char)k;
+    for (size_t k = 0; k < n; k++)
+      p[k] = (unsigned char)k;
     while (n < (1u << 20)) {
       size_t m = n * 3;
       p = realloc(p, m);
       assert_non_null(p);
-      for (size_t k = 0; k < n; k++) assert_int_equal(p[k], (unsigned char)k);
-      for (size_t k = n; k < m; k++) p[k] = (unsigned char)k;
+      for (size_t k = 0; k < n; k++)
+        assert_int_equal(p[k], (unsigned char)k);
+      for (size_t k = n; k < m; k++)
+        p[k] = (unsigned char)k;
       n = m;
     }
     p = realloc(p, 100);
-    for (size_t k = 0; k < 100; k++) assert_int_equal(p[k], (unsigned char)k);
+    for (size_t k = 0; k < 100; k++)
+      assert_int_equal(p[k], (unsigned char)k);
     free(p);
   }
 }

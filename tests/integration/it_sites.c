@@ -27,7 +27,8 @@ static void report(const char* name, size_t alloc, size_t inuse, size_t objs) {
 
 __attribute__((noinline)) static void site_small_live(void) {
   size_t n = 32 * MiB / 256;
-  for (size_t i = 0; i < n; i++) keep[nkeep++] = malloc(256);
+  for (size_t i = 0; i < n; i++)
+    keep[nkeep++] = malloc(256);
   report("site_small_live", 32 * MiB, 32 * MiB, n);
 }
 
@@ -80,7 +81,8 @@ __attribute__((noinline)) static void site_churn(void) {
 }
 
 __attribute__((noinline)) static void site_calloc_live(void) {
-  for (size_t i = 0; i < 8 * MiB / 4096; i++) keep[nkeep++] = calloc(1, 4096);
+  for (size_t i = 0; i < 8 * MiB / 4096; i++)
+    keep[nkeep++] = calloc(1, 4096);
   report("site_calloc_live", 8 * MiB, 8 * MiB, 8 * MiB / 4096);
 }
 

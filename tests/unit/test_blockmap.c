@@ -82,7 +82,8 @@ static void* churner(void* arg) {
 static void test_threads_inserting_and_removing_never_see_each_others_blocks(void** state) {
   (void)state;
   pthread_t th[4];
-  for (uintptr_t t = 0; t < 4; t++) pthread_create(&th[t], NULL, churner, (void*)t);
+  for (uintptr_t t = 0; t < 4; t++)
+    pthread_create(&th[t], NULL, churner, (void*)t);
   for (int t = 0; t < 4; t++) {
     void* r;
     pthread_join(th[t], &r);

@@ -15,7 +15,8 @@
 
 static void make_stack(unsigned i, uintptr_t* stk, uint32_t* n) {
   *n = 1 + i % 7;
-  for (uint32_t k = 0; k < *n; k++) stk[k] = 0x400000 + (uintptr_t)i * 64 + k;
+  for (uint32_t k = 0; k < *n; k++)
+    stk[k] = 0x400000 + (uintptr_t)i * 64 + k;
 }
 
 static mprof_bucket_t* seen[NTHREADS][NSTACKS];
@@ -35,15 +36,19 @@ static void* inserter(void* arg) {
 static void test_concurrent_inserts_of_the_same_stacks_give_one_bucket_each(void** state) {
   (void)state;
   pthread_t th[NTHREADS];
-  for (uintptr_t t = 0; t < NTHREADS; t++) pthread_create(&th[t], NULL, inserter, (void*)t);
-  for (int t = 0; t < NTHREADS; t++) pthread_join(th[t], NULL);
+  for (uintptr_t t = 0; t < NTHREADS; t++)
+    pthread_create(&th[t], NULL, inserter, (void*)t);
+  for (int t = 0; t < NTHREADS; t++)
+    pthread_join(th[t], NULL);
   for (unsigned i = 0; i < NSTACKS; i++) {
     assert_non_null(seen[0][i]);
-    for (int t = 1; t < NTHREADS; t++) assert_ptr_equal(seen[t][i], seen[0][i]);
+    for (int t = 1; t < NTHREADS; t++)
+      assert_ptr_equal(seen[t][i], seen[0][i]);
   }
   assert_int_equal(mprof__bucket_count(MPROF_BUCKET_HEAP), NSTACKS);
   size_t listed = 0;
-  for (mprof_bucket_t* b = mprof__bucket_list(MPROF_BUCKET_HEAP); b; b = b->allnext) listed++;
+  for (mprof_bucket_t* b = mprof__bucket_list(MPROF_BUCKET_HEAP); b; b = b->allnext)
+    listed++;
   assert_int_equal(listed, NSTACKS);
 }
 

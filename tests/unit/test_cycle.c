@@ -194,7 +194,8 @@ static void* worker(void* arg) {
       }
     }
   }
-  for (int k = 0; k < n; k++) do_free(&live[k]);
+  for (int k = 0; k < n; k++)
+    do_free(&live[k]);
   return NULL;
 }
 
@@ -217,19 +218,26 @@ static void* epocher(void* arg) {
 
 static void test_concurrent_events_match_an_exact_shadow_and_never_go_negative(void** state) {
   (void)state;
-  for (int i = 0; i < SITES; i++) stress_buckets[i] = bucket_for(1000 + (uintptr_t)i);
+  for (int i = 0; i < SITES; i++)
+    stress_buckets[i] = bucket_for(1000 + (uintptr_t)i);
   mprof_mem_cycle_t before[SITES];
   mprof__cycle_publish_all();
-  for (int i = 0; i < SITES; i++) before[i] = published(stress_buckets[i]);
+  for (int i = 0; i < SITES; i++)
+    before[i] = published(stress_buckets[i]);
 
   pthread_t w[WORKERS], e[2];
-  for (int i = 0; i < 2; i++) pthread_create(&e[i], NULL, epocher, NULL);
-  for (uintptr_t i = 0; i < WORKERS; i++) pthread_create(&w[i], NULL, worker, (void*)(i + 1));
-  for (int i = 0; i < WORKERS; i++) pthread_join(w[i], NULL);
-  for (int i = 0; i < xq_n; i++) do_free(&xq[i]);
+  for (int i = 0; i < 2; i++)
+    pthread_create(&e[i], NULL, epocher, NULL);
+  for (uintptr_t i = 0; i < WORKERS; i++)
+    pthread_create(&w[i], NULL, worker, (void*)(i + 1));
+  for (int i = 0; i < WORKERS; i++)
+    pthread_join(w[i], NULL);
+  for (int i = 0; i < xq_n; i++)
+    do_free(&xq[i]);
   xq_n = 0;
   atomic_store(&stop_epochs, 1);
-  for (int i = 0; i < 2; i++) pthread_join(e[i], NULL);
+  for (int i = 0; i < 2; i++)
+    pthread_join(e[i], NULL);
 
   assert_false(atomic_load(&negative_seen));
   assert_true(atomic_load(&epochs_done) > 100); /* the interleavings really happened */

@@ -37,7 +37,8 @@ static void test_a_mean_of_one_samples_every_allocation(void** state) {
   (void)state;
   mprof_thread_t t = {0};
   mprof__thread_seed(&t);
-  for (int i = 0; i < 1000; i++) assert_int_equal(mprof__thread_next_interval(&t, 1), 0);
+  for (int i = 0; i < 1000; i++)
+    assert_int_equal(mprof__thread_next_interval(&t, 1), 0);
 }
 
 static void test_two_threads_seeded_at_once_draw_different_streams(void** state) {
@@ -73,7 +74,8 @@ static uintptr_t frames[8];
 __attribute__((noinline)) static void capture_leaf(unsigned depth) {
   mprof_thread_t* t = &mprof__thread;
   captured = mprof__thread_capture(t, depth, 0);
-  for (uint32_t i = 0; i < captured && i < 8; i++) frames[i] = t->stack[i];
+  for (uint32_t i = 0; i < captured && i < 8; i++)
+    frames[i] = t->stack[i];
   __asm__ volatile("" ::: "memory");
 }
 
