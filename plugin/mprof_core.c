@@ -98,7 +98,12 @@ bool mprof__ready(void) {
 
 bool mprof__sample_decide(size_t n) {
   mprof_thread_t* t = &mprof__thread;
-  if (t->busy) return false;
+  if (t->busy) {
+    /* An allocation made by the profiler itself (or by what it calls) is never sampled, and
+     * must not consume the countdown the outer allocation just drew: undo its subtraction. */
+    t->countdown += n;
+    return false;
+  }
   int st = atomic_load_explicit(&init_state, memory_order_acquire);
   if (st != INIT_ON) {
     /* Before start-up look again after 64 KiB; with profiling off never again. */

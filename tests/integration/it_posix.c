@@ -162,7 +162,7 @@ static void test_allocations_are_sampled_when_profiling_is_on(void** state) {
     free(sink);
   }
   if (profiling_on())
-    assert_true(samples() >= before + 1000); /* lg_prof_sample:0: every allocation */
+    assert_int_equal(samples(), before + 1000); /* lg_prof_sample:0: every allocation */
   else
     assert_int_equal(samples(), 0);
 }

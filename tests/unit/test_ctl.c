@@ -17,6 +17,7 @@
 #include "mprof.h"
 #include "mprof_core.h"
 #include "mprof_hooks.h"
+#include "mprof_thread.h"
 
 static const mprof_callbacks_t* cb;
 static char dir[64];
@@ -216,6 +217,22 @@ static void test_dump_errors_return_the_errno_and_keep_the_old_file(void** state
   assert_int_equal(stat_u64("stats.dump_errors"), e0 + 4);
 }
 
+static void test_allocations_inside_the_profiler_leave_the_countdown_alone(void** state) {
+  (void)state;
+  /* lg_prof_sample:0: every allocation is sampled, the countdown stays 0. */
+  mprof__thread.countdown = 0;
+  assert_true(mprof__thread_countdown_expired(64));
+  assert_true(mprof__sample_decide(64));
+  assert_int_equal(mprof__thread.countdown, 0);
+  mprof__enter(); /* the profiler allocates while handling that sample */
+  assert_true(mprof__thread_countdown_expired(320));
+  assert_false(mprof__sample_decide(320)); /* never sampled ... */
+  mprof__leave();
+  assert_int_equal(mprof__thread.countdown, 0); /* ... and the next allocation still is */
+  assert_true(mprof__thread_countdown_expired(1));
+  assert_true(mprof__sample_decide(1));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_version_reads_the_version_string),
@@ -228,6 +245,7 @@ int main(void) {
       cmocka_unit_test(test_dump_to_a_path_writes_a_gzipped_profile),
       cmocka_unit_test(test_dump_with_null_uses_the_automatic_name),
       cmocka_unit_test(test_dump_errors_return_the_errno_and_keep_the_old_file),
+      cmocka_unit_test(test_allocations_inside_the_profiler_leave_the_countdown_alone),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }
