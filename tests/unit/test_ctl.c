@@ -233,6 +233,20 @@ static void test_allocations_inside_the_profiler_leave_the_countdown_alone(void*
   assert_true(mprof__sample_decide(1));
 }
 
+static void test_sampling_stops_and_resumes_with_prof_active(void** state) {
+  (void)state;
+  bool off = false, on = true;
+  assert_int_equal(mprof_ctl("prof.active", NULL, NULL, &off, sizeof off), 0);
+  mprof__thread.countdown = 0;
+  assert_true(mprof__thread_countdown_expired(8));
+  assert_false(mprof__sample_decide(8));
+  assert_int_equal(mprof__thread.countdown, mprof__sample_interval()); /* looks again later */
+  assert_int_equal(mprof_ctl("prof.active", NULL, NULL, &on, sizeof on), 0);
+  mprof__thread.countdown = 0;
+  assert_true(mprof__thread_countdown_expired(8));
+  assert_true(mprof__sample_decide(8));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_version_reads_the_version_string),
@@ -246,6 +260,7 @@ int main(void) {
       cmocka_unit_test(test_dump_with_null_uses_the_automatic_name),
       cmocka_unit_test(test_dump_errors_return_the_errno_and_keep_the_old_file),
       cmocka_unit_test(test_allocations_inside_the_profiler_leave_the_countdown_alone),
+      cmocka_unit_test(test_sampling_stops_and_resumes_with_prof_active),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }
