@@ -305,6 +305,19 @@ MPROF_PUBLIC size_t malloc_usable_size(void* p) {
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * exit(): the final dump must finish before any thread ends the process (mprof__exit_wait).
+ * ------------------------------------------------------------------------------------------- */
+static void (*real_exit)(int); /* libc's, found by the constructor */
+
+MPROF_PUBLIC _Noreturn void exit(int status) {
+  mprof__exit_wait();
+  if (real_exit == NULL) *(void**)&real_exit = dlsym(RTLD_NEXT, "exit");
+  if (real_exit == NULL) _exit(status);
+  real_exit(status);
+  __builtin_unreachable(); /* libc's exit does not return */
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Start-up
  * ------------------------------------------------------------------------------------------- */
 typedef struct self_range_s {
@@ -351,6 +364,7 @@ __attribute__((constructor)) static void mprof_glue_init(void) {
   snprintf(name, sizeof name, "mimalloc %d.%d.%d", MI_MALLOC_VERSION / 100,
            (MI_MALLOC_VERSION / 10) % 10, MI_MALLOC_VERSION % 10);
   mi_register_error(on_mi_error, NULL);
+  *(void**)&real_exit = dlsym(RTLD_NEXT, "exit");
   pthread_atfork(sampled_fork_prepare, sampled_fork_parent, sampled_fork_child);
   mprof_host_t host = {name, self.lo, self.hi};
   const mprof_callbacks_t* c = mprof__init(&host);

@@ -49,7 +49,8 @@ static _Atomic int64_t inuse_est;  /* estimated bytes in use (sum of w*size) */
 static _Atomic int64_t gdump_mark; /* high-water mark of inuse_est last dumped */
 static atomic_flag warned_drop = ATOMIC_FLAG_INIT; /* "samples dropped" said once */
 static atomic_flag warned_dump = ATOMIC_FLAG_INIT; /* "automatic dump failed" said once */
-static atomic_flag exit_once = ATOMIC_FLAG_INIT;
+enum { EXIT_NONE = 0, EXIT_RUNNING, EXIT_DONE };
+static _Atomic int exit_state; /* the process is exiting: see mprof__at_exit */
 
 /* ---------------------------------------------------------------------------------------------
  * Messages: one line on stderr, formatted on the stack, written with write(2).
@@ -343,7 +344,9 @@ static int dump(const char* path, char kind, bool wait, char* name, size_t namel
     mprof__leave();
     return EAGAIN;
   }
-  if (path == NULL) {
+  if (atomic_load_explicit(&exit_state, memory_order_acquire) == EXIT_DONE) {
+    err = ECANCELED; /* the process is ending: a dump now could be cut off half-written */
+  } else if (path == NULL) {
     err = auto_name_locked(kind, name, namelen);
     path = name;
   }
@@ -361,7 +364,7 @@ int mprof__dump(const char* path) {
 int mprof__dump_auto(char kind) {
   char name[PATH_MAX] = "";
   int err = dump(NULL, kind, kind == 'f' || kind == 'm', name, sizeof name);
-  if (err == EAGAIN || err == ENOENT) return err; /* skipped, not failed */
+  if (err == EAGAIN || err == ENOENT || err == ECANCELED) return err; /* skipped, not failed */
   if (err != 0 && !atomic_flag_test_and_set(&warned_dump))
     say("mprof: automatic profile dump to \"%s\" failed: %s", name, strerror(err));
   return err;
@@ -440,18 +443,55 @@ static void fork_child(void) {
   mprof__thread.busy--;
 }
 
-static void at_exit(void) {
-  if (atomic_flag_test_and_set(&exit_once)) return;
-  mprof__thread.busy++;
-  if (mprof__opts.prof_final && mprof__opts.prof_prefix[0] != '\0') mprof__dump_auto('f');
-  if (mprof__opts.prof_leak) {
-    mprof__cycle_publish_all();
-    int64_t est = atomic_load_explicit(&inuse_est, memory_order_relaxed);
-    say("mprof: leak summary: about %lld bytes in use at exit in %llu sampled blocks "
-        "(estimated from samples; see the final profile for the stacks)",
-        (long long)(est > 0 ? est : 0), (unsigned long long)mprof__blockmap_count());
+/* exit() from several threads at once: glibc hands each exit handler to one of them and lets
+ * the others run the rest of the list, or find it empty, and _exit() — which would end the
+ * process in the middle of the final dump. So the glue's exit() wrapper calls mprof__exit_wait:
+ * the first thread to call exit() goes on and runs the handlers (the program's, then this
+ * module's final dump); every other one waits until the final dump is done, then goes on to
+ * libc's exit() as it would have. A waiting thread holds no profiler lock. */
+static _Atomic int exit_callers;
+static __thread int exiting_here __attribute__((tls_model("initial-exec")));
+
+static void wait_exit_done(void) {
+  while (atomic_load_explicit(&exit_state, memory_order_acquire) != EXIT_DONE) {
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
   }
-  mprof__thread.busy--;
+}
+
+void mprof__exit_wait(void) {
+  if (!mprof__ready() || exiting_here) return; /* exit() from an exit handler: don't wait */
+  exiting_here = 1;
+  if (atomic_fetch_add(&exit_callers, 1) == 0 &&
+      atomic_load_explicit(&exit_state, memory_order_acquire) == EXIT_NONE)
+    return;
+  wait_exit_done();
+}
+
+void mprof__at_exit(void) {
+  int expected = EXIT_NONE;
+  if (!atomic_compare_exchange_strong(&exit_state, &expected, EXIT_RUNNING)) {
+    wait_exit_done();
+    return;
+  }
+  if (mprof__ready()) {
+    mprof__thread.busy++;
+    if (mprof__opts.prof_final && mprof__opts.prof_prefix[0] != '\0') mprof__dump_auto('f');
+    if (mprof__opts.prof_leak) {
+      mprof__cycle_publish_all();
+      int64_t est = atomic_load_explicit(&inuse_est, memory_order_relaxed);
+      say("mprof: leak summary: about %lld bytes in use at exit in %llu sampled blocks "
+          "(estimated from samples; see the final profile for the stacks)",
+          (long long)(est > 0 ? est : 0), (unsigned long long)mprof__blockmap_count());
+    }
+    /* No dump may be left running, or start, once this returns: wait for one in progress. */
+    mprof__cycle_dump_lock();
+    atomic_store_explicit(&exit_state, EXIT_DONE, memory_order_release);
+    mprof__cycle_dump_unlock();
+    mprof__thread.busy--;
+  } else {
+    atomic_store_explicit(&exit_state, EXIT_DONE, memory_order_release);
+  }
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -484,7 +524,7 @@ static const mprof_callbacks_t* start(const mprof_host_t* h) {
     return NULL;
   }
   pthread_atfork(fork_prepare, fork_parent, fork_child);
-  atexit(at_exit);
+  atexit(mprof__at_exit);
   atomic_store_explicit(&init_state, INIT_ON, memory_order_release);
   mprof__thread.busy--;
   return &callbacks;

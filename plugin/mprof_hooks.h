@@ -69,6 +69,15 @@ bool mprof__sample_decide(size_t n);
 /* A sample was decided but the glue could not place it (e.g. its sampled-block area is full). */
 void mprof__sample_dropped(void);
 
+/* The work done at exit (final dump, leak summary), once; an atexit handler registered by
+ * mprof__init. Later callers wait until it is done. */
+void mprof__at_exit(void);
+
+/* For a glue that interposes exit(): call first. When several threads call exit() at once, the
+ * ones that find glibc's handler list already taken would end the process while the final dump
+ * is being written; this holds every caller but the first until the final dump is done. */
+void mprof__exit_wait(void);
+
 /* Re-entry guard for the glue's own slow paths. */
 void mprof__enter(void);
 void mprof__leave(void);
