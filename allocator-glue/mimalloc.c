@@ -170,7 +170,9 @@ static void* alloc_sampled(size_t n, size_t align, bool zero) {
 }
 
 __attribute__((noinline)) static void* alloc_slow(size_t n, size_t align, bool zero) {
-  if (cb != NULL && mprof__sample_decide(n)) return alloc_sampled(n, align, zero);
+  /* Always ask: the decision also resets the countdown, which the fast path has just run below
+   * zero (even before start-up, or when there is nowhere to put sampled blocks: cb == NULL). */
+  if (mprof__sample_decide(n) && cb != NULL) return alloc_sampled(n, align, zero);
   return enomem(plain_alloc(n, align, zero));
 }
 
@@ -209,7 +211,7 @@ MPROF_PUBLIC void* calloc(size_t count, size_t size) {
 }
 
 __attribute__((noinline)) static void* realloc_slow(void* p, size_t n, bool expired) {
-  bool sample = expired && cb != NULL && mprof__sample_decide(n);
+  bool sample = expired && mprof__sample_decide(n) && cb != NULL;
   if (!sample && !(in_arena(p) && mprof__blockmap_contains(p))) return enomem(mi_realloc(p, n));
   /* The old block is sampled, or the new one must be: move it. */
   void* q = sample ? alloc_sampled(n, 0, false) : enomem(mi_malloc(n));
