@@ -142,6 +142,7 @@ static int visit_object(struct dl_phdr_info* info, size_t size, void* arg) {
     m->start = info->dlpi_addr + ph->p_vaddr;
     m->limit = m->start + ph->p_memsz;
     m->offset = ph->p_offset;
+    m->bias = info->dlpi_addr;
     m->path = strings;
     m->build_id = strings + path_size;
     m->is_main = is_main;

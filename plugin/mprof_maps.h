@@ -20,6 +20,7 @@ typedef struct mprof_mapping_s {
   uintptr_t start;      /* first address of the segment: load bias + p_vaddr */
   uintptr_t limit;      /* one past its last address: start + p_memsz */
   uint64_t offset;      /* file offset mapped at start: p_offset */
+  uintptr_t bias;       /* load bias (dlpi_addr): runtime address - bias = address in the file */
   const char* path;     /* NUL-terminated; "[vdso]" for the vDSO */
   const char* build_id; /* lowercase hex of the NT_GNU_BUILD_ID note, "" when there is none */
   bool is_main;         /* a segment of the main executable */

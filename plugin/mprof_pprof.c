@@ -11,6 +11,7 @@
 #include "mprof_pprof.h"
 
 #include "mprof_meta.h"
+#include "mprof_symtab.h"
 #include "mprof_pb.h"
 
 #include <errno.h>
@@ -31,7 +32,9 @@ enum {
   PROFILE_SAMPLE = 2,
   PROFILE_MAPPING = 3,
   PROFILE_LOCATION = 4,
+  PROFILE_FUNCTION = 5,
   PROFILE_STRING_TABLE = 6,
+  PROFILE_DROP_FRAMES = 7,
   PROFILE_TIME_NANOS = 9,
   PROFILE_PERIOD_TYPE = 11,
   PROFILE_PERIOD = 12,
@@ -54,6 +57,11 @@ enum {
   LOCATION_ID = 1,
   LOCATION_MAPPING_ID = 2,
   LOCATION_ADDRESS = 3,
+  LOCATION_LINE = 4,
+  LINE_FUNCTION_ID = 1,
+  FUNCTION_ID = 1,
+  FUNCTION_NAME = 2,
+  FUNCTION_SYSTEM_NAME = 3,
 };
 
 /* Strings every heap profile uses, interned first in this order. */
@@ -67,16 +75,26 @@ enum {
   S_INUSE_SPACE,
   S_SPACE,
   S_COMMENT,
+  S_DROP_FRAMES,
   S_NFIXED
 };
 static const char* const fixed_strings[S_NFIXED] = {
-    "",      "alloc_objects",      "count", "alloc_space", "bytes", "inuse_objects", "inuse_space",
-    "space", "mprof heap profile",
+    "",
+    "alloc_objects",
+    "count",
+    "alloc_space",
+    "bytes",
+    "inuse_objects",
+    "inuse_space",
+    "space",
+    "mprof heap profile",
+    MPROF_PPROF_DROP_FRAMES,
 };
 
 typedef struct loc_slot_s {
   uint64_t addr; /* call address (return address - 1) */
   uint64_t id;   /* location id, 0 while the slot is empty */
+  int64_t fn;    /* string id of its function's name from the symbol table (= function id), 0 */
 } loc_slot_t;
 
 typedef struct writer_s {
@@ -96,9 +114,13 @@ typedef struct writer_s {
   size_t locs_cap;  /* power of two */
   size_t nlocs;
 
+  size_t nstrs_written; /* string table entries already encoded */
+
   const mprof_maps_t* maps;
-  uint64_t* map_ids;  /* mapping id of maps->entries[i] */
-  int64_t* map_names; /* string ids: filename of entry i at 2i, build id at 2i + 1 */
+  mprof_symtab_t* symtabs; /* symtabs[i] for maps->entries[i], loaded on first use */
+  uint8_t* symtab_state;   /* 0 not tried, 1 loaded, 2 unavailable */
+  uint64_t* map_ids;       /* mapping id of maps->entries[i] */
+  int64_t* map_names;      /* string ids: filename of entry i at 2i, build id at 2i + 1 */
 } writer_t;
 
 /* zlib's memory comes from profiler memory; a header remembers the size mprof__meta_free needs.
@@ -283,18 +305,25 @@ static int prepare(writer_t* w) {
   return 0;
 }
 
+/* Encodes the strings interned since the last call. string_table is a repeated field, so its
+ * entries may come in several runs anywhere in the message, as long as they stay in order. */
+static void write_new_strings(writer_t* w) {
+  for (; w->nstrs_written < w->nstrs; w->nstrs_written++) {
+    mprof__pb_string(&w->out, PROFILE_STRING_TABLE, w->strs[w->nstrs_written]);
+    maybe_pump(w);
+  }
+}
+
 static void write_header(writer_t* w, const mprof_heap_profile_t* prof) {
   write_value_type(w, PROFILE_SAMPLE_TYPE, S_ALLOC_OBJECTS, S_COUNT);
   write_value_type(w, PROFILE_SAMPLE_TYPE, S_ALLOC_SPACE, S_BYTES);
   write_value_type(w, PROFILE_SAMPLE_TYPE, S_INUSE_OBJECTS, S_COUNT);
   write_value_type(w, PROFILE_SAMPLE_TYPE, S_INUSE_SPACE, S_BYTES);
-  for (size_t i = 0; i < w->nstrs; i++) {
-    mprof__pb_string(&w->out, PROFILE_STRING_TABLE, w->strs[i]);
-    maybe_pump(w);
-  }
+  write_new_strings(w);
   if (prof->time_nanos != 0) mprof__pb_int64(&w->out, PROFILE_TIME_NANOS, prof->time_nanos);
   write_value_type(w, PROFILE_PERIOD_TYPE, S_SPACE, S_BYTES);
   mprof__pb_int64(&w->out, PROFILE_PERIOD, (int64_t)prof->period);
+  mprof__pb_int64(&w->out, PROFILE_DROP_FRAMES, S_DROP_FRAMES);
   mprof__pb_int64(&w->out, PROFILE_COMMENT, S_COMMENT);
   mprof__pb_int64(&w->out, PROFILE_DEFAULT_SAMPLE_TYPE, S_INUSE_SPACE);
 }
@@ -351,6 +380,53 @@ static void write_samples(writer_t* w, const mprof_heap_profile_t* prof) {
   }
 }
 
+/* Names every location from the symbol table of its mapped file, where there is one. A file
+ * that cannot be read (gone, replaced, not ELF, the vDSO) just leaves its locations unnamed. */
+static void symbolize(writer_t* w) {
+  size_t n = w->maps->n;
+  w->symtabs = mprof__meta_alloc(n * sizeof *w->symtabs);
+  w->symtab_state = mprof__meta_alloc(n);
+  if (w->symtabs == NULL || w->symtab_state == NULL) return; /* names are optional */
+  for (size_t i = 0; i < w->locs_cap; i++) {
+    loc_slot_t* l = &w->locs[i];
+    if (l->id == 0) continue;
+    ptrdiff_t m = mprof__maps_find(w->maps, (uintptr_t)l->addr);
+    if (m < 0) continue;
+    const mprof_mapping_t* map = &w->maps->entries[m];
+    if (w->symtab_state[m] == 0) {
+      w->symtab_state[m] = 2;
+      if (map->path[0] == '/' && mprof__symtab_open(map->path, map->build_id, &w->symtabs[m]) == 0)
+        w->symtab_state[m] = 1;
+      /* The other entries of the same file share the table. */
+      for (size_t k = 0; k < n; k++) {
+        if (k != (size_t)m && w->maps->entries[k].path == map->path) w->symtab_state[k] = 3;
+      }
+    }
+    const mprof_symtab_t* st = NULL;
+    if (w->symtab_state[m] == 1) {
+      st = &w->symtabs[m];
+    } else if (w->symtab_state[m] == 3) {
+      for (size_t k = 0; k < n && st == NULL; k++)
+        if (w->symtab_state[k] == 1 && w->maps->entries[k].path == map->path) st = &w->symtabs[k];
+    }
+    const char* name = st ? mprof__symtab_find(st, l->addr - map->bias) : NULL;
+    if (name != NULL) l->fn = intern(w, name);
+    if (l->fn < 0) {
+      l->fn = 0;
+      return; /* out of memory: the rest stays unnamed */
+    }
+  }
+}
+
+static void close_symtabs(writer_t* w) {
+  if (w->symtabs != NULL) {
+    for (size_t i = 0; i < w->maps->n; i++)
+      if (w->symtab_state != NULL && w->symtab_state[i] == 1) mprof__symtab_close(&w->symtabs[i]);
+    mprof__meta_free(w->symtabs, w->maps->n * sizeof *w->symtabs);
+  }
+  if (w->symtab_state != NULL) mprof__meta_free(w->symtab_state, w->maps->n);
+}
+
 static void write_locations(writer_t* w) {
   for (size_t i = 0; i < w->locs_cap && w->err == 0; i++) {
     const loc_slot_t* l = &w->locs[i];
@@ -360,9 +436,36 @@ static void write_locations(writer_t* w) {
     ptrdiff_t m = mprof__maps_find(w->maps, (uintptr_t)l->addr);
     if (m >= 0) mprof__pb_uint64(&w->out, LOCATION_MAPPING_ID, w->map_ids[m]);
     mprof__pb_uint64(&w->out, LOCATION_ADDRESS, l->addr);
+    if (l->fn > 0) {
+      size_t line = mprof__pb_begin(&w->out, LOCATION_LINE);
+      mprof__pb_uint64(&w->out, LINE_FUNCTION_ID, (uint64_t)l->fn);
+      mprof__pb_end(&w->out, line);
+    }
     mprof__pb_end(&w->out, tok);
     maybe_pump(w);
   }
+}
+
+/* One Function per distinct name, its id being the name's string id. The name is the symbol
+ * as it is (C++ names mangled); pprof demangles it for display. */
+static void write_functions(writer_t* w) {
+  uint8_t* done = mprof__meta_alloc(w->nstrs);
+  if (done == NULL) {
+    w->err = ENOMEM;
+    return;
+  }
+  for (size_t i = 0; i < w->locs_cap && w->err == 0; i++) {
+    int64_t fn = w->locs[i].id != 0 ? w->locs[i].fn : 0;
+    if (fn <= 0 || done[fn]) continue;
+    done[fn] = 1;
+    size_t tok = mprof__pb_begin(&w->out, PROFILE_FUNCTION);
+    mprof__pb_uint64(&w->out, FUNCTION_ID, (uint64_t)fn);
+    mprof__pb_int64(&w->out, FUNCTION_NAME, fn);
+    mprof__pb_int64(&w->out, FUNCTION_SYSTEM_NAME, fn);
+    mprof__pb_end(&w->out, tok);
+    maybe_pump(w);
+  }
+  mprof__meta_free(done, w->nstrs);
 }
 
 static int check_profile(const mprof_heap_profile_t* prof) {
@@ -403,10 +506,14 @@ int mprof__pprof_write_heap_maps(int fd, const mprof_heap_profile_t* prof,
   write_header(&w, prof);
   write_mappings(&w);
   write_samples(&w, prof);
+  if (w.err == 0) symbolize(&w);
   write_locations(&w);
+  if (w.err == 0) write_functions(&w);
+  if (w.err == 0) write_new_strings(&w);
   pump(&w, true);
 
 out:
+  close_symtabs(&w);
   if (w.z_open) deflateEnd(&w.z);
   if (w.zout != NULL) mprof__meta_free(w.zout, ZOUT_SIZE);
   mprof__pb_free(&w.out);

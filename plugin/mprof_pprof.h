@@ -15,6 +15,12 @@
 #include "mprof_maps.h"
 #include "mprof_profile.h"
 
+/* The profile's drop_frames: allocation wrappers that pprof removes from the leaf end of every
+ * stack once it has symbolized them, so the leaf shown is the code that asked for memory, not
+ * C++'s operator new or a string duplicator. pprof matches it against whole function names with
+ * their parameters removed. */
+#define MPROF_PPROF_DROP_FRAMES "operator new|operator new\\[\\]|__strdup|strdup|__strndup|strndup"
+
 /* Writes prof to fd with the process's current mappings (mprof__maps_read). Returns 0 or a
  * positive errno: EINVAL for a malformed profile, ENOMEM when profiler memory runs out, or the
  * errno of the failed write(2) (e.g. ENOSPC, EBADF). On failure part of the output may have been

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages mprof needs to build and test. Idempotent; non-interactive.
-#   build:      cmake gcc pkg-config libmimalloc-dev libunwind-dev zlib1g-dev
+#   build:      cmake gcc g++ (C++ test program) pkg-config libmimalloc-dev libunwind-dev zlib1g-dev
 #   tests:      libcmocka-dev golang-go (go tool pprof) clang + libclang-rt-14-dev (sanitizers,
 #               libFuzzer) libjemalloc-dev (jeprof, jemalloc comparisons)
 set -euo pipefail
-pkgs=(cmake make gcc pkg-config libmimalloc-dev libunwind-dev zlib1g-dev libcmocka-dev golang-go
+pkgs=(cmake make gcc g++ pkg-config libmimalloc-dev libunwind-dev zlib1g-dev libcmocka-dev golang-go
       clang libclang-rt-14-dev libjemalloc-dev file)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -90,7 +90,13 @@ typedef struct dmapping_s {
 typedef struct dlocation_s {
   uint64_t id, mapping_id, address;
   size_t nlines;
+  uint64_t function_id; /* of the last line */
 } dlocation_t;
+
+typedef struct dfunction_s {
+  uint64_t id;
+  int64_t name, system_name;
+} dfunction_t;
 
 typedef struct dprofile_s {
   vt_t sample_types[8];
@@ -103,7 +109,9 @@ typedef struct dprofile_s {
   size_t nlocations;
   char** strs;
   size_t nstrs;
+  dfunction_t* functions;
   size_t nfunctions;
+  int64_t drop_frames;
   int64_t time_nanos, period, default_sample_type;
   vt_t period_type;
   int64_t comments[4];
@@ -275,7 +283,17 @@ static void rd_location(reader_t r, dlocation_t* l) {
   while (rd_tag(&r, &f, &w)) {
     if (f == 4) {
       l->nlines++;
-      rd_skip(&r, w);
+      reader_t line = rd_len(&r);
+      uint32_t lf;
+      unsigned lw;
+      while (rd_tag(&line, &lf, &lw)) {
+        if (lw != 0) {
+          rd_skip(&line, lw);
+          continue;
+        }
+        uint64_t v = rd_varint(&line);
+        if (lf == 1) l->function_id = v;
+      }
       continue;
     }
     if (w != 0) {
@@ -300,7 +318,7 @@ static void rd_location(reader_t r, dlocation_t* l) {
 
 static void decode_profile(const uint8_t* data, size_t len, dprofile_t* p) {
   memset(p, 0, sizeof *p);
-  size_t cap_s = 0, cap_m = 0, cap_l = 0, cap_str = 0;
+  size_t cap_s = 0, cap_m = 0, cap_l = 0, cap_str = 0, cap_f = 0;
   reader_t r = {data, data + len};
   uint32_t f;
   unsigned w;
@@ -322,9 +340,27 @@ static void decode_profile(const uint8_t* data, size_t len, dprofile_t* p) {
       PUSH(p->locations, p->nlocations, cap_l);
       rd_location(rd_len(&r), &p->locations[p->nlocations++]);
       break;
-    case 5:
-      p->nfunctions++;
-      rd_skip(&r, w);
+    case 5: {
+      PUSH(p->functions, p->nfunctions, cap_f);
+      dfunction_t* fn = &p->functions[p->nfunctions++];
+      memset(fn, 0, sizeof *fn);
+      reader_t fr = rd_len(&r);
+      uint32_t ff;
+      unsigned fw;
+      while (rd_tag(&fr, &ff, &fw)) {
+        if (fw != 0) {
+          rd_skip(&fr, fw);
+          continue;
+        }
+        uint64_t v = rd_varint(&fr);
+        if (ff == 1) fn->id = v;
+        if (ff == 2) fn->name = (int64_t)v;
+        if (ff == 3) fn->system_name = (int64_t)v;
+      }
+      break;
+    }
+    case 7:
+      p->drop_frames = (int64_t)rd_varint(&r);
       break;
     case 6: {
       reader_t s = rd_len(&r);
@@ -367,6 +403,7 @@ static void free_profile(dprofile_t* p) {
   free(p->samples);
   free(p->mappings);
   free(p->locations);
+  free(p->functions);
 }
 
 static const char* str_at(const dprofile_t* p, int64_t i) {
@@ -468,7 +505,15 @@ static void check_well_formed(const dprofile_t* p) {
   assert_string_equal(str_at(p, p->period_type.unit), "bytes");
   assert_int_equal(p->ncomments, 1);
   assert_string_equal(str_at(p, p->comments[0]), "mprof heap profile");
-  assert_int_equal(p->nfunctions, 0);
+  for (size_t i = 0; i < p->nfunctions; i++) {
+    const dfunction_t* fn = &p->functions[i];
+    assert_int_not_equal(fn->id, 0);
+    for (size_t j = 0; j < i; j++)
+      assert_int_not_equal(p->functions[j].id, fn->id);
+    assert_true(str_at(p, fn->name)[0] != '\0');
+    assert_int_equal(fn->system_name, fn->name);
+  }
+  assert_string_equal(str_at(p, p->drop_frames), MPROF_PPROF_DROP_FRAMES);
 
   for (size_t i = 0; i < p->nmappings; i++) {
     const dmapping_t* m = &p->mappings[i];
@@ -484,7 +529,13 @@ static void check_well_formed(const dprofile_t* p) {
       assert_int_not_equal(p->locations[j].id, l->id);
       assert_int_not_equal(p->locations[j].address, l->address); /* deduplicated */
     }
-    assert_int_equal(l->nlines, 0);
+    assert_true(l->nlines <= 1); /* one Line naming the function, where the symtab has it */
+    if (l->nlines == 1) {
+      bool found = false;
+      for (size_t k = 0; k < p->nfunctions; k++)
+        found |= p->functions[k].id == l->function_id;
+      assert_true(found);
+    }
     if (l->mapping_id != 0) {
       assert_true(l->mapping_id <= p->nmappings);
       const dmapping_t* m = &p->mappings[l->mapping_id - 1];
@@ -603,6 +654,29 @@ static void test_samples_list_locations_leaf_first_with_all_four_values(void** s
   assert_int_equal(p.nlocations, 4);
   assert_int_equal(p.samples[0].locs[1], p.samples[1].locs[1]);
   assert_int_equal(p.samples[0].locs[0], p.samples[2].locs[0]);
+  free_profile(&p);
+}
+
+static const char* function_name_of(const dprofile_t* p, uint64_t loc_id) {
+  const dlocation_t* l = find_location(p, loc_id);
+  assert_non_null(l);
+  for (size_t k = 0; k < p->nfunctions; k++)
+    if (l->nlines == 1 && p->functions[k].id == l->function_id)
+      return str_at(p, p->functions[k].name);
+  return "";
+}
+
+static void test_locations_are_named_from_the_symbol_table(void** state) {
+  (void)state;
+  build_sample_profile();
+  dprofile_t p;
+  write_and_decode(&sample_prof, &p);
+  unlink(tmp_path);
+  assert_string_equal(function_name_of(&p, p.samples[0].locs[0]), "pprof_test_leaf_alloc_site");
+  assert_string_equal(function_name_of(&p, p.samples[0].locs[1]), "pprof_test_middle_caller");
+  assert_string_equal(function_name_of(&p, p.samples[0].locs[2]), "pprof_test_root_caller");
+  assert_string_equal(function_name_of(&p, p.samples[1].locs[0]), "pprof_test_other_alloc_site");
+  assert_int_equal(p.nfunctions, 4); /* one Function per distinct name */
   free_profile(&p);
 }
 
@@ -1057,6 +1131,7 @@ int main(void) {
       cmocka_unit_test(test_call_sites_are_longer_than_the_pc_offset),
       cmocka_unit_test(test_written_profile_is_gzipped_and_well_formed),
       cmocka_unit_test(test_samples_list_locations_leaf_first_with_all_four_values),
+      cmocka_unit_test(test_locations_are_named_from_the_symbol_table),
       cmocka_unit_test(test_locations_point_into_the_main_executable_mapping),
       cmocka_unit_test(test_mapping_build_id_is_written_as_hex_string),
       cmocka_unit_test(test_address_outside_every_mapping_gets_no_mapping_id),
