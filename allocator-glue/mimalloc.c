@@ -28,6 +28,8 @@
 #include "mprof_thread.h"
 
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <errno.h>
 #include <link.h>
 #include <malloc.h>
@@ -212,8 +214,9 @@ MPROF_PUBLIC void* calloc(size_t count, size_t size) {
 
 __attribute__((noinline)) static void* realloc_slow(void* p, size_t n, bool expired) {
   bool sample = expired && mprof__sample_decide(n) && cb != NULL;
-  if (!sample && !(in_arena(p) && mprof__blockmap_contains(p))) return enomem(mi_realloc(p, n));
-  /* The old block is sampled, or the new one must be: move it. */
+  if (!sample && !in_arena(p)) return enomem(mi_realloc(p, n));
+  /* The old block lives in the sampled heap (which only free() may touch, under its lock), or
+   * the new one must be sampled: move it. */
   void* q = sample ? alloc_sampled(n, 0, false) : enomem(mi_malloc(n));
   if (q == NULL) return NULL; /* p is untouched and still owned by the caller */
   size_t old = mi_usable_size(p);
@@ -247,7 +250,8 @@ static inline bool is_pow2(size_t x) {
 }
 
 static void* aligned(size_t align, size_t n) {
-  if (align <= sizeof(void*) * 2) return malloc(n); /* mimalloc's natural alignment is 16 */
+  /* mimalloc aligns blocks of more than 8 bytes to 16, and those of 8 or less to 8. */
+  if (align <= sizeof(void*) || (align <= 16 && n > 8)) return malloc(n);
   if (unlikely(mprof__thread_countdown_expired(n))) return alloc_slow(n, align, false);
   return enomem(mi_malloc_aligned(aligned_size(n, align), align));
 }
@@ -304,6 +308,42 @@ MPROF_PUBLIC void* pvalloc(size_t n) {
 
 MPROF_PUBLIC size_t malloc_usable_size(void* p) {
   return p == NULL ? 0 : mi_usable_size(p);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * pipe2(): libunwind (1.6) opens a pipe on its first unwind, keeps it for good, and uses it to
+ * validate addresses when it has to fall back from DWARF to frame-chain unwinding. Opened where
+ * the program would open its next file, that pipe takes fd 0 of a program started with stdin
+ * closed, and after a program closes every descriptor above 2 and opens its own files, the next
+ * validation would read from and write to the program's files. So a pipe created while this
+ * thread is inside the profiler is moved to the top of the descriptor range (just under
+ * min(RLIMIT_NOFILE, 4096)), where programs rarely have files, close-on-exec as it was asked.
+ * ------------------------------------------------------------------------------------------- */
+static int (*real_pipe2)(int[2], int); /* libc's, found by the constructor */
+
+static void move_high(int* fd) {
+  struct rlimit rl;
+  rlim_t top = 4096;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < top) top = rl.rlim_cur;
+  if (top <= 64) return;
+  int high = fcntl(*fd, F_DUPFD_CLOEXEC, (int)(top - 32));
+  if (high < 0) return; /* no room up there: leave it where it is */
+  close(*fd);
+  *fd = high;
+}
+
+MPROF_PUBLIC int pipe2(int fds[2], int flags) {
+  if (real_pipe2 == NULL) *(void**)&real_pipe2 = dlsym(RTLD_NEXT, "pipe2");
+  if (real_pipe2 == NULL) {
+    errno = ENOSYS;
+    return -1;
+  }
+  int r = real_pipe2(fds, flags);
+  if (r == 0 && mprof__thread.busy && (flags & O_CLOEXEC)) {
+    move_high(&fds[0]);
+    move_high(&fds[1]);
+  }
+  return r;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -367,6 +407,7 @@ __attribute__((constructor)) static void mprof_glue_init(void) {
            (MI_MALLOC_VERSION / 10) % 10, MI_MALLOC_VERSION % 10);
   mi_register_error(on_mi_error, NULL);
   *(void**)&real_exit = dlsym(RTLD_NEXT, "exit");
+  *(void**)&real_pipe2 = dlsym(RTLD_NEXT, "pipe2");
   pthread_atfork(sampled_fork_prepare, sampled_fork_parent, sampled_fork_child);
   mprof_host_t host = {name, self.lo, self.hi};
   const mprof_callbacks_t* c = mprof__init(&host);

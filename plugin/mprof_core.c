@@ -362,9 +362,10 @@ int mprof__dump(const char* path) {
 }
 
 int mprof__dump_auto(char kind) {
+  if (!mprof__ready()) return ENOENT;
   char name[PATH_MAX] = "";
   int err = dump(NULL, kind, kind == 'f' || kind == 'm', name, sizeof name);
-  if (err == EAGAIN || err == ENOENT || err == ECANCELED) return err; /* skipped, not failed */
+  if (err == EAGAIN || err == ECANCELED) return err; /* skipped, not failed */
   if (err != 0 && !atomic_flag_test_and_set(&warned_dump))
     say("mprof: automatic profile dump to \"%s\" failed: %s", name, strerror(err));
   return err;
