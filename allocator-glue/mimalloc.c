@@ -29,7 +29,9 @@
 
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <errno.h>
 #include <link.h>
 #include <malloc.h>
@@ -86,14 +88,65 @@ static void say(const char* msg) {
   (void)w;
 }
 
+/* Set when the main thread calls pthread_exit(). glibc then ends the process only when the last
+ * other thread exits, and the mprof-heap thread never does; so from then on that thread watches
+ * the thread count and, once it is the only thread left, calls exit(0) itself, as glibc's last
+ * thread would have (exit handlers, the final dump and stdio flushing run as usual). */
+static _Atomic int main_exited;
+
+/* Number of threads of this process that have not exited (a main thread that called
+ * pthread_exit stays listed as a zombie until the process ends). Reads /proc with system calls
+ * only; -1 if it cannot. */
+static int live_threads(void) {
+  int dir = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return -1;
+  int live = 0;
+  char buf[4096];
+  long n;
+  while ((n = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
+    for (long off = 0; off < n;) {
+      struct {
+        uint64_t ino;
+        int64_t off;
+        unsigned short reclen;
+        unsigned char type;
+        char name[];
+      }* d = (void*)(buf + off);
+      off += d->reclen;
+      if (d->name[0] < '0' || d->name[0] > '9') continue;
+      char path[64], stat[512];
+      snprintf(path, sizeof path, "%s/stat", d->name);
+      int fd = openat(dir, path, O_RDONLY | O_CLOEXEC);
+      if (fd < 0) continue; /* exited meanwhile */
+      ssize_t len = read(fd, stat, sizeof stat - 1);
+      close(fd);
+      if (len <= 0) continue;
+      stat[len] = '\0';
+      const char* state = strrchr(stat, ')'); /* the name may contain spaces and parentheses */
+      if (state != NULL && state[1] == ' ' && state[2] != 'Z' && state[2] != 'X') live++;
+    }
+  }
+  close(dir);
+  return n < 0 ? -1 : live;
+}
+
 static void* heap_owner(void* arg) {
   (void)arg;
+  mprof__enter(); /* this thread never samples what it allocates itself */
   mi_heap_t* h = mi_heap_new_in_arena(arena_id);
   sampled_heap = h;
   atomic_store_explicit(&heap_state, h != NULL ? HEAP_READY : HEAP_FAILED, memory_order_release);
   if (h == NULL) return NULL;
-  for (;;)
-    pause(); /* every signal is blocked: sleeps for good, so the heap is never deleted */
+  /* Never returns, so the heap is never deleted. Every signal is blocked here. */
+  for (;;) {
+    if (!atomic_load(&main_exited)) {
+      syscall(SYS_futex, &main_exited, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+      continue;
+    }
+    if (live_threads() == 1) exit(0); /* only this thread is left */
+    struct timespec ts = {0, 20 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
 }
 
 /* The sampled heap, starting its thread on first use. NULL if it cannot be had. */
@@ -347,6 +400,21 @@ MPROF_PUBLIC int pipe2(int fds[2], int flags) {
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * pthread_exit() from the main thread: see main_exited.
+ * ------------------------------------------------------------------------------------------- */
+static void (*real_pthread_exit)(void*); /* libc's, found by the constructor */
+
+MPROF_PUBLIC _Noreturn void pthread_exit(void* retval) {
+  if (syscall(SYS_gettid) == getpid()) {
+    atomic_store(&main_exited, 1);
+    syscall(SYS_futex, &main_exited, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+  }
+  if (real_pthread_exit == NULL) *(void**)&real_pthread_exit = dlsym(RTLD_NEXT, "pthread_exit");
+  real_pthread_exit(retval);
+  __builtin_unreachable(); /* libc's pthread_exit does not return */
+}
+
+/* ---------------------------------------------------------------------------------------------
  * exit(): the final dump must finish before any thread ends the process (mprof__exit_wait).
  * ------------------------------------------------------------------------------------------- */
 static void (*real_exit)(int); /* libc's, found by the constructor */
@@ -408,6 +476,7 @@ __attribute__((constructor)) static void mprof_glue_init(void) {
   mi_register_error(on_mi_error, NULL);
   *(void**)&real_exit = dlsym(RTLD_NEXT, "exit");
   *(void**)&real_pipe2 = dlsym(RTLD_NEXT, "pipe2");
+  *(void**)&real_pthread_exit = dlsym(RTLD_NEXT, "pthread_exit");
   pthread_atfork(sampled_fork_prepare, sampled_fork_parent, sampled_fork_child);
   mprof_host_t host = {name, self.lo, self.hi};
   const mprof_callbacks_t* c = mprof__init(&host);
