@@ -7,8 +7,6 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#define MPROF_FLUSH_BATCH 256
-
 static mprof_lock_t mprof_dump_lock = MPROF_LOCK_INIT(MPROF_RANK_DUMP);
 static mprof_lock_t mprof_cycle_lock = MPROF_LOCK_INIT(MPROF_RANK_CYCLE);
 static mprof_lock_t mprof_active_lock = MPROF_LOCK_INIT(MPROF_RANK_ACTIVE);
@@ -21,6 +19,16 @@ static mprof_lock_t mprof_future_lock[3] = {MPROF_LOCK_INIT(MPROF_RANK_FUTURE),
 static _Atomic uint64_t cycle;
 /* Cycle most recently folded into active; mprof_cycle_lock. Equal to `cycle` once flushed. */
 static uint64_t flushed;
+/* Buckets with events in slot i, linked through rec.mem.dirty_next[i]; mprof_future_lock[i]. */
+static struct mprof_bucket_s* dirty_head[3];
+
+/* Puts b on slot s's touched list. Needs mprof_future_lock[s]. */
+static void mark_dirty_locked(struct mprof_bucket_s* b, unsigned s) {
+  if (b->rec.mem.dirty[s]) return;
+  b->rec.mem.dirty[s] = 1;
+  b->rec.mem.dirty_next[s] = dirty_head[s];
+  dirty_head[s] = b;
+}
 
 static void add_cycle(mprof_mem_cycle_t* dst, const mprof_mem_cycle_t* src) {
   dst->allocs += src->allocs;
@@ -56,6 +64,7 @@ uint64_t mprof__cycle_record_malloc(struct mprof_bucket_s* b, uint64_t size, dou
   mprof_lock_t* lk;
   uint64_t c = lock_target(0, 0, &s, &lk);
   mprof_mem_cycle_t* mc = &b->rec.mem.future[s];
+  mark_dirty_locked(b, s);
   mc->allocs++;
   mc->alloc_bytes += size;
   mc->walloc_objs += weight;
@@ -70,6 +79,7 @@ void mprof__cycle_record_free(struct mprof_bucket_s* b, uint64_t size, double we
   mprof_lock_t* lk;
   lock_target(malloc_cycle, 1, &s, &lk);
   mprof_mem_cycle_t* mc = &b->rec.mem.future[s];
+  mark_dirty_locked(b, s);
   mc->frees++;
   mc->free_bytes += size;
   mc->wfree_objs += weight;
@@ -81,22 +91,28 @@ uint64_t mprof__cycle_current(void) {
   return atomic_load_explicit(&cycle, memory_order_acquire);
 }
 
-/* Folds slot C % 3 into active. Needs mprof_cycle_lock; takes active and the slot lock. */
+/* Folds slot C % 3 into active. Needs mprof_cycle_lock; takes active, and the slot lock just
+ * long enough to take the slot's touched list: from then on no recorder writes slot C (one that
+ * read a stale C re-checks it under that lock and retries), and the next writers of this slot,
+ * as cycle C+3, come only after later boundaries, which wait for this flush. */
 static void flush_locked(void) {
   mprof__lock_assert_held(&mprof_cycle_lock);
   uint64_t c = atomic_load_explicit(&cycle, memory_order_relaxed);
   if (flushed == c) return;
   unsigned s = (unsigned)(c % 3);
   mprof__lock(&mprof_active_lock);
-  mprof_bucket_t* b = mprof__bucket_list(MPROF_BUCKET_HEAP);
+  mprof__lock(&mprof_future_lock[s]);
+  mprof_bucket_t* b = dirty_head[s];
+  dirty_head[s] = NULL;
+  mprof__unlock(&mprof_future_lock[s]);
   while (b != NULL) {
-    mprof__lock(&mprof_future_lock[s]);
-    for (unsigned i = 0; i < MPROF_FLUSH_BATCH && b != NULL; i++, b = b->allnext) {
-      mprof_mem_cycle_t* f = &b->rec.mem.future[s];
-      add_cycle(&b->rec.mem.active, f);
-      memset(f, 0, sizeof *f);
-    }
-    mprof__unlock(&mprof_future_lock[s]);
+    mprof_mem_record_t* r = &b->rec.mem;
+    mprof_bucket_t* next = r->dirty_next[s];
+    add_cycle(&r->active, &r->future[s]);
+    memset(&r->future[s], 0, sizeof r->future[s]);
+    r->dirty[s] = 0;
+    r->dirty_next[s] = NULL;
+    b = next;
   }
   mprof__unlock(&mprof_active_lock);
   flushed = c;

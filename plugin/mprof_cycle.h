@@ -29,9 +29,13 @@
  * A recorder reads C, takes the future lock of its target slot, and checks C again under it: if
  * C moved it retries. So a recorder never writes a slot whose flush has started, and the flush
  * of slot C needs only its own future lock, which recorders of the current cycle never take
- * (they use C+1 and C+2). The flush takes the slot lock in batches of MPROF_FLUSH_BATCH buckets,
- * so even a recorder that read a stale C waits at most one batch before it retries. Allocating
- * threads never take mprof_active_lock or mprof_cycle_lock. */
+ * (they use C+1 and C+2); it holds that lock only to take the slot's list of touched buckets, so
+ * a recorder that read a stale C never waits for a fold. Allocating threads never take
+ * mprof_active_lock or mprof_cycle_lock.
+ *
+ * Each slot keeps the list of the buckets that events touched in it (linked through the records'
+ * dirty_next, pushed by the first event of the cycle under the slot's lock), so a flush folds
+ * only those: its cost follows the buckets active in the cycle, not every stack ever seen. */
 #ifndef MPROF_CYCLE_H
 #define MPROF_CYCLE_H
 
@@ -54,8 +58,10 @@ typedef struct mprof_mem_cycle_s {
 } mprof_mem_cycle_t;
 
 typedef struct mprof_mem_record_s {
-  mprof_mem_cycle_t active;    /* published, cumulative; mprof_active_lock */
-  mprof_mem_cycle_t future[3]; /* cycles C, C+1, C+2 (index mod 3); mprof_future_lock[i] */
+  mprof_mem_cycle_t active;             /* published, cumulative; mprof_active_lock */
+  mprof_mem_cycle_t future[3];          /* cycles C, C+1, C+2 (index mod 3); mprof_future_lock[i] */
+  struct mprof_bucket_s* dirty_next[3]; /* next bucket touched in slot i; mprof_future_lock[i] */
+  uint8_t dirty[3];                     /* on slot i's touched list; mprof_future_lock[i] */
 } mprof_mem_record_t;
 
 struct mprof_bucket_s;

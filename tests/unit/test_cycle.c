@@ -110,6 +110,24 @@ static void test_publish_all_includes_everything_counted_before(void** state) {
   assert_true(a.walloc_bytes == 40.0 && a.wfree_bytes == 20.0);
 }
 
+static void test_a_flush_folds_only_the_buckets_touched_and_clears_their_marks(void** state) {
+  (void)state;
+  mprof_bucket_t* busy = bucket_for(6);
+  mprof_bucket_t* idle = bucket_for(7);
+  mprof__cycle_publish_all();
+  for (int i = 0; i < 5; i++) /* several events, one list entry */
+    mprof__cycle_record_malloc(busy, 10, 1.0);
+  unsigned s = (unsigned)((mprof__cycle_current() + 2) % 3);
+  assert_true(busy->rec.mem.dirty[s]);
+  assert_false(idle->rec.mem.dirty[s]);
+  mprof__cycle_publish_all();
+  assert_int_equal(published(busy).allocs, 5);
+  for (unsigned k = 0; k < 3; k++) {
+    assert_false(busy->rec.mem.dirty[k]);
+    assert_null(busy->rec.mem.dirty_next[k]);
+  }
+}
+
 static void test_try_epoch_advances_when_nothing_else_runs(void** state) {
   (void)state;
   uint64_t c = mprof__cycle_current();
@@ -259,6 +277,7 @@ int main(void) {
       cmocka_unit_test(test_free_in_a_later_cycle_is_published_one_epoch_later),
       cmocka_unit_test(test_advance_without_flush_flushes_first),
       cmocka_unit_test(test_publish_all_includes_everything_counted_before),
+      cmocka_unit_test(test_a_flush_folds_only_the_buckets_touched_and_clears_their_marks),
       cmocka_unit_test(test_try_epoch_advances_when_nothing_else_runs),
       cmocka_unit_test(test_concurrent_events_match_an_exact_shadow_and_never_go_negative),
   };
