@@ -1,7 +1,7 @@
 /* The bucket table (see mprof_bucket.h).
  *
  * A fixed array of MPROF_BUCKET_HASH_SIZE chain heads, mapped on first use (untouched pages cost
- * nothing). 2^17 heads keep chains short up to a few hundred thousand stacks; beyond that a
+ * nothing). 2^16 heads (512 KiB) keep chains short up to a few hundred thousand stacks; beyond that a
  * lookup walks longer chains but stays correct. Chain heads and list heads are atomics written
  * with release under mprof_insert_lock and read with acquire without it. */
 #include "mprof_bucket.h"
@@ -11,7 +11,7 @@
 
 #include <string.h>
 
-#define MPROF_BUCKET_HASH_SIZE ((size_t)1 << 17)
+#define MPROF_BUCKET_HASH_SIZE ((size_t)1 << 16)
 
 static mprof_lock_t mprof_insert_lock = MPROF_LOCK_INIT(MPROF_RANK_INSERT);
 static _Atomic(mprof_bucket_t*)* _Atomic table; /* chain heads; set once under the insert lock */

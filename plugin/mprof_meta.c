@@ -13,7 +13,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#define CHUNK_SIZE ((size_t)1 << 20)
+#define CHUNK_SIZE ((size_t)1 << 18)
 #define MIN_SHIFT 4
 #define NCLASSES 9 /* 16 B .. 4 KiB */
 
@@ -63,7 +63,7 @@ void* mprof__meta_alloc(size_t size) {
     if ((size_t)(chunk_end - chunk_cur) < csize) {
       char* chunk = map_pages(CHUNK_SIZE);
       if (chunk != NULL) {
-        /* The tail of the old chunk is lost; at most 4 KiB per 1 MiB. */
+        /* The tail of the old chunk is lost; at most 4 KiB per 256 KiB. */
         chunk_cur = chunk;
         chunk_end = chunk + CHUNK_SIZE;
       }

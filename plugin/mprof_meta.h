@@ -3,7 +3,7 @@
  * Everything the profiler keeps (buckets, per-thread stack buffers, the sampled-block map, dump
  * buffers, zlib state) comes from here, never from the profiled heap: profiler metadata must not
  * show up in the profile it produces, must not be sampled, and must not call back into malloc.
- * Memory comes from anonymous mmap. Small requests are carved from 1 MiB chunks and recycled
+ * Memory comes from anonymous mmap. Small requests are carved from 256 KiB chunks and recycled
  * through per-size-class free lists; requests above MPROF_META_SMALL_MAX are mapped one by one.
  * Every byte handed out is zeroed. */
 #ifndef MPROF_META_H
