@@ -40,8 +40,8 @@ extern "C" {
  *   and, for prof.dump, the errno of the failing system call (ENOENT for a missing directory,
  *   EACCES, ENOSPC, ENAMETOOLONG, ...).
  *
- * The names are listed in docs/OPTIONS.md: version, epoch, prof.dump, prof.active, prof.interval,
- * prof.prefix, opt.*, stats.*. */
+ * The names are listed in docs/OPTIONS.md: version, allocator, epoch, prof.dump, prof.active,
+ * prof.lg_sample, prof.interval, opt.*, stats.*. ECANCELED: prof.dump after the final dump. */
 MPROF_EXPORT int mprof_ctl(const char* name, void* oldp, size_t* oldlenp, void* newp,
                            size_t newlen);
 
