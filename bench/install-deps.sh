@@ -18,27 +18,4 @@ if [[ "${1:-}" != "--minimal" ]]; then
   pkgs+=("${full_pkgs[@]}")
 fi
 
-missing=()
-for p in "${pkgs[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$p")
-  fi
-done
-
-if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "install-deps: all ${#pkgs[@]} packages present"
-  exit 0
-fi
-
-sudo=()
-if [[ $(id -u) -ne 0 ]]; then
-  if command -v sudo >/dev/null; then sudo=(sudo -n); else
-    echo "install-deps: need root to install: ${missing[*]}" >&2
-    exit 1
-  fi
-fi
-
-echo "install-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" apt-get update -qq
-"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+"$(dirname "$0")/../scripts/apt-ensure.sh" "${pkgs[@]}"
