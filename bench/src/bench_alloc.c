@@ -232,8 +232,8 @@ int main(int argc, char** argv) {
   printf("RESULT workload=%s threads=%lld ops=%lld frames=%d seconds=%.6f cpu_seconds=%.6f "
          "ns_per_op=%.2f ctl=%s samples=%lld expected_samples=%.1f checksum=%llu\n",
          w, threads, ops, jobs[0].frames, sec, cpu,
-         (double)(t1 - t0) / ((double)ops * (double)threads),
-         owner, have_samples ? (long long)(samples1 - samples0) : -1LL,
+         (double)(t1 - t0) / ((double)ops * (double)threads), owner,
+         have_samples ? (long long)(samples1 - samples0) : -1LL,
          cap == UINT64_MAX ? -1.0 : (double)capped / (double)cap, (unsigned long long)sum);
   return 0;
 }

@@ -69,8 +69,7 @@ static inline long long bench_arg(int argc, char** argv, const char* name, long 
   return def;
 }
 
-static inline const char* bench_arg_str(int argc, char** argv, const char* name,
-                                        const char* def) {
+static inline const char* bench_arg_str(int argc, char** argv, const char* name, const char* def) {
   for (int i = 1; i + 1 < argc; i++)
     if (strcmp(argv[i], name) == 0) return argv[i + 1];
   return def;

@@ -27,11 +27,12 @@
 #define MAX_LEVELS 8
 
 typedef void* (*node_fn)(const unsigned char* path, unsigned level, unsigned n, size_t size);
-static volatile unsigned node_hits[FANOUT]; /* distinct per node: identical bodies would be folded */
+static volatile unsigned
+    node_hits[FANOUT]; /* distinct per node: identical bodies would be folded */
 static const node_fn nodes[FANOUT];
 
 #define NODE(k)                                                                                    \
-  __attribute__((noinline)) static void* node##k(const unsigned char* path, unsigned level,       \
+  __attribute__((noinline)) static void* node##k(const unsigned char* path, unsigned level,        \
                                                  unsigned n, size_t size) {                        \
     node_hits[k]++;                                                                                \
     void* r = level == n ? malloc(size) : nodes[path[level]](path, level + 1, n, size);            \
@@ -318,9 +319,9 @@ int main(int argc, char** argv) {
            "metadata_bytes=%lld new_stack_sample_ns=%.0f epoch_ns_median=%llu epoch_ns_max=%llu "
            "epoch_err=%d dump_ns_median=%llu dump_bytes=%lld dump_err=%d\n",
            ctl_owner, (unsigned long long)built, (long long)buckets_at[s], (long long)blocks_at[s],
-           (long long)meta_at[s], (double)walk_ns / (double)nnew,
-           (unsigned long long)median(ep, 9), (unsigned long long)epmax, ep_err,
-           (unsigned long long)median(dm, (size_t)ndumps), dump_bytes, dump_err);
+           (long long)meta_at[s], (double)walk_ns / (double)nnew, (unsigned long long)median(ep, 9),
+           (unsigned long long)epmax, ep_err, (unsigned long long)median(dm, (size_t)ndumps),
+           dump_bytes, dump_err);
     if (s == NSTAGES - 1 && meta_at[1] >= 0 && buckets_at[s] > buckets_at[1])
       printf("RESULT kind=per_bucket metadata_bytes_per_bucket=%.1f\n",
              (double)(meta_at[s] - meta_at[1]) / (double)(buckets_at[s] - buckets_at[1]));

@@ -16,8 +16,8 @@ __attribute__((destructor)) static void bench_statdump(void) {
   if (path == NULL || path[0] == '\0') return;
   const char* owner;
   bench_ctl_fn ctl = bench_find_ctl(&owner);
-  static const char* const names[] = {"stats.metadata_bytes", "stats.buckets",
-                                      "stats.sampled_blocks", "stats.samples",
+  static const char* const names[] = {"stats.metadata_bytes",       "stats.buckets",
+                                      "stats.sampled_blocks",       "stats.samples",
                                       "stats.sampled_bytes_in_use", "stats.dropped_samples"};
   char line[1024];
   int n = snprintf(line, sizeof line, "RESULT kind=statdump ctl=%s pid=%ld", owner, (long)getpid());
