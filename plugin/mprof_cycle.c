@@ -10,24 +10,37 @@
 static mprof_lock_t mprof_dump_lock = MPROF_LOCK_INIT(MPROF_RANK_DUMP);
 static mprof_lock_t mprof_cycle_lock = MPROF_LOCK_INIT(MPROF_RANK_CYCLE);
 static mprof_lock_t mprof_active_lock = MPROF_LOCK_INIT(MPROF_RANK_ACTIVE);
-static mprof_lock_t mprof_future_lock[3] = {MPROF_LOCK_INIT(MPROF_RANK_FUTURE),
-                                            MPROF_LOCK_INIT(MPROF_RANK_FUTURE),
-                                            MPROF_LOCK_INIT(MPROF_RANK_FUTURE)};
+/* Each slot's lock is split into MPROF_FUTURE_STRIPES locks by bucket, so that threads
+ * recording samples at different stacks rarely meet; mprof_future_lock[i][k] protects future[i]
+ * of the buckets whose stripe is k. A flush takes each stripe of its slot in turn. */
+#define MPROF_FUTURE_STRIPES 8
+#define FL MPROF_LOCK_INIT(MPROF_RANK_FUTURE)
+#define FL_SLOT                                                                                    \
+  { FL, FL, FL, FL, FL, FL, FL, FL }
+static mprof_lock_t mprof_future_lock[3][MPROF_FUTURE_STRIPES] = {FL_SLOT, FL_SLOT, FL_SLOT};
+#undef FL_SLOT
+#undef FL
+
+static unsigned stripe_of(const struct mprof_bucket_s* b) {
+  return (unsigned)(b->hash >> 40) % MPROF_FUTURE_STRIPES;
+}
 
 /* The global cycle C. Written only under mprof_cycle_lock (release); read anywhere. 64 bits: it
  * never wraps, so a recorder's re-check cannot be fooled by a wrap-around. */
 static _Atomic uint64_t cycle;
 /* Cycle most recently folded into active; mprof_cycle_lock. Equal to `cycle` once flushed. */
 static uint64_t flushed;
-/* Buckets with events in slot i, linked through rec.mem.dirty_next[i]; mprof_future_lock[i]. */
-static struct mprof_bucket_s* dirty_head[3];
+/* Buckets of stripe k with events in slot i, linked through rec.mem.dirty_next[i];
+ * mprof_future_lock[i][k]. */
+static struct mprof_bucket_s* dirty_head[3][MPROF_FUTURE_STRIPES];
 
-/* Puts b on slot s's touched list. Needs mprof_future_lock[s]. */
+/* Puts b on its touched list of slot s. Needs b's stripe lock of slot s. */
 static void mark_dirty_locked(struct mprof_bucket_s* b, unsigned s) {
   if (b->rec.mem.dirty[s]) return;
+  unsigned k = stripe_of(b);
   b->rec.mem.dirty[s] = 1;
-  b->rec.mem.dirty_next[s] = dirty_head[s];
-  dirty_head[s] = b;
+  b->rec.mem.dirty_next[s] = dirty_head[s][k];
+  dirty_head[s][k] = b;
 }
 
 static void add_cycle(mprof_mem_cycle_t* dst, const mprof_mem_cycle_t* src) {
@@ -41,28 +54,30 @@ static void add_cycle(mprof_mem_cycle_t* dst, const mprof_mem_cycle_t* src) {
   dst->wfree_bytes += src->wfree_bytes;
 }
 
-/* Takes the future lock for slot (C + ahead(C)) % 3 with C stable under it. Returns C; the
- * caller writes future[(C + ahead) % 3] and unlocks *lk. */
-static uint64_t lock_target(uint64_t malloc_cycle, int is_free, unsigned* slot, mprof_lock_t** lk) {
+/* Takes b's stripe lock of the target slot with C stable under it. Returns C; the caller
+ * writes b's future[*slot] and unlocks *lk. */
+static uint64_t lock_target(const struct mprof_bucket_s* b, uint64_t malloc_cycle, int is_free,
+                            unsigned* slot, mprof_lock_t** lk) {
+  unsigned k = stripe_of(b);
   for (;;) {
     uint64_t c = atomic_load_explicit(&cycle, memory_order_acquire);
     uint64_t target = c + 2;
     if (is_free && malloc_cycle != c) target = c + 1;
     unsigned s = (unsigned)(target % 3);
-    mprof__lock(&mprof_future_lock[s]);
+    mprof__lock(&mprof_future_lock[s][k]);
     if (atomic_load_explicit(&cycle, memory_order_acquire) == c) {
       *slot = s;
-      *lk = &mprof_future_lock[s];
+      *lk = &mprof_future_lock[s][k];
       return c;
     }
-    mprof__unlock(&mprof_future_lock[s]); /* an epoch boundary came in between: retry */
+    mprof__unlock(&mprof_future_lock[s][k]); /* an epoch boundary came in between: retry */
   }
 }
 
 uint64_t mprof__cycle_record_malloc(struct mprof_bucket_s* b, uint64_t size, double weight) {
   unsigned s;
   mprof_lock_t* lk;
-  uint64_t c = lock_target(0, 0, &s, &lk);
+  uint64_t c = lock_target(b, 0, 0, &s, &lk);
   mprof_mem_cycle_t* mc = &b->rec.mem.future[s];
   mark_dirty_locked(b, s);
   mc->allocs++;
@@ -77,7 +92,7 @@ void mprof__cycle_record_free(struct mprof_bucket_s* b, uint64_t size, double we
                               uint64_t malloc_cycle) {
   unsigned s;
   mprof_lock_t* lk;
-  lock_target(malloc_cycle, 1, &s, &lk);
+  lock_target(b, malloc_cycle, 1, &s, &lk);
   mprof_mem_cycle_t* mc = &b->rec.mem.future[s];
   mark_dirty_locked(b, s);
   mc->frees++;
@@ -101,18 +116,20 @@ static void flush_locked(void) {
   if (flushed == c) return;
   unsigned s = (unsigned)(c % 3);
   mprof__lock(&mprof_active_lock);
-  mprof__lock(&mprof_future_lock[s]);
-  mprof_bucket_t* b = dirty_head[s];
-  dirty_head[s] = NULL;
-  mprof__unlock(&mprof_future_lock[s]);
-  while (b != NULL) {
-    mprof_mem_record_t* r = &b->rec.mem;
-    mprof_bucket_t* next = r->dirty_next[s];
-    add_cycle(&r->active, &r->future[s]);
-    memset(&r->future[s], 0, sizeof r->future[s]);
-    r->dirty[s] = 0;
-    r->dirty_next[s] = NULL;
-    b = next;
+  for (unsigned k = 0; k < MPROF_FUTURE_STRIPES; k++) {
+    mprof__lock(&mprof_future_lock[s][k]);
+    mprof_bucket_t* b = dirty_head[s][k];
+    dirty_head[s][k] = NULL;
+    mprof__unlock(&mprof_future_lock[s][k]);
+    while (b != NULL) {
+      mprof_mem_record_t* r = &b->rec.mem;
+      mprof_bucket_t* next = r->dirty_next[s];
+      add_cycle(&r->active, &r->future[s]);
+      memset(&r->future[s], 0, sizeof r->future[s]);
+      r->dirty[s] = 0;
+      r->dirty_next[s] = NULL;
+      b = next;
+    }
   }
   mprof__unlock(&mprof_active_lock);
   flushed = c;
@@ -175,15 +192,17 @@ void mprof__cycle_fork_prepare(void) {
   mprof__lock(&mprof_dump_lock);
   mprof__lock(&mprof_cycle_lock);
   mprof__lock(&mprof_active_lock);
-  /* The three future locks share a rank; taking them all here is the one sanctioned exception,
-   * done with the raw mutex so the debug rank check does not object. */
+  /* The future locks share a rank; taking them all here, in index order, is the one
+   * sanctioned exception, done with the raw mutex so the debug rank check does not object. */
   for (int i = 0; i < 3; i++)
-    pthread_mutex_lock(&mprof_future_lock[i].mu);
+    for (int k = 0; k < MPROF_FUTURE_STRIPES; k++)
+      pthread_mutex_lock(&mprof_future_lock[i][k].mu);
 }
 
 void mprof__cycle_fork_parent(void) {
   for (int i = 2; i >= 0; i--)
-    pthread_mutex_unlock(&mprof_future_lock[i].mu);
+    for (int k = MPROF_FUTURE_STRIPES - 1; k >= 0; k--)
+      pthread_mutex_unlock(&mprof_future_lock[i][k].mu);
   mprof__unlock(&mprof_active_lock);
   mprof__unlock(&mprof_cycle_lock);
   mprof__unlock(&mprof_dump_lock);
@@ -191,7 +210,8 @@ void mprof__cycle_fork_parent(void) {
 
 void mprof__cycle_fork_child(void) {
   for (int i = 0; i < 3; i++)
-    pthread_mutex_init(&mprof_future_lock[i].mu, NULL);
+    for (int k = 0; k < MPROF_FUTURE_STRIPES; k++)
+      pthread_mutex_init(&mprof_future_lock[i][k].mu, NULL);
   mprof__lock_reinit(&mprof_active_lock);
   mprof__lock_reinit(&mprof_cycle_lock);
   mprof__lock_reinit(&mprof_dump_lock);

@@ -23,7 +23,8 @@
  * some cycle.
  *
  * Locks (see mprof_lock.h for the order):
- *   mprof_future_lock[i] protects future[i] of every bucket.
+ *   mprof_future_lock[i][k] protects future[i] (and the touched list of slot i) of the buckets
+ *     of stripe k; stripes spread threads sampling different stacks over different locks.
  *   mprof_active_lock protects active of every bucket.
  *   mprof_cycle_lock serialises epoch boundaries and flushes and protects `flushed`.
  * A recorder reads C, takes the future lock of its target slot, and checks C again under it: if
@@ -58,10 +59,10 @@ typedef struct mprof_mem_cycle_s {
 } mprof_mem_cycle_t;
 
 typedef struct mprof_mem_record_s {
-  mprof_mem_cycle_t active;             /* published, cumulative; mprof_active_lock */
-  mprof_mem_cycle_t future[3];          /* cycles C, C+1, C+2 (index mod 3); mprof_future_lock[i] */
-  struct mprof_bucket_s* dirty_next[3]; /* next bucket touched in slot i; mprof_future_lock[i] */
-  uint8_t dirty[3];                     /* on slot i's touched list; mprof_future_lock[i] */
+  mprof_mem_cycle_t active;    /* published, cumulative; mprof_active_lock */
+  mprof_mem_cycle_t future[3]; /* cycles C, C+1, C+2 (index mod 3); stripe lock of slot i */
+  struct mprof_bucket_s* dirty_next[3]; /* next bucket touched in slot i; same lock */
+  uint8_t dirty[3];                     /* on slot i's touched list; same lock */
 } mprof_mem_record_t;
 
 struct mprof_bucket_s;

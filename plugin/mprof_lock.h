@@ -7,7 +7,8 @@
  *   MPROF_RANK_DUMP      mprof_dump_lock: one dump (or epoch write) at a time
  *   MPROF_RANK_CYCLE     mprof_cycle_lock: advancing the global cycle, flushed cycle marker
  *   MPROF_RANK_ACTIVE    mprof_active_lock: every bucket's published `active` record
- *   MPROF_RANK_FUTURE    mprof_future_lock[0..2]: one per future cycle slot (never two at once)
+ *   MPROF_RANK_FUTURE    mprof_future_lock[0..2][0..7]: per future cycle slot and bucket stripe
+ *                        (never two at once)
  *   MPROF_RANK_INSERT    mprof_insert_lock: insertion into the bucket table
  *   MPROF_RANK_BLOCKMAP  the sampled-block map's shard locks (never two at once)
  *   MPROF_RANK_META      mprof_meta_lock: the metadata allocator
