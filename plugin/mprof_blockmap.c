@@ -35,7 +35,6 @@ typedef struct shard_s {
 static shard_t shards[MPROF_BLOCKMAP_SHARDS];
 static _Atomic size_t total_live;
 static _Atomic size_t total_bytes;
-static atomic_flag shards_ready;
 
 static uint64_t mix(uintptr_t p) {
   uint64_t h = (uint64_t)p >> 4;
@@ -47,21 +46,19 @@ static shard_t* shard_of(uint64_t h) {
   return &shards[(h >> 58) % MPROF_BLOCKMAP_SHARDS];
 }
 
+/* The shards' mutexes and ranks, set on first use (64 array elements have no neat static
+ * initialiser). pthread_once neither allocates nor takes a lock of ours. */
+static pthread_once_t shards_once = PTHREAD_ONCE_INIT;
+
+static void init_shards_once(void) {
+  for (int i = 0; i < MPROF_BLOCKMAP_SHARDS; i++) {
+    pthread_mutex_init(&shards[i].lock.mu, NULL);
+    shards[i].lock.rank = MPROF_RANK_BLOCKMAP;
+  }
+}
+
 static void init_shards(void) {
-  /* Static initialisation cannot express the rank of 64 array elements neatly; the first use
-   * sets it. Ranks are only read by the debug check, so a race here is benign but we avoid it. */
-  static _Atomic int done;
-  if (atomic_load_explicit(&done, memory_order_acquire)) return;
-  while (atomic_flag_test_and_set_explicit(&shards_ready, memory_order_acquire)) {
-  }
-  if (!atomic_load_explicit(&done, memory_order_relaxed)) {
-    for (int i = 0; i < MPROF_BLOCKMAP_SHARDS; i++) {
-      pthread_mutex_init(&shards[i].lock.mu, NULL);
-      shards[i].lock.rank = MPROF_RANK_BLOCKMAP;
-    }
-    atomic_store_explicit(&done, 1, memory_order_release);
-  }
-  atomic_flag_clear_explicit(&shards_ready, memory_order_release);
+  pthread_once(&shards_once, init_shards_once);
 }
 
 static entry_t* probe(entry_t* slots, size_t cap, uintptr_t key, uint64_t h, bool for_insert) {
@@ -144,18 +141,6 @@ bool mprof__blockmap_remove(const void* p, mprof_sample_t* out) {
       if (s->cap > MIN_CAP && s->live * 8 < s->cap) (void)rebuild_locked(s, s->cap / 2);
     }
   }
-  mprof__unlock(&s->lock);
-  return found;
-}
-
-bool mprof__blockmap_contains(const void* p) {
-  init_shards();
-  uintptr_t key = (uintptr_t)p;
-  if (key <= TOMB) return false;
-  uint64_t h = mix(key);
-  shard_t* s = shard_of(h);
-  mprof__lock(&s->lock);
-  bool found = s->cap != 0 && probe(s->slots, s->cap, key, h, false) != NULL;
   mprof__unlock(&s->lock);
   return found;
 }

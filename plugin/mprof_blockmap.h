@@ -23,9 +23,6 @@ int mprof__blockmap_insert(const void* p, const mprof_sample_t* s);
 /* Removes p; true and *out filled if p was a sampled block. */
 bool mprof__blockmap_remove(const void* p, mprof_sample_t* out);
 
-/* True if p is in the map (a live sampled block). */
-bool mprof__blockmap_contains(const void* p);
-
 /* Sampled blocks currently in the map, and profiler bytes the map uses. */
 size_t mprof__blockmap_count(void);
 size_t mprof__blockmap_bytes(void);

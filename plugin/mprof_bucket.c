@@ -17,7 +17,6 @@ static mprof_lock_t mprof_insert_lock = MPROF_LOCK_INIT(MPROF_RANK_INSERT);
 static _Atomic(mprof_bucket_t*)* _Atomic table; /* chain heads; set once under the insert lock */
 static _Atomic(mprof_bucket_t*) all[MPROF_BUCKET_NTYPES]; /* per-type lists, written under lock */
 static _Atomic size_t counts[MPROF_BUCKET_NTYPES];
-static _Atomic size_t bytes; /* bucket and table memory */
 
 static uint64_t hash_stack(uint32_t type, const uintptr_t* stk, uint32_t nstk) {
   uint64_t h = 0x84222325cbf29ce4ull ^ type;
@@ -62,7 +61,6 @@ mprof_bucket_t* mprof__bucket_get(mprof_bucket_type_t type, const uintptr_t* stk
     size_t tsize = MPROF_BUCKET_HASH_SIZE * sizeof(*tab);
     tab = mprof__meta_alloc(tsize);
     if (tab == NULL) goto out;
-    atomic_fetch_add_explicit(&bytes, tsize, memory_order_relaxed);
     atomic_store_explicit(&table, tab, memory_order_release);
   }
   b = find(tab, h, (uint32_t)type, stk, nstk); /* another thread may have inserted it */
@@ -70,7 +68,6 @@ mprof_bucket_t* mprof__bucket_get(mprof_bucket_type_t type, const uintptr_t* stk
   size_t size = sizeof(mprof_bucket_t) + nstk * sizeof(uintptr_t);
   b = mprof__meta_alloc(size);
   if (b == NULL) goto out;
-  atomic_fetch_add_explicit(&bytes, size, memory_order_relaxed);
   b->hash = h;
   b->nstk = nstk;
   b->type = (uint32_t)type;
@@ -92,10 +89,6 @@ mprof_bucket_t* mprof__bucket_list(mprof_bucket_type_t type) {
 
 size_t mprof__bucket_count(mprof_bucket_type_t type) {
   return atomic_load_explicit(&counts[type], memory_order_relaxed);
-}
-
-size_t mprof__bucket_bytes(void) {
-  return atomic_load_explicit(&bytes, memory_order_relaxed);
 }
 
 void mprof__bucket_fork_prepare(void) {

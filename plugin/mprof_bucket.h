@@ -57,9 +57,6 @@ mprof_bucket_t* mprof__bucket_list(mprof_bucket_type_t type);
 /* Number of buckets of `type` (relaxed). */
 size_t mprof__bucket_count(mprof_bucket_type_t type);
 
-/* Bytes of profiler memory in buckets and the hash table. */
-size_t mprof__bucket_bytes(void);
-
 void mprof__bucket_fork_prepare(void);
 void mprof__bucket_fork_parent(void);
 void mprof__bucket_fork_child(void);

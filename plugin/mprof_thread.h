@@ -25,7 +25,6 @@ typedef struct mprof_thread_s {
   uint64_t rng;       /* xorshift64* state for the interval draws */
   uintptr_t* stack;   /* stack_cap return addresses, profiler memory; NULL until first sample */
   uint32_t stack_cap; /* entries in stack */
-  uint64_t lock_wait_ns; /* contention charged to this thread, not yet recorded */
 } mprof_thread_t;
 
 enum {

@@ -1,13 +1,7 @@
 #!/usr/bin/env bash
 # A C++ program under LD_PRELOAD is sampled (its first allocations precede mprof's start-up) and
 # `go tool pprof` names its functions — with operator new dropped from the leaf end.
-set -euo pipefail
-lib=$1 prog=$2
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fails=0 checks=0
-ok() { checks=$((checks + 1)); echo "ok   $1"; }
-bad() { checks=$((checks + 1)); fails=$((fails + 1)); echo "FAIL $1"; }
+. "$(dirname "$0")/it_lib.sh"
 
 MPROF_CONF="lg_prof_sample:16,prof_final:true,prof_prefix:$work/cx" LD_PRELOAD=$lib "$prog" >/dev/null
 final=$(ls "$work"/cx.*.f.pb.gz)
@@ -22,5 +16,4 @@ total=$(echo "$top" | sed -n 's/.*of \([0-9.]*\)MB total.*/\1/p')
 # ~100000 * 232 B + 20000 * (24 + 1024) B = about 43.4 MiB (45.5 MB); sampled at 64 KiB.
 awk -v t="${total:-0}" 'BEGIN { exit !(t > 35 && t < 56) }' && ok "in-use total ${total}MB near 45 MB" ||
   bad "in-use total '${total}' MB, want about 45"
-echo "$((checks - fails)) passed, $fails failed"
-[ "$fails" -eq 0 ]
+finish

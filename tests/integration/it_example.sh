@@ -1,13 +1,7 @@
 #!/usr/bin/env bash
 # The bundled example under LD_PRELOAD: automatic file names (final, interval, high-water), and
 # its three sites by name in `go tool pprof -top`.
-set -euo pipefail
-lib=$1 prog=$2
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fails=0 checks=0
-ok() { checks=$((checks + 1)); echo "ok   $1"; }
-bad() { checks=$((checks + 1)); fails=$((fails + 1)); echo "FAIL $1"; }
+. "$(dirname "$0")/it_lib.sh"
 
 MPROF_CONF="prof_final:true,prof_prefix:$work/hh,lg_prof_interval:26,prof_gdump:true" \
   LD_PRELOAD=$lib "$prog" >"$work/out"
@@ -31,5 +25,4 @@ err=$(MPROF_CONF=prof_leak:true LD_PRELOAD=$lib "$prog" 2>&1 >/dev/null)
 [[ $err == "mprof: leak summary: about "*" bytes in use at exit in "*" sampled blocks"* ]] &&
   ok "prof_leak prints one summary line" || bad "prof_leak: got '$err'"
 [ "$(printf '%s\n' "$err" | wc -l)" -eq 1 ] && ok "exactly one line" || bad "more than one line"
-echo "$((checks - fails)) passed, $fails failed"
-[ "$fails" -eq 0 ]
+finish
