@@ -211,6 +211,18 @@ static void on_free(const mprof_sample_t* data, void* ptr) {
   t->busy--;
 }
 
+void mprof__sample_cancel(const mprof_sample_t* data) {
+  if (data->bucket == NULL) return;
+  mprof_thread_t* t = &mprof__thread;
+  t->busy++;
+  mprof__cycle_cancel_malloc(data->bucket, data->size, data->weight, data->cycle);
+  atomic_fetch_sub_explicit(&st_samples, 1, memory_order_relaxed);
+  atomic_fetch_sub_explicit(&st_inuse_bytes, data->size, memory_order_relaxed);
+  atomic_fetch_sub_explicit(&inuse_est, (int64_t)llround(data->weight * (double)data->size),
+                            memory_order_relaxed);
+  t->busy--;
+}
+
 static void on_epoch(void) {
   mprof__enter();
   mprof__cycle_advance();

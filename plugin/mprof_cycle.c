@@ -102,6 +102,39 @@ void mprof__cycle_record_free(struct mprof_bucket_s* b, uint64_t size, double we
   mprof__unlock(lk);
 }
 
+void mprof__cycle_cancel_malloc(struct mprof_bucket_s* b, uint64_t size, double weight,
+                                uint64_t malloc_cycle) {
+  unsigned k = stripe_of(b);
+  for (;;) {
+    /* The malloc sits in slot C_m+2, which is folded only once C reaches C_m+2: until then it
+     * can be taken out again (that slot is C+2 or C+1 for recorders now). Later, count a free. */
+    uint64_t c = atomic_load_explicit(&cycle, memory_order_acquire);
+    int uncount = c <= malloc_cycle + 1;
+    uint64_t target = uncount ? malloc_cycle + 2 : c + 1;
+    unsigned s = (unsigned)(target % 3);
+    mprof__lock(&mprof_future_lock[s][k]);
+    if (atomic_load_explicit(&cycle, memory_order_acquire) != c) {
+      mprof__unlock(&mprof_future_lock[s][k]);
+      continue;
+    }
+    mprof_mem_cycle_t* mc = &b->rec.mem.future[s];
+    mark_dirty_locked(b, s);
+    if (uncount) {
+      mc->allocs--;
+      mc->alloc_bytes -= size;
+      mc->walloc_objs -= weight;
+      mc->walloc_bytes -= weight * (double)size;
+    } else {
+      mc->frees++;
+      mc->free_bytes += size;
+      mc->wfree_objs += weight;
+      mc->wfree_bytes += weight * (double)size;
+    }
+    mprof__unlock(&mprof_future_lock[s][k]);
+    return;
+  }
+}
+
 uint64_t mprof__cycle_current(void) {
   return atomic_load_explicit(&cycle, memory_order_acquire);
 }

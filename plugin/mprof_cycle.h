@@ -75,6 +75,12 @@ uint64_t mprof__cycle_record_malloc(struct mprof_bucket_s* b, uint64_t size, dou
 void mprof__cycle_record_free(struct mprof_bucket_s* b, uint64_t size, double weight,
                               uint64_t malloc_cycle);
 
+/* Uncounts a malloc counted moments ago: its slot (malloc_cycle + 2) is folded only when C
+ * reaches that cycle, so until then the malloc is taken out of it again; after that (two epoch
+ * boundaries in between) a free is counted instead, which keeps in-use figures exact. */
+void mprof__cycle_cancel_malloc(struct mprof_bucket_s* b, uint64_t size, double weight,
+                                uint64_t malloc_cycle);
+
 /* The current cycle C. */
 uint64_t mprof__cycle_current(void);
 

@@ -66,8 +66,13 @@ bool mprof__ready(void);
  * thread is already inside the profiler. */
 bool mprof__sample_decide(size_t n);
 
-/* A sample was decided but the glue could not place it (e.g. its sampled-block area is full). */
+/* A sample was decided but the glue could not place or keep it (no room for its record). */
 void mprof__sample_dropped(void);
+
+/* Takes back a sample that on_alloc recorded moments ago on this thread, as if it had never
+ * been made (the allocator re-reported the block, or its record could not be kept): the malloc
+ * is uncounted rather than a free counted, so allocation totals do not grow. */
+void mprof__sample_cancel(const mprof_sample_t* data);
 
 /* The work done at exit (final dump, leak summary), once; an atexit handler registered by
  * mprof__init. Later callers wait until it is done. */
