@@ -23,6 +23,9 @@ no_profiler_lines "no message from the profiler on stderr" "$work/stderr"
 pid=$(awk '$1 == "pid" { print $2 }' "$work/truth")
 read -r samples dropped < <(awk '$1 == "stats" { print $2, $3 }' "$work/truth")
 check_eq "stats.dropped_samples" "${dropped:-missing}" 0
+read -r in_place moved < <(awk '$1 == "realloc" { print $2, $3 }' "$work/truth")
+check "reallocs resized in place (counted as free + allocation): ${in_place:-0}" test "${in_place:-0}" -gt 0
+check "reallocs moved (counted as free + allocation): ${moved:-0}" test "${moved:-0}" -gt 0
 check "stats.samples is positive" test "${samples:-0}" -gt 0
 
 final=$(ls "$work"/final."$pid".*.f.pb.gz 2>/dev/null)
