@@ -1,24 +1,28 @@
-/* The contract between the profiling core and an allocator glue.
+/* The contract between the profiling core and an allocator glue: what an allocator calls.
  *
  * The core knows no allocator. A glue (allocator-glue/<allocator>.c) connects one allocator to
- * the core with three callbacks, in the shape of the profiler interface that newer upstream
- * mimalloc offers natively (mimalloc-profile.h: on_alloc returning the next sampling threshold,
- * on_free, per-sample data the allocator keeps with each sampled block):
+ * the core. The allocator's part, done inside the allocator's own allocation and free paths:
+ *
+ *   - keep the thread's byte countdown (mprof_thread.h): every allocation of n bytes subtracts
+ *     n; only when that borrows does it call mprof__sample_decide(n), which says whether this
+ *     allocation is sampled and leaves a fresh countdown;
+ *   - for a sampled block, call on_alloc once the block exists and keep the record it fills
+ *     with the block (or in the core's block map, mprof_blockmap.h, where the allocator has no
+ *     room for per-block data, as mimalloc 2.0.9 and jemalloc do not), and recognise the block
+ *     when it is freed without cost to the frees of unsampled blocks;
+ *   - call on_free with that record before the block's memory is reused;
+ *   - call on_epoch at its epoch boundaries, if it has any (mprof_cycle.h). The core also
+ *     makes boundaries of its own every 2^lg_prof_epoch sampled bytes and at each dump.
  *
  *   on_alloc(data, ptr, size)  a sampled allocation of `size` requested bytes now lives at ptr.
- *                              The core fills *data (the sample record the allocator must keep
- *                              with the block) and returns the number of bytes to allocate on
- *                              this thread before the next sample.
+ *                              The core fills *data and returns the thread's new countdown.
  *   on_free(data, ptr)         a block that on_alloc saw is being freed; `data` is its record.
- *                              Called before the memory is released.
- *   on_epoch()                 an allocator epoch boundary (see mprof_cycle.h).
+ *   on_epoch()                 an allocator epoch boundary.
  *
- * A glue for an allocator with native hooks passes these to it. A glue for an allocator without
- * them (mimalloc 2.0.9, jemalloc) interposes malloc and friends and does the allocator's part
- * itself: it keeps the thread's countdown (mprof_thread.h), asks mprof__sample_decide on the slow
- * path, places sampled blocks where it can tell them apart on free, and keeps the sample records
- * (mprof_blockmap.h can do that). Everything else (configuration, control, dumps, fork, exit) is
- * the core's. */
+ * The shape follows a profiler interface proposed for mimalloc (microsoft/mimalloc pull request
+ * #1266, not merged and in no released mimalloc: on_alloc returning the bytes until the next
+ * sample, on_free, a per-sample record kept with the block). Everything else — configuration,
+ * control, dumps, fork, exit — is the core's. */
 #ifndef MPROF_HOOKS_H
 #define MPROF_HOOKS_H
 
