@@ -40,6 +40,11 @@
 
 #include "mprof_thread.h"
 
+#if defined(MI_TSAN) && MI_TSAN
+/* mimalloc's ThreadSanitizer build makes its two page flags whole bytes: no spare bits. */
+#error "libmprof.so cannot be built with MI_TSAN: the page marks need the spare flag bits"
+#endif
+
 #define MI_TRACK_ENABLED 1
 #define MI_TRACK_TOOL "mprof"
 
