@@ -66,6 +66,11 @@ static __thread struct {
   uint64_t countdown_before;
 } last_sample __attribute__((tls_model("initial-exec")));
 
+/* A sampled block on another thread's page that an in-place realloc just ended on this thread:
+ * its page mark was not lowered (only the owner may), so the realloc's new block at the same
+ * address may take it over. Set and cleared by each in-place realloc, cleared by each sample. */
+static __thread void* foreign_slot __attribute__((tls_model("initial-exec")));
+
 /* ---------------------------------------------------------------------------------------------
  * Page marks: bits 2..7 of mi_page_t.flags.full_aligned count the page's live sampled blocks.
  * Only the page's owner thread writes them (mimalloc writes its own two bits the same way).
@@ -88,9 +93,12 @@ static inline bool page_is_local(const void* p) {
  * ------------------------------------------------------------------------------------------- */
 static void record(void* p, size_t n, uint64_t before) {
   mi_page_t* page = _mi_ptr_page(p);
-  if (!page_is_local(p)) {
-    /* An in-place realloc of a block that another thread's page holds: only that thread may
-     * write the page's mark, and an unmarked page's frees never reach the hook. */
+  bool local = page_is_local(p);
+  bool inherit = !local && p == foreign_slot;
+  foreign_slot = NULL;
+  if (!local && !inherit) {
+    /* An in-place realloc of an unsampled block that another thread's page holds: only that
+     * thread may write the page's mark, and an unmarked page's frees never reach the hook. */
     mprof__sample_dropped();
     return;
   }
@@ -102,8 +110,10 @@ static void record(void* p, size_t n, uint64_t before) {
     mprof__sample_dropped();
     return;
   }
-  unsigned m = page_marks(page);
-  if (m < (MPROF_MI_SAMPLED_MASK >> MPROF_MI_SAMPLED_SHIFT)) page_set_marks(page, m + 1);
+  if (!inherit) {
+    unsigned m = page_marks(page);
+    if (m < (MPROF_MI_SAMPLED_MASK >> MPROF_MI_SAMPLED_SHIFT)) page_set_marks(page, m + 1);
+  }
   last_sample.block = p;
   last_sample.countdown_before = before;
 }
@@ -128,12 +138,12 @@ static void unmark(mi_page_t* page) {
   if (m > 0 && m < (MPROF_MI_SAMPLED_MASK >> MPROF_MI_SAMPLED_SHIFT)) page_set_marks(page, m - 1);
 }
 
-/* mi_track_free on a marked page. */
-__attribute__((noinline, cold)) void mprof__mi_free_marked(void* p, void* pg, bool is_local) {
-  mi_page_t* page = pg;
+/* The free of p on a marked page: true if p was a sampled block. */
+static bool free_on_marked_page(void* p, mi_page_t* page, bool is_local) {
   int saved = errno;
   mprof_sample_t d;
-  if (mprof__blockmap_remove(p, &d)) {
+  bool sampled = mprof__blockmap_remove(p, &d);
+  if (sampled) {
     if (p == last_sample.block) last_sample.block = NULL;
     cb->on_free(&d, p);
     if (is_local) unmark(page);
@@ -142,6 +152,12 @@ __attribute__((noinline, cold)) void mprof__mi_free_marked(void* p, void* pg, bo
    * them), nothing sampled is left on it. */
   if (is_local && page->used <= 1) page_set_marks(page, 0);
   errno = saved;
+  return sampled;
+}
+
+/* mi_track_free on a marked page. */
+__attribute__((noinline, cold)) void mprof__mi_free_marked(void* p, void* page, bool is_local) {
+  free_on_marked_page(p, page, is_local);
 }
 
 /* Gives back what the report of `p` (n bytes) took: its sample if it was the thread's latest
@@ -166,10 +182,14 @@ void mprof__mi_free_size(void* p, size_t size, const void* aligned) {
   if (aligned != NULL) {
     unreport(p, size); /* the aligned block is reported next, by mi_track_malloc */
   } else {
-    /* An in-place realloc: the old block ends here; the new size is reported next. */
+    /* An in-place realloc: the old block ends here; the new size is reported next. (The only
+     * way to a sample on another thread's page, so foreign_slot is always set here first.) */
+    foreign_slot = NULL;
     mi_page_t* page = _mi_ptr_page(p);
-    if ((page->flags.full_aligned & MPROF_MI_SAMPLED_MASK) != 0)
-      mprof__mi_free_marked(p, page, page_is_local(p));
+    if ((page->flags.full_aligned & MPROF_MI_SAMPLED_MASK) != 0) {
+      bool local = page_is_local(p);
+      if (free_on_marked_page(p, page, local) && !local) foreign_slot = p;
+    }
   }
   errno = saved;
 }

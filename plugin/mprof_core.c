@@ -198,29 +198,31 @@ static uint64_t on_alloc(mprof_sample_t* data, void* ptr, size_t size) {
   return t->countdown;
 }
 
-static void on_free(const mprof_sample_t* data, void* ptr) {
-  (void)ptr;
+/* A sampled block leaves the live set: freed, or (cancel) taken back as if never sampled. */
+static void sample_ends(const mprof_sample_t* data, bool cancel) {
   if (data->bucket == NULL) return;
   mprof_thread_t* t = &mprof__thread;
   t->busy++;
-  mprof__cycle_record_free(data->bucket, data->size, data->weight, data->cycle);
-  atomic_fetch_add_explicit(&st_frees, 1, memory_order_relaxed);
+  if (cancel) {
+    mprof__cycle_cancel_malloc(data->bucket, data->size, data->weight, data->cycle);
+    atomic_fetch_sub_explicit(&st_samples, 1, memory_order_relaxed);
+  } else {
+    mprof__cycle_record_free(data->bucket, data->size, data->weight, data->cycle);
+    atomic_fetch_add_explicit(&st_frees, 1, memory_order_relaxed);
+  }
   atomic_fetch_sub_explicit(&st_inuse_bytes, data->size, memory_order_relaxed);
   atomic_fetch_sub_explicit(&inuse_est, (int64_t)llround(data->weight * (double)data->size),
                             memory_order_relaxed);
   t->busy--;
 }
 
+static void on_free(const mprof_sample_t* data, void* ptr) {
+  (void)ptr;
+  sample_ends(data, false);
+}
+
 void mprof__sample_cancel(const mprof_sample_t* data) {
-  if (data->bucket == NULL) return;
-  mprof_thread_t* t = &mprof__thread;
-  t->busy++;
-  mprof__cycle_cancel_malloc(data->bucket, data->size, data->weight, data->cycle);
-  atomic_fetch_sub_explicit(&st_samples, 1, memory_order_relaxed);
-  atomic_fetch_sub_explicit(&st_inuse_bytes, data->size, memory_order_relaxed);
-  atomic_fetch_sub_explicit(&inuse_est, (int64_t)llround(data->weight * (double)data->size),
-                            memory_order_relaxed);
-  t->busy--;
+  sample_ends(data, true);
 }
 
 static void on_epoch(void) {

@@ -14,13 +14,13 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -32,6 +32,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "rel_proc.h"
+
 typedef int (*ctl_fn)(const char*, void*, size_t*, void*, size_t);
 static ctl_fn ctl;
 static const char* cxxlib;
@@ -42,16 +44,6 @@ static uint64_t stat_u64(const char* name) {
   size_t len = sizeof v;
   assert_int_equal(ctl(name, &v, &len, NULL, 0), 0);
   return v;
-}
-
-static int task_count(void) {
-  DIR* d = opendir("/proc/self/task");
-  if (d == NULL) return -1;
-  int n = 0;
-  for (struct dirent* e; (e = readdir(d)) != NULL;)
-    if (e->d_name[0] != '.') n++;
-  closedir(d);
-  return n;
 }
 
 /* Enough allocations that every lazy part of the profiler has started. */
@@ -108,7 +100,39 @@ static void test_the_profiler_starts_no_thread(void** state) {
   const char* path = "/dev/null";
   assert_int_equal(ctl("prof.dump", NULL, NULL, &path, sizeof path), 0);
   assert_true(stat_u64("stats.samples") > 1000);
-  assert_int_equal(task_count(), 1);
+  assert_int_equal(rel_task_count(), 1);
+}
+
+static char* blocks[1000];
+
+static void* shrink_all(void* arg) {
+  int* in_place = arg;
+  for (int i = 0; i < 1000; i++) {
+    char* q = realloc(blocks[i], 800); /* within mimalloc's in-place range */
+    if (q == blocks[i]) ++*in_place;
+    blocks[i] = q;
+  }
+  return NULL;
+}
+
+static void test_in_place_realloc_of_another_threads_block_is_sampled_and_counted(void** state) {
+  (void)state;
+  uint64_t s0 = stat_u64("stats.samples"), f0 = stat_u64("stats.frees");
+  uint64_t d0 = stat_u64("stats.dropped_samples");
+  for (int i = 0; i < 1000; i++)
+    blocks[i] = malloc(1000);
+  int in_place = 0;
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, shrink_all, &in_place), 0);
+  assert_int_equal(pthread_join(t, NULL), 0);
+  for (int i = 0; i < 1000; i++)
+    free(blocks[i]);
+  assert_true(in_place > 900);
+  /* 1000 mallocs + 1000 reallocs sampled; 1000 old blocks + 1000 new ones freed. The thread's
+   * own start-up allocations are sampled and freed too, hence at least. */
+  assert_true(stat_u64("stats.samples") - s0 >= 2000);
+  assert_true(stat_u64("stats.frees") - f0 >= 2000);
+  assert_int_equal(stat_u64("stats.dropped_samples"), d0);
 }
 
 /* Run as the whole process (mode "unshare"): unshare(CLONE_NEWUSER) fails with EINVAL in a
@@ -203,6 +227,7 @@ int main(int argc, char** argv) {
       cmocka_unit_test(test_cxx_new_in_a_dlopened_library_is_sampled_and_its_delete_counted),
       cmocka_unit_test(test_libc_memalign_blocks_can_be_freed),
       cmocka_unit_test(test_the_profiler_starts_no_thread),
+      cmocka_unit_test(test_in_place_realloc_of_another_threads_block_is_sampled_and_counted),
       cmocka_unit_test(test_no_large_address_space_reservation),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

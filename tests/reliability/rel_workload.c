@@ -28,7 +28,6 @@
  * followed by "stats SAMPLES DROPPED" and "realloc IN_PLACE MOVED". The blocks still live at the end stay live through exit,
  * so the final profile (prof_final) shows them; DIR/last.pb.gz is a prof.dump of the same state.
  * Exit status 0 when every check inside the program passed. */
-#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -47,6 +46,8 @@
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "rel_proc.h"
 
 extern char** environ;
 
@@ -282,17 +283,6 @@ static void* worker(void* arg) {
   return NULL;
 }
 
-/* Threads of this process now, from /proc/self/task. */
-static int task_count(void) {
-  DIR* d = opendir("/proc/self/task");
-  if (d == NULL) return -1;
-  int n = 0;
-  for (struct dirent* e; (e = readdir(d)) != NULL;)
-    if (e->d_name[0] != '.') n++;
-  closedir(d);
-  return n;
-}
-
 static int dump_to(const char* path) {
   return ctl("prof.dump", NULL, NULL, &path, sizeof path);
 }
@@ -476,7 +466,7 @@ int main(int argc, char** argv) {
     for (uintptr_t k = 0; k < THREADS_PER_WAVE; k++)
       pthread_create(&w[k], NULL, worker, (void*)(wave * THREADS_PER_WAVE + k + 1));
     pthread_barrier_wait(&wave_start); /* every worker runs until wave_end */
-    int tasks = task_count();
+    int tasks = rel_task_count();
     if (tasks != mine + THREADS_PER_WAVE)
       failure("%d threads in /proc/self/task during a wave, want %d", tasks,
               mine + THREADS_PER_WAVE);
@@ -495,7 +485,7 @@ int main(int argc, char** argv) {
     if (sigs_seen < 100) failure("the SIGPROF storm did not happen (%ld)", (long)sigs_seen);
   }
 
-  int tasks = task_count();
+  int tasks = rel_task_count();
   if (tasks != 1) failure("%d threads in /proc/self/task once every thread was joined", tasks);
 
   /* The survivors stay live through exit. */
