@@ -62,6 +62,38 @@ static void test_free_in_the_mallocs_cycle_is_published_with_the_malloc(void** s
   assert_int_equal(a.frees, 1);
 }
 
+static void test_a_cancelled_malloc_is_never_published(void** state) {
+  (void)state;
+  mprof_bucket_t* b = bucket_for(107);
+  uint64_t c = mprof__cycle_record_malloc(b, 40, 2.0);
+  mprof__cycle_cancel_malloc(b, 40, 2.0, c); /* same cycle */
+  c = mprof__cycle_record_malloc(b, 40, 2.0);
+  epoch(); /* one boundary between: the malloc's slot is not folded yet */
+  mprof__cycle_cancel_malloc(b, 40, 2.0, c);
+  epoch();
+  epoch();
+  mprof_mem_cycle_t a = published(b);
+  assert_int_equal(a.allocs, 0);
+  assert_int_equal(a.frees, 0);
+  assert_true(a.walloc_bytes == 0.0);
+}
+
+static void test_a_malloc_cancelled_after_its_publication_counts_as_a_free(void** state) {
+  (void)state;
+  mprof_bucket_t* b = bucket_for(108);
+  uint64_t c = mprof__cycle_record_malloc(b, 40, 1.0);
+  epoch();
+  epoch(); /* published */
+  mprof__cycle_cancel_malloc(b, 40, 1.0, c);
+  mprof_mem_cycle_t a = published(b);
+  assert_int_equal(a.allocs, 1);
+  assert_int_equal(a.frees, 0);
+  epoch();
+  a = published(b);
+  assert_int_equal(a.allocs, 1);
+  assert_int_equal(a.frees, 1); /* in use is back to zero, never negative */
+}
+
 static void test_free_in_a_later_cycle_is_published_one_epoch_later(void** state) {
   (void)state;
   mprof_bucket_t* b = bucket_for(3);
@@ -275,6 +307,8 @@ int main(void) {
       cmocka_unit_test(test_malloc_is_published_after_two_epochs),
       cmocka_unit_test(test_free_in_the_mallocs_cycle_is_published_with_the_malloc),
       cmocka_unit_test(test_free_in_a_later_cycle_is_published_one_epoch_later),
+      cmocka_unit_test(test_a_cancelled_malloc_is_never_published),
+      cmocka_unit_test(test_a_malloc_cancelled_after_its_publication_counts_as_a_free),
       cmocka_unit_test(test_advance_without_flush_flushes_first),
       cmocka_unit_test(test_publish_all_includes_everything_counted_before),
       cmocka_unit_test(test_a_flush_folds_only_the_buckets_touched_and_clears_their_marks),
