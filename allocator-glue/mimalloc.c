@@ -46,6 +46,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
+#include <stdatomic.h>
 #include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -89,6 +90,34 @@ static inline bool page_is_local(const void* p) {
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * A filter in front of the block map. A marked page's frees are mostly of unsampled blocks (a
+ * sampled block shares its page with many others), and each would take a block-map shard lock
+ * to find nothing. So every live sampled block also counts in one of FILTER_SIZE counters,
+ * chosen by its address: a free whose counter is zero is not of a sampled block, known with one
+ * load. Counters rise before a block enters the map and fall after it leaves, so a zero never
+ * hides a live block. The array is in .bss: untouched until the first sample, and 2 bytes per
+ * counter resident only where touched.
+ * ------------------------------------------------------------------------------------------- */
+#define FILTER_SIZE (1u << 16)
+static _Atomic uint16_t filter[FILTER_SIZE];
+
+static inline _Atomic uint16_t* filter_slot(const void* p) {
+  uint64_t h = ((uint64_t)(uintptr_t)p >> 3) * 0x9e3779b97f4a7c15ull;
+  return &filter[h >> 48];
+}
+
+static inline bool maybe_sampled(const void* p) {
+  return atomic_load_explicit(filter_slot(p), memory_order_acquire) != 0;
+}
+
+/* Removes p from the block map if it is there (a sampled block). */
+static bool take_record(const void* p, mprof_sample_t* d) {
+  if (!maybe_sampled(p) || !mprof__blockmap_remove(p, d)) return false;
+  atomic_fetch_sub_explicit(filter_slot(p), 1, memory_order_release);
+  return true;
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Hook slow paths
  * ------------------------------------------------------------------------------------------- */
 static void record(void* p, size_t n, uint64_t before) {
@@ -105,7 +134,9 @@ static void record(void* p, size_t n, uint64_t before) {
   mprof_sample_t d;
   cb->on_alloc(&d, p, n);
   if (d.bucket == NULL) return; /* not recorded (counted as dropped by the core) */
+  atomic_fetch_add_explicit(filter_slot(p), 1, memory_order_relaxed);
   if (mprof__blockmap_insert(p, &d) != 0) {
+    atomic_fetch_sub_explicit(filter_slot(p), 1, memory_order_relaxed);
     mprof__sample_cancel(&d);
     mprof__sample_dropped();
     return;
@@ -140,18 +171,18 @@ static void unmark(mi_page_t* page) {
 
 /* The free of p on a marked page: true if p was a sampled block. */
 static bool free_on_marked_page(void* p, mi_page_t* page, bool is_local) {
-  int saved = errno;
   mprof_sample_t d;
-  bool sampled = mprof__blockmap_remove(p, &d);
+  bool sampled = take_record(p, &d);
   if (sampled) {
+    int saved = errno;
     if (p == last_sample.block) last_sample.block = NULL;
     cb->on_free(&d, p);
     if (is_local) unmark(page);
+    errno = saved;
   }
   /* The page's last block: whatever the marks say (frees from other threads cannot lower
    * them), nothing sampled is left on it. */
   if (is_local && page->used <= 1) page_set_marks(page, 0);
-  errno = saved;
   return sampled;
 }
 
@@ -165,7 +196,7 @@ __attribute__((noinline, cold)) void mprof__mi_free_marked(void* p, void* page, 
 static void unreport(void* p, size_t n) {
   mprof_thread_t* t = &mprof__thread;
   mprof_sample_t d;
-  if (p == last_sample.block && mprof__blockmap_remove(p, &d)) {
+  if (p == last_sample.block && take_record(p, &d)) {
     last_sample.block = NULL;
     mprof__sample_cancel(&d);
     unmark(_mi_ptr_page(p));
