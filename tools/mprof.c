@@ -467,11 +467,13 @@ static int cmd_run(int argc, char** argv) {
   const char* libfile = strcmp(allocator, "jemalloc") == 0 ? "libmprof-jemalloc.so" : "libmprof.so";
   char lib[PATH_MAX];
   if (!find_library(libfile, lib, sizeof lib)) {
+    char dir[PATH_MAX] = "?";
+    self_dir(dir, sizeof dir);
     fprintf(stderr,
-            "mprof: %s not found next to this mprof (looked in %s, .. and . relative to "
-            "its directory; set MPROF_LIB_DIR to choose another)%s\n",
-            libfile, MPROF_REL_LIBDIR,
-            strcmp(allocator, "jemalloc") == 0 ? "; the jemalloc build was not installed" : "");
+            "mprof: %s%s is not installed next to this mprof (looked in %s/%s, %s/.. and %s; "
+            "set MPROF_LIB_DIR to choose the directory)\n",
+            strcmp(allocator, "jemalloc") == 0 ? "--allocator jemalloc: " : "", libfile, dir,
+            MPROF_REL_LIBDIR, dir, dir);
     return EXIT_USAGE;
   }
 

@@ -2,7 +2,9 @@
  * fetched), drawn as positioned <div> elements so the page works in any browser from disk.
  * Callers are at the top, the code that allocated at the bottom of each tower; a box's width is
  * its share of the bytes. Click a box to zoom to it (click the top bar to go back), hover for
- * bytes and share, type in the search box to highlight functions (with the matched total). */
+ * bytes and share, type in the search box to highlight functions (with the matched total). The
+ * page's address keeps the state: OUT.html#search=REGEX&zoom=FUNCTION opens searched and zoomed
+ * (to the largest box of that function). A script error is shown on the page. */
 #include "mprof_report.h"
 
 #include <errno.h>
@@ -94,7 +96,10 @@ static const char page_style[] =
     "cursor:pointer}\n"
     ".f.m{background:#e040e0!important}\n"
     ".f.a{opacity:.6}\n"
-    "</style></head><body>\n";
+    "#error{color:#b00}\n"
+    "</style></head><body>\n"
+    "<script>window.onerror=function(m){var e=document.getElementById('error');"
+    "if(e)e.textContent='the flame graph could not be drawn: '+m};</script>\n";
 
 static const char page_script[] =
     "<script>\n"
@@ -132,7 +137,16 @@ static const char page_script[] =
     "found.textContent='matched: '+fmt(m)+' ('+pct(m)+')'}else found.textContent='';}\n"
     "search.oninput=function(){var s=search.value;re=null;if(s){try{re=new RegExp(s,'i')}"
     "catch(e){re=new RegExp(s.replace(/[.*+?^${}()|[\\]\\\\]/g,'\\\\$&'),'i')}}draw()};\n"
-    "document.getElementById('reset').onclick=function(){zoom=root;draw()};\n"
+    "function hash(){var h=[];if(search.value)h.push('search='+encodeURIComponent(search.value));"
+    "if(zoom!==root)h.push('zoom='+encodeURIComponent(zoom.n));"
+    "history.replaceState(null,'',h.length?'#'+h.join('&'):location.pathname)}\n"
+    "document.getElementById('reset').onclick=function(){zoom=root;draw();hash()};\n"
+    "chart.addEventListener('click',function(){hash()});search.addEventListener('input',hash);\n"
+    "location.hash.slice(1).split('&').forEach(function(kv){var i=kv.indexOf('=');if(i<0)return;"
+    "var k=kv.slice(0,i),v=decodeURIComponent(kv.slice(i+1));"
+    "if(k==='search'){search.value=v;search.oninput()}"
+    "if(k==='zoom'){var best=null;(function walk(n){if(n.n===v&&(!best||n.v>best.v))best=n;"
+    "(n.c||[]).forEach(walk)})(root);if(best)zoom=best}});\n"
     "window.onresize=draw;draw();\n"
     "})();\n"
     "</script>\n</body></html>\n";
@@ -187,7 +201,7 @@ int mprof__write_flame(FILE* f, const mprof_stacks_t* s, mprof_metric_t m, const
     fputs("<div id=\"bar\"><input id=\"search\" type=\"search\" placeholder=\"search "
           "functions (regular expression)\"><button id=\"reset\">reset zoom</button>"
           "<span id=\"found\"></span></div>\n<div id=\"status\">hover over a box for its "
-          "bytes; click to zoom</div>\n<div id=\"chart\"></div>\n<script>\nvar DATA=",
+          "bytes; click to zoom</div>\n<div id=\"error\"></div>\n<div id=\"chart\"></div>\n<script>\nvar DATA=",
           f);
     json_node(f, root);
     fputs(";\n</script>\n", f);

@@ -10,6 +10,7 @@
 #include <regex.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* From libstdc++ (the C++ ABI's demangler). */
 char* __cxa_demangle(const char* mangled, char* out, size_t* len, int* status);
@@ -163,7 +164,8 @@ static const char* symtab_name(const mprof_rd_profile_t* p, symcache_t* cache, s
   if (c->state == 0) {
     c->state = 2;
     const char* path = mprof__rd_str(p, map->filename);
-    if (path[0] == '/' && mprof__symtab_open(path, mprof__rd_str(p, map->build_id), &c->st) == 0)
+    struct stat sb; /* only regular files: opening a FIFO named by a profile would block */
+    if (path[0] == '/' && stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && mprof__symtab_open(path, mprof__rd_str(p, map->build_id), &c->st) == 0)
       c->state = 1;
   }
   if (c->state != 1 || addr < map->start || (map->limit != 0 && addr >= map->limit)) return NULL;
@@ -445,8 +447,10 @@ const char* mprof__fmt_bytes(char* buf, size_t len, int64_t v, bool exact) {
   return buf;
 }
 
-static void fmt_where(char* buf, size_t len, const mprof_frame_t* f) {
-  if (f->file[0] != '\0' && f->line > 0)
+/* Where a site is: file:line for --lines, the file for a function (whose lines may differ), or
+ * the object it is in. */
+static void fmt_where(char* buf, size_t len, const mprof_frame_t* f, bool lines) {
+  if (f->file[0] != '\0' && f->line > 0 && lines)
     snprintf(buf, len, "%s:%" PRId64, f->file, f->line);
   else if (f->file[0] != '\0')
     snprintf(buf, len, "%s", f->file);
@@ -519,7 +523,7 @@ int mprof__print_top(FILE* f, const mprof_stacks_t* s, const mprof_top_opts_t* o
     if (st->bytes <= 0) continue;
     if (o->n != 0 && shown == o->n) break;
     shown++;
-    fmt_where(where, sizeof where, st->leaf);
+    fmt_where(where, sizeof where, st->leaf, o->lines);
     double share = total > 0 ? 100.0 * (double)st->bytes / (double)total : 0;
     if (objs)
       fprintf(f, "  %12" PRId64 " %5.1f%% %10s  %-32s %s\n", st->bytes, share,
@@ -569,7 +573,7 @@ int mprof__print_diff(FILE* f, const mprof_stacks_t* old, const mprof_stacks_t* 
     if (n != 0 && shown == n) break;
     shown++;
     int64_t d = s->bytes - s->other;
-    fmt_where(where, sizeof where, s->leaf);
+    fmt_where(where, sizeof where, s->leaf, lines);
     char db[40];
     snprintf(db, sizeof db, "%s%s", d > 0 ? "+" : "", mprof__fmt_bytes(b3, sizeof b3, d, exact));
     fprintf(f, "  %12s %12s %12s  %-32s %s\n", db, mprof__fmt_bytes(b1, sizeof b1, s->other, exact),
