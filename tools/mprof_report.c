@@ -516,7 +516,7 @@ int mprof__print_top(FILE* f, const mprof_stacks_t* s, const mprof_top_opts_t* o
     fprintf(f, "%s: %s in %" PRId64 " objects (estimated from samples)\n", title,
             mprof__fmt_bytes(b1, sizeof b1, total, o->exact), total_other);
   fprintf(f, "  %12s %6s %10s  %-32s %s\n", objs ? "objects" : "bytes", "share",
-          objs ? "bytes" : "objects", "function", "file:line");
+          objs ? "bytes" : "objects", "function", "where");
   size_t shown = 0;
   for (size_t i = 0; i < sites.n; i++) {
     const site_t* st = &sites.v[i];
@@ -565,7 +565,7 @@ int mprof__print_diff(FILE* f, const mprof_stacks_t* old, const mprof_stacks_t* 
   fprintf(f, "in use: %s -> %s (%s%s)\n", mprof__fmt_bytes(b1, sizeof b1, told, exact),
           mprof__fmt_bytes(b2, sizeof b2, tnew, exact), tnew >= told ? "+" : "",
           mprof__fmt_bytes(b3, sizeof b3, tnew - told, exact));
-  fprintf(f, "  %12s %12s %12s  %-32s %s\n", "change", "old", "new", "function", "file:line");
+  fprintf(f, "  %12s %12s %12s  %-32s %s\n", "change", "old", "new", "function", "where");
   size_t shown = 0;
   for (size_t i = 0; i < sites.n; i++) {
     const site_t* s = &sites.v[i];
@@ -656,8 +656,7 @@ void mprof__print_recon(FILE* f, const mprof_rd_profile_t* p, bool exact) {
                    "allocator metadata and free (dirty) pages it keeps", exact);
       if (have_rss)
         recon_diff(f, "  process RSS - resident", rss, resident,
-                   "memory not from malloc: code, stacks, static data, the program's own mmap, "
-                   "the profiler's metadata",
+                   "not from malloc (code, stacks, data, mmap, profiler)",
                    exact);
     }
   } else if (comment_value(p, "allocator_committed_bytes", &committed)) {
@@ -669,8 +668,7 @@ void mprof__print_recon(FILE* f, const mprof_rd_profile_t* p, bool exact) {
                "allocator overhead, free pages it keeps, sampling error", exact);
     if (have_rss)
       recon_diff(f, "  process RSS - committed", rss, committed,
-                 "memory not from malloc (code, stacks, static data, the program's own mmap, "
-                 "the profiler's metadata) minus committed pages never touched",
+                 "not from malloc (code, stacks, data, mmap, profiler) less untouched pages",
                  exact);
   }
   if (have_rss) recon_row(f, "process RSS", rss, "resident memory of the process", exact);
