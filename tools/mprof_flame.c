@@ -201,7 +201,8 @@ int mprof__write_flame(FILE* f, const mprof_stacks_t* s, mprof_metric_t m, const
     fputs("<div id=\"bar\"><input id=\"search\" type=\"search\" placeholder=\"search "
           "functions (regular expression)\"><button id=\"reset\">reset zoom</button>"
           "<span id=\"found\"></span></div>\n<div id=\"status\">hover over a box for its "
-          "bytes; click to zoom</div>\n<div id=\"error\"></div>\n<div id=\"chart\"></div>\n<script>\nvar DATA=",
+          "bytes; click to zoom</div>\n<div id=\"error\"></div>\n<div "
+          "id=\"chart\"></div>\n<script>\nvar DATA=",
           f);
     json_node(f, root);
     fputs(";\n</script>\n", f);

@@ -1,6 +1,7 @@
 /* Symbolized stacks, tables and the reconciliation block (see mprof_report.h). */
 #include "mprof_report.h"
 
+#include "mprof_dwarf.h"
 #include "mprof_symtab.h"
 
 #include <elf.h>
@@ -9,8 +10,11 @@
 #include <link.h>
 #include <regex.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* From libstdc++ (the C++ ABI's demangler). */
 char* __cxa_demangle(const char* mangled, char* out, size_t* len, int* status);
@@ -137,6 +141,8 @@ static const char* base_name(const char* path) {
 typedef struct symcache_s {
   int state; /* 0 untried, 1 loaded, 2 unavailable */
   mprof_symtab_t st;
+  int dstate; /* line table: 0 untried, 1 loaded */
+  mprof_dwarf_lines_t lines;
 } symcache_t;
 
 /* The file's virtual address of a file offset: through the PT_LOAD segment that holds it. */
@@ -165,13 +171,58 @@ static const char* symtab_name(const mprof_rd_profile_t* p, symcache_t* cache, s
     c->state = 2;
     const char* path = mprof__rd_str(p, map->filename);
     struct stat sb; /* only regular files: opening a FIFO named by a profile would block */
-    if (path[0] == '/' && stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && mprof__symtab_open(path, mprof__rd_str(p, map->build_id), &c->st) == 0)
+    if (path[0] == '/' && stat(path, &sb) == 0 && S_ISREG(sb.st_mode) &&
+        mprof__symtab_open(path, mprof__rd_str(p, map->build_id), &c->st) == 0)
       c->state = 1;
   }
   if (c->state != 1 || addr < map->start || (map->limit != 0 && addr >= map->limit)) return NULL;
   uint64_t vaddr;
   if (!offset_to_vaddr(&c->st, addr - map->start + map->offset, &vaddr)) return NULL;
   return mprof__symtab_find(&c->st, vaddr);
+}
+
+/* The line table of an object: its own .debug_line, or that of its separate debug file
+ * (/usr/lib/debug/.build-id/xx/yyyy.debug, as Debian's -dbgsym packages install them). */
+static void load_lines(const mprof_rd_profile_t* p, symcache_t* c, size_t m) {
+  c->dstate = 1;
+  mprof__dwarf_load(c->st.file, c->st.file_size, &c->lines);
+  const char* id = mprof__rd_str(p, p->mappings[m].build_id);
+  if (c->lines.n > 0 || strlen(id) < 3) return;
+  mprof__dwarf_free(&c->lines);
+  char path[512];
+  snprintf(path, sizeof path, "/usr/lib/debug/.build-id/%.2s/%s.debug", id, id + 2);
+  struct stat sb;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0) {
+    void* d = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (d != MAP_FAILED) {
+      mprof__dwarf_load(d, (size_t)sb.st_size, &c->lines);
+      munmap(d, (size_t)sb.st_size);
+    }
+  }
+  close(fd);
+}
+
+/* file:line of addr from the DWARF line table of mapping m's file, if it has one. */
+static bool dwarf_line(const mprof_rd_profile_t* p, pool_t* pool, symcache_t* cache, size_t m,
+                       uint64_t addr, const char** file, int64_t* line) {
+  const mprof_rd_mapping_t* map = &p->mappings[m];
+  (void)symtab_name(p, cache, m, addr); /* opens the file */
+  symcache_t* c = &cache[m];
+  if (c->state != 1 || addr < map->start || (map->limit != 0 && addr >= map->limit)) return false;
+  if (c->dstate == 0) load_lines(p, c, m);
+  uint64_t vaddr;
+  uint32_t l;
+  const char* f;
+  if (!offset_to_vaddr(&c->st, addr - map->start + map->offset, &vaddr) ||
+      !mprof__dwarf_find(&c->lines, vaddr, &f, &l))
+    return false;
+  char* copy = pool_keep(pool, strdup(f)); /* the table goes when the stacks are built */
+  if (copy == NULL) return false;
+  *file = copy;
+  *line = l;
+  return true;
 }
 
 typedef struct locframes_s {
@@ -208,6 +259,10 @@ static int frames_of(const mprof_rd_profile_t* p, pool_t* pool, symcache_t* cach
     out->f[j].line = l->lines[j].line;
     out->f[j].obj = obj;
   }
+  /* A profile that names functions but not their lines (mprof's own): the innermost line from
+   * DWARF, where the object has a line table. */
+  if (l->nlines > 0 && out->f[0].file[0] == '\0' && l->mapping != SIZE_MAX)
+    dwarf_line(p, pool, cache, l->mapping, l->address, &out->f[0].file, &out->f[0].line);
   if (l->nlines == 0) {
     const char* name = NULL;
     if (l->mapping != SIZE_MAX) name = symtab_name(p, cache, l->mapping, l->address);
@@ -227,6 +282,8 @@ static int frames_of(const mprof_rd_profile_t* p, pool_t* pool, symcache_t* cach
     out->f[0].file = "";
     out->f[0].line = 0;
     out->f[0].obj = obj;
+    if (l->mapping != SIZE_MAX)
+      dwarf_line(p, pool, cache, l->mapping, l->address, &out->f[0].file, &out->f[0].line);
   }
   return 0;
 }
@@ -293,8 +350,10 @@ int mprof__stacks_build(const mprof_rd_profile_t* p, mprof_stacks_t* out) {
   }
   if (have_drop) regfree(&drop);
 done:
-  for (size_t i = 0; cache != NULL && i < p->nmappings; i++)
+  for (size_t i = 0; cache != NULL && i < p->nmappings; i++) {
     if (cache[i].state == 1) mprof__symtab_close(&cache[i].st);
+    if (cache[i].dstate == 1) mprof__dwarf_free(&cache[i].lines);
+  }
   free(cache);
   free(lf);
   if (err != 0) mprof__stacks_free(out);
@@ -656,8 +715,7 @@ void mprof__print_recon(FILE* f, const mprof_rd_profile_t* p, bool exact) {
                    "allocator metadata and free (dirty) pages it keeps", exact);
       if (have_rss)
         recon_diff(f, "  process RSS - resident", rss, resident,
-                   "not from malloc (code, stacks, data, mmap, profiler)",
-                   exact);
+                   "not from malloc (code, stacks, data, mmap, profiler)", exact);
     }
   } else if (comment_value(p, "allocator_committed_bytes", &committed)) {
     recon_row(f, "committed (allocator, exact)", committed, "memory the allocator took from the OS",

@@ -4,8 +4,9 @@
  *
  * Names come from the profile's Function/Line entries; a location without them is named from the
  * ELF symbol table (.symtab, else .dynsym) of its mapping's file when that file is readable and
- * has the build id the profile recorded, else "[file]" or its address. file:line comes only from
- * the profile's Line entries (no DWARF reading). C++ names are demangled and simplified as pprof
+ * has the build id the profile recorded, else "[file]" or its address. file:line comes from the
+ * profile's Line entries, else from the DWARF line table of the object or of its separate debug
+ * file (mprof_dwarf.h). C++ names are demangled and simplified as pprof
  * does (no parameter or template lists), and the profile's drop_frames are removed from the leaf
  * end of every stack. */
 #ifndef MPROF_REPORT_H

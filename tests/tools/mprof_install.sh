@@ -26,7 +26,8 @@ m=$work/moved/bin/mprof
 [ "$rc" -eq 0 ] && grep -q ' make_cache ' "$work/err" && ok "installed mprof run profiles the example" ||
   bad "installed run: $rc $(cat "$work/err")"
 lib=$(find "$work/moved" -name 'libmprof.so' | head -1)
-LD_DEBUG=libs "$m" run -q -o "$work/hh2" -- /bin/true 2>&1 | grep -q "calling init: $(readlink -f "$lib")" &&
-  ok "the installed library was preloaded" || bad "the installed library was not the one preloaded"
+"$m" run -q -o "$work/maps" -- cat /proc/self/maps >"$work/maps.txt"
+grep -qF "$(readlink -f "$lib")" "$work/maps.txt" && ok "the installed library was preloaded" ||
+  bad "the installed library was not the one preloaded: $(grep mprof "$work/maps.txt" | head -2)"
 echo "$((checks - fails)) passed, $fails failed"
 [ "$fails" -eq 0 ]

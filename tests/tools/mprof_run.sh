@@ -35,6 +35,13 @@ for idx in inuse_space alloc_space; do
   [ -n "$want" ] && [ "$want" = "$got" ] && ok "$idx top sites and bytes equal go tool pprof's" ||
     bad "$idx: pprof '$want' vs mprof '$got'"
 done
+want=$(go tool pprof -top -lines -unit=B -nodefraction=0 -sample_index=alloc_space "$profile" 2>/dev/null |
+  sed -n '/flat%/,$p' | tail -n +2 | awk '$1 != "0" { sub(/B$/, "", $1); print $1, $6, $7 }' | head -3)
+got=$("$mprof" top "$profile" --alloc --lines --exact -n 3 | sed -n '3,/^$/p' | awk 'NF >= 6 { print $1, $5, $6 }')
+[ -n "$want" ] && [ "$want" = "$got" ] && ok "--lines: file:line from DWARF equal go tool pprof -lines" ||
+  bad "--lines: pprof '$want' vs mprof '$got'"
+grep -q ' make_cache  *[^ ]*/examples/hello_heap\.c$' "$work/run.err" && ok "the report names the source file" ||
+  bad "no source file in the report"
 rtotal=$(sed -n 's/^  estimated in use (samples) *\([0-9]*\) B.*/\1/p' < <("$mprof" top "$profile" --exact))
 ptotal=$(go tool pprof -top -unit=B -sample_index=inuse_space "$profile" 2>/dev/null |
   sed -n 's/.* of \([0-9]*\)B total.*/\1/p')

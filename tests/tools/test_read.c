@@ -12,9 +12,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <link.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
+#include "mprof_dwarf.h"
 #include "mprof_maps.h"
 #include "mprof_pb.h"
 #include "mprof_pprof.h"
@@ -31,6 +36,7 @@
 
 static volatile unsigned sink;
 
+enum { LEAF_LINE = __LINE__ }; /* the function starts on the next line */
 TEST_FN void read_test_leaf_site(unsigned n) {
   for (unsigned i = 0; i < n; i++)
     sink += i * 3u + 1u;
@@ -380,6 +386,37 @@ static void test_names_are_demangled_and_simplified(void** state) {
   }
 }
 
+/* The line table of this test program (built with -g): the address just inside
+ * read_test_leaf_site is on a line of this file, between the function's first line and the
+ * next function's. */
+static void test_dwarf_line_of_a_function_in_this_file(void** state) {
+  (void)state;
+  int fd = open("/proc/self/exe", O_RDONLY);
+  assert_true(fd >= 0);
+  struct stat sb;
+  assert_int_equal(fstat(fd, &sb), 0);
+  void* d = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+  assert_true(d != MAP_FAILED);
+  close(fd);
+  mprof_dwarf_lines_t l;
+  assert_int_equal(mprof__dwarf_load(d, (size_t)sb.st_size, &l), 0);
+  if (l.n == 0) skip(); /* built without debug information */
+  /* Runtime address minus the load bias is the address in the file. */
+  uintptr_t bias = (uintptr_t)_r_debug.r_map->l_addr;
+  const char* file = NULL;
+  uint32_t line = 0;
+  assert_int_equal(mprof__dwarf_find(&l, PC(read_test_leaf_site) - bias, &file, &line), 1);
+  assert_non_null(strstr(file, "test_read.c"));
+  assert_in_range(line, LEAF_LINE + 1, LEAF_LINE + 6);
+  assert_int_equal(mprof__dwarf_find(&l, 0, &file, &line), 0);
+  mprof__dwarf_free(&l);
+  munmap(d, (size_t)sb.st_size);
+  /* Not ELF, or truncated: no rows, no fault. */
+  assert_int_equal(mprof__dwarf_load((const uint8_t*)"not an elf file at all, really not", 34, &l),
+                   0);
+  assert_int_equal(l.n, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_reads_what_the_core_writes),
@@ -389,6 +426,7 @@ int main(void) {
       cmocka_unit_test(test_truncated_and_malformed_bytes_are_rejected),
       cmocka_unit_test(test_missing_file_gives_the_errno),
       cmocka_unit_test(test_names_are_demangled_and_simplified),
+      cmocka_unit_test(test_dwarf_line_of_a_function_in_this_file),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
