@@ -394,6 +394,7 @@ static const char* metric_name(mprof_metric_t m) {
 
 typedef struct site_s {
   const mprof_frame_t* leaf;     /* key: func (+ file:line) */
+  bool mixed;                    /* per function: its samples come from more than one line */
   int64_t bytes, objects, other; /* other: the second profile's bytes in a diff */
   int64_t sort;
 } site_t;
@@ -468,8 +469,11 @@ static int sites_add(sites_t* sites, const mprof_stacks_t* s, int vi, int oi, bo
     const mprof_stack_t* st = &s->stacks[i];
     int64_t v = st->values[vi];
     if (v == 0 && (oi < 0 || st->values[oi] == 0)) continue;
-    site_t* site = site_get(sites, st->n ? &st->frames[0] : &unknown_frame, lines);
+    const mprof_frame_t* leaf = st->n ? &st->frames[0] : &unknown_frame;
+    site_t* site = site_get(sites, leaf, lines);
     if (site == NULL) return ENOMEM;
+    if (!lines && (site->leaf->line != leaf->line || strcmp(site->leaf->file, leaf->file) != 0))
+      site->mixed = true;
     if (other) {
       site->other += v;
     } else {
@@ -506,10 +510,10 @@ const char* mprof__fmt_bytes(char* buf, size_t len, int64_t v, bool exact) {
   return buf;
 }
 
-/* Where a site is: file:line for --lines, the file for a function (whose lines may differ), or
- * the object it is in. */
-static void fmt_where(char* buf, size_t len, const mprof_frame_t* f, bool lines) {
-  if (f->file[0] != '\0' && f->line > 0 && lines)
+/* Where a site is: file:line (for a function: when all its samples come from one line), the
+ * file, or the object it is in. */
+static void fmt_where(char* buf, size_t len, const mprof_frame_t* f, bool one_line) {
+  if (f->file[0] != '\0' && f->line > 0 && one_line)
     snprintf(buf, len, "%s:%" PRId64, f->file, f->line);
   else if (f->file[0] != '\0')
     snprintf(buf, len, "%s", f->file);
@@ -582,7 +586,7 @@ int mprof__print_top(FILE* f, const mprof_stacks_t* s, const mprof_top_opts_t* o
     if (st->bytes <= 0) continue;
     if (o->n != 0 && shown == o->n) break;
     shown++;
-    fmt_where(where, sizeof where, st->leaf, o->lines);
+    fmt_where(where, sizeof where, st->leaf, o->lines || !st->mixed);
     double share = total > 0 ? 100.0 * (double)st->bytes / (double)total : 0;
     if (objs)
       fprintf(f, "  %12" PRId64 " %5.1f%% %10s  %-32s %s\n", st->bytes, share,
@@ -632,7 +636,7 @@ int mprof__print_diff(FILE* f, const mprof_stacks_t* old, const mprof_stacks_t* 
     if (n != 0 && shown == n) break;
     shown++;
     int64_t d = s->bytes - s->other;
-    fmt_where(where, sizeof where, s->leaf, lines);
+    fmt_where(where, sizeof where, s->leaf, lines || !s->mixed);
     char db[40];
     snprintf(db, sizeof db, "%s%s", d > 0 ? "+" : "", mprof__fmt_bytes(b3, sizeof b3, d, exact));
     fprintf(f, "  %12s %12s %12s  %-32s %s\n", db, mprof__fmt_bytes(b1, sizeof b1, s->other, exact),

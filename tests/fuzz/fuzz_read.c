@@ -5,12 +5,14 @@
  * reason; a profile it accepts has consistent indices (every sample names existing locations and
  * has one value per sample type, every line an existing function, every string index is in the
  * table); reading is deterministic; and symbolizing, the tables, the diff, the reconciliation
- * and the flame graph run on it without fault. Built by tests/reliability/CMakeLists.txt:
+ * and the flame graph run on it without fault. An input that starts as an ELF object goes to the
+ * DWARF line-table reader instead. Built by tests/reliability/CMakeLists.txt:
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iplugin -Itools \
- *     tools/mprof_read.c tools/mprof_report.c tools/mprof_flame.c plugin/mprof_symtab.c \
+ *     tools/mprof_read.c tools/mprof_report.c tools/mprof_flame.c tools/mprof_dwarf.c plugin/mprof_symtab.c \
  *     plugin/mprof_meta.c plugin/mprof_lock.c tests/fuzz/fuzz_read.c -lz -lstdc++ -o /tmp/fuzz_read
  *   /tmp/fuzz_read -max_total_time=30 tests/fuzz/corpus/read */
+#include "mprof_dwarf.h"
 #include "mprof_read.h"
 #include "mprof_report.h"
 
@@ -44,7 +46,31 @@ static void check_profile(const mprof_rd_profile_t* p) {
     if (p->comments[i] < 0 || (size_t)p->comments[i] >= p->nstrings) __builtin_trap();
 }
 
+/* An ELF object: its DWARF line table (tools/mprof_dwarf.c), which the reports read from the
+ * files a profile's mappings name. Rows must come out sorted, files in range. */
+static void check_dwarf(const uint8_t* data, size_t size) {
+  mprof_dwarf_lines_t l;
+  int e = mprof__dwarf_load(data, size, &l);
+  if (e != 0 && e != EINVAL && e != ENOMEM) __builtin_trap();
+  if (e == ENOMEM) return;
+  for (size_t i = 0; i < l.n; i++) {
+    if (i > 0 && l.rows[i].addr < l.rows[i - 1].addr) __builtin_trap();
+    if (l.rows[i].file != UINT32_MAX && l.rows[i].file >= l.nfiles) __builtin_trap();
+  }
+  for (size_t i = 0; i < l.n; i += 1 + l.n / 16) {
+    const char* f;
+    uint32_t line;
+    if (mprof__dwarf_find(&l, l.rows[i].addr, &f, &line) && strlen(f) > size + 4096)
+      __builtin_trap();
+  }
+  mprof__dwarf_free(&l);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size >= 4 && memcmp(data, "\177ELF", 4) == 0) {
+    check_dwarf(data, size);
+    return 0;
+  }
   mprof_rd_profile_t p, q;
   char err[256], err2[256];
   int e = mprof__rd_parse(data, size, &p, err, sizeof err);

@@ -40,7 +40,7 @@ want=$(go tool pprof -top -lines -unit=B -nodefraction=0 -sample_index=alloc_spa
 got=$("$mprof" top "$profile" --alloc --lines --exact -n 3 | sed -n '3,/^$/p' | awk 'NF >= 6 { print $1, $5, $6 }')
 [ -n "$want" ] && [ "$want" = "$got" ] && ok "--lines: file:line from DWARF equal go tool pprof -lines" ||
   bad "--lines: pprof '$want' vs mprof '$got'"
-grep -q ' make_cache  *[^ ]*/examples/hello_heap\.c$' "$work/run.err" && ok "the report names the source file" ||
+grep -Eq ' make_cache +[^ ]*/examples/hello_heap\.c:[0-9]+$' "$work/run.err" && ok "the report names the source file" ||
   bad "no source file in the report"
 rtotal=$(sed -n 's/^  estimated in use (samples) *\([0-9]*\) B.*/\1/p' < <("$mprof" top "$profile" --exact))
 ptotal=$(go tool pprof -top -unit=B -sample_index=inuse_space "$profile" 2>/dev/null |
