@@ -467,13 +467,18 @@ static int cmd_run(int argc, char** argv) {
   const char* libfile = strcmp(allocator, "jemalloc") == 0 ? "libmprof-jemalloc.so" : "libmprof.so";
   char lib[PATH_MAX];
   if (!find_library(libfile, lib, sizeof lib)) {
+    const char* what = strcmp(allocator, "jemalloc") == 0 ? "--allocator jemalloc: " : "";
+    const char* env = getenv("MPROF_LIB_DIR");
     char dir[PATH_MAX] = "?";
-    self_dir(dir, sizeof dir);
-    fprintf(stderr,
-            "mprof: %s%s is not installed next to this mprof (looked in %s/%s, %s/.. and %s; "
-            "set MPROF_LIB_DIR to choose the directory)\n",
-            strcmp(allocator, "jemalloc") == 0 ? "--allocator jemalloc: " : "", libfile, dir,
-            MPROF_REL_LIBDIR, dir, dir);
+    if (env != NULL && env[0] != '\0')
+      fprintf(stderr, "mprof: %s%s is not in MPROF_LIB_DIR (%s)\n", what, libfile, env);
+    else {
+      self_dir(dir, sizeof dir);
+      fprintf(stderr,
+              "mprof: %s%s is not installed next to this mprof (looked in %s/%s, %s/.. and %s; "
+              "set MPROF_LIB_DIR to choose the directory)\n",
+              what, libfile, dir, MPROF_REL_LIBDIR, dir, dir);
+    }
     return EXIT_USAGE;
   }
 

@@ -51,6 +51,9 @@ func main() {
 }
 GO
 gp=$work/go/heap.pb.gz
+# Offline and without modules: the program uses the standard library only.
+gocache=$(go env GOCACHE 2>/dev/null || true)
+[ -n "$gocache" ] && [ "$gocache" != off ] || export GOCACHE=$work/gocache
 (cd "$work/go" && GOPROXY=off GOFLAGS= GO111MODULE=off go run main.go "$gp") &&
   ok "Go wrote a heap profile with runtime/pprof" || bad "go run failed"
 for idx in inuse_space alloc_space; do
@@ -122,6 +125,11 @@ if [ ! -e "$(dirname "$(readlink -f "$mprof")")/../libmprof-jemalloc.so" ]; then
   one_line "jemalloc build missing" '^mprof: --allocator jemalloc: libmprof-jemalloc\.so is not installed next to this mprof' \
     "$mprof" run --allocator jemalloc -- true
 fi
+one_line "MPROF_LIB_DIR without the library" '^mprof: libmprof\.so is not in MPROF_LIB_DIR \(' \
+  env MPROF_LIB_DIR="$work" "$mprof" run -- true
+libdir=$(dirname "$(readlink -f "$mprof")")/..
+MPROF_LIB_DIR=$libdir "$mprof" run -q -o "$work/env" -- "$prog" exit 0 >/dev/null &&
+  ls "$work"/env.*.f.pb.gz >/dev/null 2>&1 && ok "MPROF_LIB_DIR chooses the library" || bad "MPROF_LIB_DIR"
 one_line "flame without -o" '^mprof: flame needs -o OUT\.html' "$mprof" flame "$gp"
 one_line "diff with one file" '^mprof: diff needs two profiles' "$mprof" diff "$gp"
 "$mprof" run -q -o "$work/nx" -- "$work/no-such-program" 2>"$work/e" && rc=0 || rc=$?
