@@ -465,7 +465,7 @@ static void sampled_fork_child(void) {
 
 /* The allocator's own figures for the reconciliation (mprof_hooks.h). mi_process_info reads
  * mimalloc's counters and getrusage(2); it does not allocate. On Linux mimalloc 2.0.9 reports
- * the peak RSS as the current one. */
+ * its committed bytes as the current RSS, and ru_maxrss as the peak. */
 static int glue_alloc_stats(mprof_alloc_stats_t* out) {
   size_t elapsed, utime, stime, rss, peak_rss, commit, peak_commit, faults;
   mi_process_info(&elapsed, &utime, &stime, &rss, &peak_rss, &commit, &peak_commit, &faults);

@@ -97,6 +97,7 @@ static const char page_style[] =
     ".f.m{background:#e040e0!important}\n"
     ".f.a{opacity:.6}\n"
     "#error{color:#b00}\n"
+    "#recon pre{margin:4px 0;font-size:12px}\n"
     "</style></head><body>\n"
     "<script>window.onerror=function(m){var e=document.getElementById('error');"
     "if(e)e.textContent='the flame graph could not be drawn: '+m};</script>\n";
@@ -198,6 +199,20 @@ int mprof__write_flame(FILE* f, const mprof_stacks_t* s, mprof_metric_t m, const
     html_text(f, title);
     fprintf(f, "</h1>\n<div>%s, total %s (estimated from samples)</div>\n",
             m == MPROF_ALLOC ? "bytes allocated over the run" : "bytes in use", total);
+    /* The reconciliation block, as the text reports print it. */
+    char* recon = NULL;
+    size_t recon_len = 0;
+    FILE* mf = open_memstream(&recon, &recon_len);
+    if (mf != NULL) {
+      mprof__print_recon(mf, s->prof, false);
+      fclose(mf);
+      fputs("<details id=\"recon\"><summary>reconciliation with the allocator and RSS</summary>"
+            "<pre>",
+            f);
+      html_text(f, recon != NULL ? recon : "");
+      fputs("</pre></details>\n", f);
+    }
+    free(recon);
     fputs("<div id=\"bar\"><input id=\"search\" type=\"search\" placeholder=\"search "
           "functions (regular expression)\"><button id=\"reset\">reset zoom</button>"
           "<span id=\"found\"></span></div>\n<div id=\"status\">hover over a box for its "

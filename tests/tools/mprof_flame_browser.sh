@@ -43,6 +43,10 @@ box "$work/dom" make_cache | grep -Eq 'title="make_cache — [0-9.]+ MiB \([0-9.
   ok "hover title gives bytes and share: $(box "$work/dom" make_cache | grep -o 'title="[^"]*"')" ||
   bad "hover title: $(box "$work/dom" make_cache)"
 
+grep -q '<details id="recon"><summary>reconciliation.*<pre>reconciliation (mimalloc' "$work/dom" &&
+  grep -q 'committed (allocator, exact)' "$work/dom" && ok "the page carries the reconciliation block" ||
+  bad "no reconciliation block on the page"
+
 render "$work/inuse.html#search=leak_n" "$work/dom_search"
 no_errors "$work/dom_search" "search"
 box "$work/dom_search" leak_nodes | grep -q 'class="f m"' && ok "search highlights leak_nodes" ||

@@ -180,6 +180,33 @@ static void test_top_and_reconciliation_read_the_core_profile(void** state) {
   mprof__rd_free(&p);
 }
 
+/* With jemalloc's figures (the glue of libmprof-jemalloc.so) the block names its differences. */
+static void test_reconciliation_with_jemalloc_figures(void** state) {
+  (void)state;
+  const char* jc[] = {"mprof.allocator=jemalloc 5.3.0",       "mprof.estimated_inuse_bytes=4096",
+                      "mprof.allocator_allocated_bytes=5000", "mprof.allocator_active_bytes=8192",
+                      "mprof.allocator_resident_bytes=65536", "mprof.process_rss_bytes=1048576"};
+  mprof_heap_profile_t prof;
+  core_profile(&prof);
+  prof.comments = jc;
+  prof.ncomments = 6;
+  assert_int_equal(write_with_core(&prof), 0);
+  mprof_rd_profile_t p;
+  char err[256];
+  assert_int_equal(mprof__rd_file(tmp_path, &p, err, sizeof err), 0);
+  unlink(tmp_path);
+  char* r = report(recon, &p);
+  assert_non_null(strstr(r, "reconciliation (jemalloc 5.3.0):"));
+  assert_non_null(strstr(r, "allocated - estimated"));
+  assert_non_null(strstr(r, "+904 B"));    /* allocated - estimated */
+  assert_non_null(strstr(r, "+3192 B"));   /* active - allocated */
+  assert_non_null(strstr(r, "+57344 B"));  /* resident - active */
+  assert_non_null(strstr(r, "+983040 B")); /* RSS - resident */
+  assert_null(strstr(r, "committed"));
+  free(r);
+  mprof__rd_free(&p);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Hand-encoded messages
  * ------------------------------------------------------------------------------------------- */
@@ -421,6 +448,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_reads_what_the_core_writes),
       cmocka_unit_test(test_top_and_reconciliation_read_the_core_profile),
+      cmocka_unit_test(test_reconciliation_with_jemalloc_figures),
       cmocka_unit_test(test_hand_encoded_profile_reads_with_inlined_lines_and_drop_frames),
       cmocka_unit_test(test_defects_are_rejected_with_one_reason),
       cmocka_unit_test(test_truncated_and_malformed_bytes_are_rejected),
