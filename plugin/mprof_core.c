@@ -39,7 +39,8 @@ static _Atomic int init_state;
 static _Atomic bool active; /* prof.active */
 static uint64_t interval;   /* mean sampling interval, bytes; set at init */
 static const char* host_name = "none";
-static pthread_key_t thread_key; /* destructor releases per-thread state */
+static int (*host_alloc_stats)(mprof_alloc_stats_t*); /* from the glue, or NULL */
+static pthread_key_t thread_key;                      /* destructor releases per-thread state */
 
 static _Atomic uint64_t st_samples, st_frees, st_dropped, st_inuse_bytes, st_dumps, st_dump_errors;
 static uint64_t dump_seq;          /* every automatic dump of this process; mprof_dump_lock */
@@ -305,6 +306,44 @@ static int write_file(const char* path, const mprof_heap_profile_t* prof) {
   return err;
 }
 
+/* The reconciliation figures as the profile's comments, "mprof.<name>=<value>", one per known
+ * value (docs/OPTIONS.md). The in-use estimate is the sum over the snapshot, so it matches the
+ * profile's own inuse_space total. Formatted on the stack: no heap. */
+typedef struct recon_comments_s {
+  char text[12][96];
+  char* ptrs[12];
+  size_t n;
+} recon_comments_t;
+
+static void recon_add(recon_comments_t* rc, const char* name, uint64_t v) {
+  if (v == UINT64_MAX || rc->n == sizeof rc->text / sizeof rc->text[0]) return;
+  snprintf(rc->text[rc->n], sizeof rc->text[0], "mprof.%s=%llu", name, (unsigned long long)v);
+  rc->ptrs[rc->n] = rc->text[rc->n];
+  rc->n++;
+}
+
+static void recon_comments(recon_comments_t* rc, const mprof_heap_rec_t* recs, size_t n) {
+  rc->n = 0;
+  snprintf(rc->text[0], sizeof rc->text[0], "mprof.allocator=%s", host_name);
+  rc->ptrs[0] = rc->text[0];
+  rc->n = 1;
+  mprof_recon_t r;
+  mprof__recon_read(&r);
+  uint64_t est = 0;
+  for (size_t i = 0; i < n; i++)
+    est += recs[i].inuse_bytes > 0 ? (uint64_t)recs[i].inuse_bytes : 0;
+  recon_add(rc, "estimated_inuse_bytes", est);
+  recon_add(rc, "allocator_committed_bytes", r.committed);
+  recon_add(rc, "allocator_peak_committed_bytes", r.peak_committed);
+  recon_add(rc, "allocator_rss_bytes", r.rss);
+  recon_add(rc, "allocator_peak_rss_bytes", r.peak_rss);
+  recon_add(rc, "allocator_allocated_bytes", r.allocated);
+  recon_add(rc, "allocator_active_bytes", r.active);
+  recon_add(rc, "allocator_resident_bytes", r.resident);
+  recon_add(rc, "process_rss_bytes", r.process_rss);
+  recon_add(rc, "profiler_metadata_bytes", mprof__meta_mapped_bytes());
+}
+
 /* Writes one profile to `path`. Needs mprof_dump_lock; counts the result in the stats. */
 static int dump_locked(const char* path) {
   int err = ENAMETOOLONG;
@@ -320,6 +359,10 @@ static int dump_locked(const char* path) {
       prof.recs = recs;
       prof.period = interval;
       prof.time_nanos = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+      recon_comments_t rc;
+      recon_comments(&rc, recs, prof.nrecs);
+      prof.comments = (const char* const*)rc.ptrs;
+      prof.ncomments = rc.n;
       err = write_file(path, &prof);
       mprof__meta_free(recs, cap_bytes);
     }
@@ -413,6 +456,48 @@ void mprof__stats_read(mprof_stats_t* s) {
   s->metadata_bytes = mprof__meta_mapped_bytes();
   s->dumps = atomic_load_explicit(&st_dumps, memory_order_relaxed);
   s->dump_errors = atomic_load_explicit(&st_dump_errors, memory_order_relaxed);
+}
+
+/* The resident set from /proc/self/statm (second field, in pages); read(2), no stdio. */
+static uint64_t process_rss(void) {
+  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return UINT64_MAX;
+  char buf[128];
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return UINT64_MAX;
+  buf[n] = '\0';
+  const char* p = buf;
+  while (*p != '\0' && *p != ' ')
+    p++;
+  if (*p != ' ') return UINT64_MAX;
+  p++;
+  uint64_t pages = 0;
+  if (*p < '0' || *p > '9') return UINT64_MAX;
+  for (; *p >= '0' && *p <= '9'; p++)
+    pages = pages * 10 + (uint64_t)(*p - '0');
+  long page = sysconf(_SC_PAGESIZE);
+  return pages * (uint64_t)(page > 0 ? page : 4096);
+}
+
+void mprof__recon_read(mprof_recon_t* r) {
+  int saved_errno = errno;
+  int64_t est = atomic_load_explicit(&inuse_est, memory_order_relaxed);
+  r->estimated_inuse = est > 0 ? (uint64_t)est : 0;
+  r->process_rss = process_rss();
+  mprof_alloc_stats_t a = {UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX,
+                           UINT64_MAX, UINT64_MAX, UINT64_MAX};
+  if (host_alloc_stats != NULL && host_alloc_stats(&a) != 0)
+    a = (mprof_alloc_stats_t){UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX,
+                              UINT64_MAX, UINT64_MAX, UINT64_MAX};
+  r->committed = a.committed;
+  r->peak_committed = a.peak_committed;
+  r->rss = a.rss;
+  r->peak_rss = a.peak_rss;
+  r->allocated = a.allocated;
+  r->active = a.active;
+  r->resident = a.resident;
+  errno = saved_errno;
 }
 
 bool mprof__active_get(void) {
@@ -522,6 +607,7 @@ static const mprof_callbacks_t* start(const mprof_host_t* h) {
   mprof__thread.busy++;
   if (h != NULL) {
     host_name = h->name;
+    host_alloc_stats = h->alloc_stats;
     mprof__thread_set_self_range(h->self_lo, h->self_hi);
   }
   if (!mprof__opts.prof) {

@@ -27,6 +27,17 @@ typedef struct mprof_stats_s {
 
 void mprof__stats_read(mprof_stats_t* out);
 
+/* The reconciliation figures: the sampled estimate next to what the allocator and the kernel
+ * say. Unknown values are UINT64_MAX. */
+typedef struct mprof_recon_s {
+  uint64_t estimated_inuse; /* estimated bytes in use, from the samples (sum of weight x size) */
+  uint64_t process_rss;     /* the process's resident set (/proc/self/statm) */
+  uint64_t committed, peak_committed, rss, peak_rss; /* the allocator's (mprof_alloc_stats_t) */
+  uint64_t allocated, active, resident;
+} mprof_recon_t;
+
+void mprof__recon_read(mprof_recon_t* out);
+
 bool mprof__active_get(void);
 void mprof__active_set(bool on);
 

@@ -120,6 +120,24 @@ STAT_HANDLER(metadata_bytes)
 STAT_HANDLER(dumps)
 STAT_HANDLER(dump_errors)
 
+#define RECON_HANDLER(name, field)                                                                 \
+  static int ctl_stats_##name(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {            \
+    READ_ONLY();                                                                                   \
+    mprof_recon_t r;                                                                               \
+    mprof__recon_read(&r);                                                                         \
+    uint64_t v = r.field;                                                                          \
+    return read_out(oldp, oldlenp, &v, sizeof v);                                                  \
+  }
+RECON_HANDLER(estimated_bytes_in_use, estimated_inuse)
+RECON_HANDLER(process_rss, process_rss)
+RECON_HANDLER(allocator_committed, committed)
+RECON_HANDLER(allocator_peak_committed, peak_committed)
+RECON_HANDLER(allocator_rss, rss)
+RECON_HANDLER(allocator_peak_rss, peak_rss)
+RECON_HANDLER(allocator_allocated, allocated)
+RECON_HANDLER(allocator_active, active)
+RECON_HANDLER(allocator_resident, resident)
+
 typedef struct ctl_node_s {
   const char* name;
   ctl_handler_t handler;
@@ -142,6 +160,15 @@ static const ctl_node_t nodes[] = {
     {"stats.metadata_bytes", ctl_stats_metadata_bytes},
     {"stats.dumps", ctl_stats_dumps},
     {"stats.dump_errors", ctl_stats_dump_errors},
+    {"stats.estimated_bytes_in_use", ctl_stats_estimated_bytes_in_use},
+    {"stats.process_rss", ctl_stats_process_rss},
+    {"stats.allocator.committed", ctl_stats_allocator_committed},
+    {"stats.allocator.peak_committed", ctl_stats_allocator_peak_committed},
+    {"stats.allocator.rss", ctl_stats_allocator_rss},
+    {"stats.allocator.peak_rss", ctl_stats_allocator_peak_rss},
+    {"stats.allocator.allocated", ctl_stats_allocator_allocated},
+    {"stats.allocator.active", ctl_stats_allocator_active},
+    {"stats.allocator.resident", ctl_stats_allocator_resident},
 };
 
 static int ctl_opt(const mprof_opt_desc_t* d, void* oldp, size_t* oldlenp, void* newp,

@@ -48,11 +48,28 @@ typedef struct mprof_callbacks_s {
   void (*on_epoch)(void);
 } mprof_callbacks_t;
 
+/* What the allocator itself knows about its memory, in bytes, for the reconciliation of the
+ * sampled estimate with exact figures (docs/OPTIONS.md, stats.allocator.*). A field the allocator
+ * does not know is UINT64_MAX. */
+typedef struct mprof_alloc_stats_s {
+  uint64_t committed;      /* mimalloc: memory committed from the OS now */
+  uint64_t peak_committed; /* mimalloc: highest committed */
+  uint64_t rss;            /* mimalloc: process RSS as the allocator reports it */
+  uint64_t peak_rss;       /* mimalloc: highest RSS */
+  uint64_t allocated;      /* jemalloc stats.allocated: bytes in blocks the program holds */
+  uint64_t active;         /* jemalloc stats.active: bytes in pages holding such blocks */
+  uint64_t resident;       /* jemalloc stats.resident: allocator pages resident in memory */
+} mprof_alloc_stats_t;
+
 /* What the glue tells the core about itself. */
 typedef struct mprof_host_s {
   const char* name;           /* e.g. "mimalloc 2.0.9", reported by the `version` ctl */
   uintptr_t self_lo, self_hi; /* address range of the glue's own code: frames in it are dropped
                                  from the leaf end of captured stacks */
+  /* Optional (NULL: unknown). Fills *out with the allocator's own figures and returns 0, or a
+   * positive errno. Called from dumps and mprof_ctl, possibly inside an allocation: it must not
+   * allocate from the heap it describes. */
+  int (*alloc_stats)(mprof_alloc_stats_t* out);
 } mprof_host_t;
 
 /* Initialises the core once (reads MPROF_CONF, installs fork and exit handlers) and returns the

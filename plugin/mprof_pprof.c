@@ -25,6 +25,7 @@
 
 #define FLUSH_AT ((size_t)64 << 10) /* bytes of encoded message handed to deflate at a time */
 #define ZOUT_SIZE ((size_t)64 << 10)
+#define MAX_COMMENTS 32 /* extra comments written per profile */
 
 /* profile.proto field numbers. */
 enum {
@@ -115,6 +116,10 @@ typedef struct writer_s {
   size_t nlocs;
 
   size_t nstrs_written; /* string table entries already encoded */
+
+  const char* const* comments; /* the profile's extra comments (mprof_profile.h) */
+  size_t ncomments;            /* at most MAX_COMMENTS are written */
+  int64_t comment_ids[MAX_COMMENTS];
 
   const mprof_maps_t* maps;
   mprof_symtab_t* symtabs; /* symtabs[i] for maps->entries[i], loaded on first use */
@@ -286,6 +291,10 @@ static int prepare(writer_t* w) {
   for (int i = 0; i < S_NFIXED; i++) {
     if (intern(w, fixed_strings[i]) != i) return ENOMEM;
   }
+  for (size_t i = 0; i < w->ncomments; i++) {
+    w->comment_ids[i] = intern(w, w->comments[i]);
+    if (w->comment_ids[i] < 0) return ENOMEM;
+  }
   size_t n = w->maps->n;
   if (n == 0) return 0;
   w->map_ids = mprof__meta_alloc(n * sizeof *w->map_ids);
@@ -325,6 +334,8 @@ static void write_header(writer_t* w, const mprof_heap_profile_t* prof) {
   mprof__pb_int64(&w->out, PROFILE_PERIOD, (int64_t)prof->period);
   mprof__pb_int64(&w->out, PROFILE_DROP_FRAMES, S_DROP_FRAMES);
   mprof__pb_int64(&w->out, PROFILE_COMMENT, S_COMMENT);
+  for (size_t i = 0; i < w->ncomments; i++)
+    mprof__pb_int64(&w->out, PROFILE_COMMENT, w->comment_ids[i]);
   mprof__pb_int64(&w->out, PROFILE_DEFAULT_SAMPLE_TYPE, S_INUSE_SPACE);
 }
 
@@ -470,6 +481,9 @@ static void write_functions(writer_t* w) {
 
 static int check_profile(const mprof_heap_profile_t* prof) {
   if (prof == NULL || (prof->recs == NULL && prof->nrecs > 0)) return EINVAL;
+  for (size_t i = 0; prof->comments != NULL && i < prof->ncomments; i++) {
+    if (prof->comments[i] == NULL) return EINVAL;
+  }
   for (size_t i = 0; i < prof->nrecs; i++) {
     if (prof->recs[i].pcs == NULL && prof->recs[i].npcs > 0) return EINVAL;
   }
@@ -486,6 +500,11 @@ int mprof__pprof_write_heap_maps(int fd, const mprof_heap_profile_t* prof,
   mprof__pb_init(&w.out);
 
   w.err = maps == NULL ? EINVAL : check_profile(prof);
+  if (w.err == 0) {
+    w.comments = prof->comments;
+    w.ncomments = prof->comments == NULL ? 0 : prof->ncomments;
+    if (w.ncomments > MAX_COMMENTS) w.ncomments = MAX_COMMENTS;
+  }
   if (w.err != 0 || (w.err = prepare(&w)) != 0) goto out;
   w.zout = mprof__meta_alloc(ZOUT_SIZE);
   if (w.zout == NULL) {

@@ -4,7 +4,8 @@
  * (alloc_objects/count, alloc_space/bytes, inuse_objects/count, inuse_space/bytes; inuse_space is
  * the default), one sample per record with a numeric label `bytes` (average object size), one
  * location per distinct call address and one mapping per executable segment, the main program's
- * first. No function or line entries are written: pprof symbolizes from the mapped files.
+ * first, function names from the ELF symbol tables (no file or line: pprof adds those from DWARF),
+ * and the comments "mprof heap profile" followed by the profile's own (mprof_profile.h).
  *
  * The encoder streams: memory stays bounded by zlib's state, a 64 KiB output buffer and a table
  * of the distinct locations, all from profiler memory (mprof_meta.h). No malloc, no stdio; errno

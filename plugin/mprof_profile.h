@@ -25,6 +25,9 @@ typedef struct mprof_heap_profile_s {
   size_t nrecs;
   uint64_t period;    /* mean sampling interval in bytes (1 when every allocation is sampled) */
   int64_t time_nanos; /* CLOCK_REALTIME when the snapshot was taken */
+  const char* const* comments; /* ncomments strings written as the profile's comments after
+                                  "mprof heap profile" (the reconciliation figures) */
+  size_t ncomments;
 } mprof_heap_profile_t;
 
 #endif

@@ -6,12 +6,15 @@
 #               (dpkg-source unpacks the source package)
 #   tests:      libcmocka-dev golang-go (go tool pprof) clang + libclang-rt-14-dev (sanitizers,
 #               libFuzzer) libjemalloc-dev (jeprof, jemalloc comparisons)
+#   and, unless --minimal, tests/reliability, tests/tools (chromium for the flame graph test)
+#   and bench install-deps scripts
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 pkgs=(cmake make gcc g++ pkg-config dpkg-dev libunwind-dev zlib1g-dev libcmocka-dev golang-go
       clang libclang-rt-14-dev libjemalloc-dev file)
 "$root/scripts/apt-ensure.sh" "${pkgs[@]}"
 "$root/scripts/fetch-sources.sh" >/dev/null
-for extra in "$root/tests/reliability/install-deps.sh" "$root/bench/install-deps.sh"; do
+for extra in "$root/tests/reliability/install-deps.sh" "$root/tests/tools/install-deps.sh" \
+             "$root/bench/install-deps.sh"; do
   if [ -x "$extra" ] && [ "${1:-}" != "--minimal" ]; then "$extra"; fi
 done
