@@ -8,7 +8,12 @@
  * (512 KiB) a thread takes about two samples and most threads take their first. What a profiler
  * spends on a thread's first sample, or per thread at all, shows here and not in the long-running
  * workloads. Prints one RESULT line; `seconds` is the wall time from the first thread's start to
- * the last join, `cpu_seconds` the process's CPU time over the same stretch. */
+ * the last join, `cpu_seconds` the process's CPU time over the same stretch.
+ *
+ * Each thread also times its first two mallocs (64 bytes each, made before the loop): with
+ * every allocation sampled (lg_prof_sample:0) the first is the thread's first sample and the
+ * second an ordinary one, so `first_malloc_ns` - `second_malloc_ns` (medians over the threads) is
+ * what a thread's first sample costs beyond any other sample. */
 #include "bench_common.h"
 
 #include <pthread.h>
@@ -17,11 +22,24 @@ typedef struct job_s {
   uint64_t bytes;
   uint64_t seed;
   uint64_t checksum;
+  uint64_t first_ns, second_ns; /* the thread's first and second malloc */
 } job_t;
+
+static int cmp_u64(const void* a, const void* b) {
+  uint64_t x = *(const uint64_t*)a, y = *(const uint64_t*)b;
+  return x < y ? -1 : x > y;
+}
 
 static void* thread_main(void* arg) {
   job_t* j = arg;
   void* slots[64] = {0};
+  uint64_t t0 = bench_now_ns();
+  slots[0] = malloc(64);
+  uint64_t t1 = bench_now_ns();
+  slots[1] = malloc(64);
+  uint64_t t2 = bench_now_ns();
+  j->first_ns = t1 - t0;
+  j->second_ns = t2 - t1;
   uint64_t s = j->seed, done = 0, sum = 0;
   for (uint64_t i = 0; done < j->bytes; i++) {
     uint64_t r = bench_rand(&s);
@@ -59,6 +77,9 @@ int main(int argc, char** argv) {
   job_t jobs[64];
   pthread_t tids[64];
   uint64_t sum = 0;
+  uint64_t* firsts = calloc((size_t)threads, sizeof *firsts);
+  uint64_t* seconds = calloc((size_t)threads, sizeof *seconds);
+  if (firsts == NULL || seconds == NULL) return 1;
   struct timespec c0, c1;
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
   uint64_t t0 = bench_now_ns();
@@ -76,6 +97,8 @@ int main(int argc, char** argv) {
     for (long long t = 0; t < b; t++) {
       pthread_join(tids[t], NULL);
       sum += jobs[t].checksum;
+      firsts[started + t] = jobs[t].first_ns;
+      seconds[started + t] = jobs[t].second_ns;
     }
     started += b;
   }
@@ -83,10 +106,16 @@ int main(int argc, char** argv) {
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
   double cpu = (double)(c1.tv_sec - c0.tv_sec) + (double)(c1.tv_nsec - c0.tv_nsec) / 1e9;
   if (have_samples) bench_ctl_u64(ctl, "stats.samples", &samples1);
+  qsort(firsts, (size_t)threads, sizeof *firsts, cmp_u64);
+  qsort(seconds, (size_t)threads, sizeof *seconds, cmp_u64);
   printf("RESULT workload=threads threads=%lld batch=%lld bytes=%lld seconds=%.6f cpu_seconds=%.6f "
-         "us_per_thread=%.2f ctl=%s samples=%lld checksum=%llu\n",
+         "us_per_thread=%.2f first_malloc_ns=%llu second_malloc_ns=%llu ctl=%s samples=%lld "
+         "checksum=%llu\n",
          threads, batch, bytes, (double)(t1 - t0) / 1e9, cpu,
-         (double)(t1 - t0) / 1e3 / (double)threads, owner,
+         (double)(t1 - t0) / 1e3 / (double)threads, (unsigned long long)firsts[threads / 2],
+         (unsigned long long)seconds[threads / 2], owner,
          have_samples ? (long long)(samples1 - samples0) : -1LL, (unsigned long long)sum);
+  free(firsts);
+  free(seconds);
   return 0;
 }
