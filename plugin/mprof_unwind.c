@@ -6,7 +6,7 @@
  * functions that realign the stack), a return address and an rbp saved at an offset from the
  * CFA (or rbp saved at rbp plus an offset). Everything else ends the walk.
  *
- * The rule cache is a direct-mapped table indexed by a hash of the address. Each entry is a
+ * The rule cache is a 2-way set-associative table indexed by a hash of the address. Each entry is a
  * sequence counter, the key (the address with the cache generation in its top 16 bits) and the
  * packed rule. A writer claims an entry by moving its counter from even to odd with a
  * compare-exchange (a writer that loses simply does not cache), stores key and rule, and makes the
@@ -420,6 +420,12 @@ static bool read_cie(const uint8_t* p, cie_t* c) {
   return !r.bad && r.p <= r.end;
 }
 
+static int32_t table_word(const uint8_t* table, uint64_t i) {
+  int32_t v;
+  memcpy(&v, table + 4 * i, 4);
+  return v;
+}
+
 /* The rule for `pc` from the call-frame information of its object. */
 static rule_t compute_rule(uintptr_t pc) {
   rule_t out = {.kind = RULE_STOP};
@@ -432,18 +438,18 @@ static rule_t compute_rule(uintptr_t pc) {
   (void)rd_enc(&r, hdr[1], (uintptr_t)hdr, true);
   uint64_t count = rd_enc(&r, hdr[2], (uintptr_t)hdr, true);
   if (r.bad || count == 0) return out;
-  const int32_t* table = (const int32_t*)(const void*)r.p;
+  const uint8_t* table = r.p; /* pairs of int32 offsets from hdr: initial location, FDE */
   /* The last entry whose initial location is <= pc. */
   uint64_t lo = 0, hi = count;
   while (hi - lo > 1) {
     uint64_t mid = lo + (hi - lo) / 2;
-    if ((uintptr_t)hdr + (intptr_t)table[2 * mid] <= pc)
+    if ((uintptr_t)hdr + (intptr_t)table_word(table, 2 * mid) <= pc)
       lo = mid;
     else
       hi = mid;
   }
-  if ((uintptr_t)hdr + (intptr_t)table[2 * lo] > pc) return out;
-  const uint8_t* fde = hdr + table[2 * lo + 1];
+  if ((uintptr_t)hdr + (intptr_t)table_word(table, 2 * lo) > pc) return out;
+  const uint8_t* fde = hdr + table_word(table, 2 * lo + 1);
   uint32_t len, cie_off;
   memcpy(&len, fde, 4);
   if (len == 0 || len == 0xffffffffu) return out;
@@ -537,33 +543,51 @@ static uint64_t current_generation(void) {
   return atomic_load_explicit(&generation, memory_order_acquire) & 0xffff;
 }
 
-static size_t slot_of(uintptr_t pc) {
-  uint64_t h = (uint64_t)pc * 0x9e3779b97f4a7c15ull;
-  return (size_t)(h >> 40) & (MPROF_UNWIND_CACHE - 1);
+/* The cache is 2-way set associative: an address may sit in either entry of its set (the two
+ * share a cache line), so two addresses of one walk that hash alike do not evict each other. */
+static uint64_t hash_of(uintptr_t pc) {
+  return (uint64_t)pc * 0x9e3779b97f4a7c15ull;
+}
+
+/* Reads entry e; true and *v set if it holds `key`, consistently. */
+static bool read_entry(entry_t* e, uint64_t key, uint64_t* v) {
+  uint64_t s1 = atomic_load_explicit(&e->seq, memory_order_acquire);
+  uint64_t k = atomic_load_explicit(&e->key, memory_order_relaxed);
+  *v = atomic_load_explicit(&e->rule, memory_order_relaxed);
+  atomic_thread_fence(memory_order_acquire);
+  uint64_t s2 = atomic_load_explicit(&e->seq, memory_order_relaxed);
+  return s1 == s2 && !(s1 & 1) && k == key;
+}
+
+/* Writes key and rule into e unless another thread is writing it (then nothing is cached). */
+static void write_entry(entry_t* e, uint64_t key, uint64_t v) {
+  uint64_t s = atomic_load_explicit(&e->seq, memory_order_relaxed);
+  if ((s & 1) || !atomic_compare_exchange_strong_explicit(&e->seq, &s, s + 1, memory_order_relaxed,
+                                                          memory_order_relaxed))
+    return;
+  atomic_thread_fence(memory_order_release);
+  atomic_store_explicit(&e->key, key, memory_order_relaxed);
+  atomic_store_explicit(&e->rule, v, memory_order_relaxed);
+  atomic_store_explicit(&e->seq, s + 2, memory_order_release);
 }
 
 static rule_t lookup(entry_t* c, uintptr_t pc, uint64_t gen) {
   uint64_t key = (uint64_t)pc | gen << 48;
-  entry_t* e = c != NULL ? &c[slot_of(pc)] : NULL;
-  if (e != NULL) {
-    uint64_t s1 = atomic_load_explicit(&e->seq, memory_order_acquire);
-    uint64_t k = atomic_load_explicit(&e->key, memory_order_relaxed);
-    uint64_t v = atomic_load_explicit(&e->rule, memory_order_relaxed);
-    atomic_thread_fence(memory_order_acquire);
-    uint64_t s2 = atomic_load_explicit(&e->seq, memory_order_relaxed);
-    if (s1 == s2 && !(s1 & 1) && k == key) return unpack(v);
-  }
+  uint64_t h = hash_of(pc);
+  entry_t* set = c != NULL ? &c[(size_t)(h >> 40) & (MPROF_UNWIND_CACHE - 2)] : NULL;
+  uint64_t v;
+  if (set != NULL && (read_entry(&set[0], key, &v) || read_entry(&set[1], key, &v)))
+    return unpack(v);
   atomic_fetch_add_explicit(&n_misses, 1, memory_order_relaxed);
   rule_t r = compute_rule(pc);
-  if (e != NULL) {
-    uint64_t s = atomic_load_explicit(&e->seq, memory_order_relaxed);
-    if (!(s & 1) && atomic_compare_exchange_strong_explicit(
-                        &e->seq, &s, s + 1, memory_order_relaxed, memory_order_relaxed)) {
-      atomic_thread_fence(memory_order_release);
-      atomic_store_explicit(&e->key, key, memory_order_relaxed);
-      atomic_store_explicit(&e->rule, pack(&r), memory_order_relaxed);
-      atomic_store_explicit(&e->seq, s + 2, memory_order_release);
-    }
+  if (set != NULL) {
+    /* An entry of an older generation (or empty) goes first; else one chosen by the hash. */
+    uint64_t k0 = atomic_load_explicit(&set[0].key, memory_order_relaxed);
+    uint64_t k1 = atomic_load_explicit(&set[1].key, memory_order_relaxed);
+    unsigned w = (k0 >> 48) != gen || k0 == 0   ? 0
+                 : (k1 >> 48) != gen || k1 == 0 ? 1
+                                                : (unsigned)(h >> 20) & 1;
+    write_entry(&set[w], key, pack(&r));
   }
   return r;
 }

@@ -24,7 +24,7 @@
 
 #include <stdint.h>
 
-#define MPROF_UNWIND_CACHE 1024 /* cached rules (a power of two) */
+#define MPROF_UNWIND_CACHE 1024 /* cached rules (a power of two: 512 sets of 2) */
 
 /* Walks the calling thread's stack from the caller of this function upwards. Return addresses
  * that lie in [drop_lo, drop_hi) before the first one outside it are dropped (the profiler's own

@@ -105,11 +105,13 @@ test_the_walk_matches_backtrace_on_a_new_thread_and_repeats_from_the_cache(void*
   assert_int_equal(pthread_create(&t, NULL, thread_walk, (void*)(uintptr_t)7), 0);
   pthread_join(t, NULL);
   assert_same_as_backtrace(9);
-  /* The same stack on a second new thread: every rule is in the cache. */
+  /* The same stack on a second new thread: the rules are in the cache. (At most two misses: in
+   * the rare case that three of the walk's addresses hash to one set of two entries, they keep
+   * evicting each other; without a cache every one of its 6 or more frames would miss.) */
   uint64_t misses = mprof__unwind_misses();
   assert_int_equal(pthread_create(&t, NULL, thread_walk, (void*)(uintptr_t)7), 0);
   pthread_join(t, NULL);
-  assert_int_equal(mprof__unwind_misses(), misses);
+  assert_true(mprof__unwind_misses() <= misses + 2);
   assert_same_as_backtrace(9);
 }
 
@@ -163,9 +165,12 @@ static void test_a_walk_from_a_signal_handler_stops_at_the_signal_frame(void** s
   raise(SIGUSR1);
   sigaction(SIGUSR1, &old, NULL);
   assert_true(in_handler);
-  /* walk_here's and the handler's frames, then the signal frame ends the walk. */
+  /* walk_here's and the handler's frames, then the signal frame ends the walk. (TSan calls
+   * handlers itself, outside any signal frame: there the walk may go on to the end.) */
   assert_true(handler_frames >= 2);
+#if !defined(__SANITIZE_THREAD__)
   assert_true(handler_frames < (unsigned)nref);
+#endif
 }
 
 #ifndef UNWIND_TESTLIB
@@ -205,11 +210,11 @@ ONE_CALL_SITE static void test_unloading_an_object_empties_the_cache(void** stat
     assert_same_as_backtrace(5);
     if (i == 0) m1 = mprof__unwind_misses();
   }
-  assert_int_equal(mprof__unwind_misses(), m1); /* the second walk found every rule cached */
+  assert_true(mprof__unwind_misses() <= m1 + 2); /* the second walk found the rules cached */
   dlclose(h);
   call = load(&h);
   through_lib(call);
-  assert_true(mprof__unwind_misses() > m1); /* looked up again after the unload */
+  assert_true(mprof__unwind_misses() >= m1 + 5); /* every frame looked up again after the unload */
   assert_same_as_backtrace(5);
   dlclose(h);
 }
