@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages mprof needs to build and test. Idempotent; non-interactive.
-#   build:      cmake gcc g++ (C++ test program) pkg-config libmimalloc-dev libunwind-dev zlib1g-dev
+#   build:      cmake gcc g++ (C++ test program) pkg-config libmimalloc-dev zlib1g-dev
+#               libunwind-dev (stacks on architectures other than x86-64; bench_unwind on x86-64)
 #   tests:      libcmocka-dev golang-go (go tool pprof) clang + libclang-rt-14-dev (sanitizers,
 #               libFuzzer) libjemalloc-dev (jeprof, jemalloc comparisons)
 set -euo pipefail
