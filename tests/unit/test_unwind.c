@@ -72,6 +72,17 @@ __attribute__((noinline)) static unsigned with_alloca(int d) {
   return walk_here() + (unsigned)(p[1] & 0);
 }
 
+/* Realigned stack and alloca: gcc keeps the incoming frame in a register (DRAP) and gives the
+ * CFA as DW_CFA_def_cfa_expression (DW_OP_breg6 -8; DW_OP_deref), rbp as saved at rbp + 0. */
+__attribute__((noinline)) static unsigned realigned_with_alloca(int d) {
+  char buf[64] __attribute__((aligned(64)));
+  char* p = __builtin_alloca(64 + (size_t)d);
+  memset(buf, d, sizeof buf);
+  memset(p, d, 64);
+  __asm__ volatile("" : : "r"(buf), "r"(p) : "memory");
+  return walk_here() + (unsigned)(buf[1] & 0) + (unsigned)(p[1] & 0);
+}
+
 static int cmp_walking(const void* a, const void* b) {
   static int walked;
   if (!walked++) walk_here();
@@ -87,6 +98,8 @@ static void test_the_walk_matches_backtrace_on_the_main_thread(void** state) {
   realigned(1);
   assert_same_as_backtrace(3);
   with_alloca(3);
+  assert_same_as_backtrace(3);
+  realigned_with_alloca(5);
   assert_same_as_backtrace(3);
   int v[16] = {9, 3, 7, 1, 5, 2, 8, 4, 6, 0, 15, 11, 13, 10, 12, 14};
   qsort(v, 16, sizeof v[0], cmp_walking); /* through libc's frames */
