@@ -15,6 +15,9 @@
  * key's rule, and no one waits. */
 #include "mprof_unwind.h"
 
+/* Built everywhere (the core is every .c file of plugin/), used on x86-64 only (mprof_thread.c). */
+#if defined(__x86_64__)
+
 #include "mprof_meta.h"
 
 #include <dlfcn.h>
@@ -23,10 +26,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
-
-#if !defined(__x86_64__)
-#error "mprof_unwind.c walks x86-64 stacks only"
-#endif
 
 /* DWARF register numbers of the x86-64 psABI. */
 #define REG_RBP 6
@@ -650,3 +649,7 @@ __attribute__((noinline)) unsigned mprof__unwind(uintptr_t* pcs, unsigned max, u
 uint64_t mprof__unwind_misses(void) {
   return atomic_load_explicit(&n_misses, memory_order_relaxed);
 }
+
+#else
+typedef int mprof__unwind_not_built_t; /* ISO C wants a translation unit to declare something */
+#endif
