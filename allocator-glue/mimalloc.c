@@ -19,7 +19,8 @@
  *     come back misaligned). C++ operator new/delete stay libstdc++'s, which call malloc and free
  *     and throw std::bad_alloc (mimalloc's, compiled as C, abort instead);
  *   - exit(): the final dump must finish before another thread ends the process;
- *   - pipe2(): libunwind's validation pipe is kept out of the program's low descriptors;
+ *   - pipe2(), where the core uses libunwind (not x86-64): libunwind's validation pipe is kept
+ *     out of the program's low descriptors;
  *   - start-up: the core is initialised from a constructor, with the library's own code range so
  *     that the allocator's and profiler's frames are dropped from the leaf end of stacks.
  * There is no thread, lock or memory reservation of the glue's own. */
@@ -390,7 +391,9 @@ MPROF_PUBLIC void* __libc_pvalloc(size_t n) MPROF_ALIAS(pvalloc);
  * validation would read from and write to the program's files. So a pipe created while this
  * thread is inside the profiler is moved to the top of the descriptor range (just under
  * min(RLIMIT_NOFILE, 4096)), where programs rarely have files, close-on-exec as it was asked.
+ * Only where the core uses libunwind: on x86-64 it walks stacks itself and opens nothing.
  * ------------------------------------------------------------------------------------------- */
+#if !defined(__x86_64__)
 static int (*real_pipe2)(int[2], int); /* libc's, found by the constructor */
 
 static void move_high(int* fd) {
@@ -419,6 +422,7 @@ MPROF_PUBLIC int pipe2(int fds[2], int flags) {
   }
   return r;
 }
+#endif
 
 /* ---------------------------------------------------------------------------------------------
  * exit(): the final dump must finish before any thread ends the process (mprof__exit_wait).
@@ -477,7 +481,9 @@ __attribute__((constructor)) static void mprof_glue_init(void) {
            (MI_MALLOC_VERSION / 10) % 10, MI_MALLOC_VERSION % 10);
   mi_register_error(on_mi_error, NULL);
   *(void**)&real_exit = dlsym(RTLD_NEXT, "exit");
+#if !defined(__x86_64__)
   *(void**)&real_pipe2 = dlsym(RTLD_NEXT, "pipe2");
+#endif
   mprof_host_t host = {name, self.lo, self.hi, glue_alloc_stats};
   cb = mprof__init(&host);
 }

@@ -16,7 +16,7 @@
 
 #define EMPTY ((uintptr_t)0)
 #define TOMB ((uintptr_t)1)
-#define MIN_CAP 64
+#define MIN_CAP 4 /* 160 bytes: a shard holding a few blocks costs a few cache lines */
 
 typedef struct entry_s {
   uintptr_t key;

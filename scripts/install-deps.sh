@@ -2,8 +2,9 @@
 # Installs the Debian packages mprof needs to build and test, and fetches the allocator sources
 # (Debian's source package mimalloc 2.0.9+ds-2, into ~/.cache/mprof/sources: see
 # scripts/fetch-sources.sh). Idempotent; non-interactive.
-#   build:      cmake gcc g++ (C++ test program) pkg-config libunwind-dev zlib1g-dev dpkg-dev
-#               (dpkg-source unpacks the source package)
+#   build:      cmake gcc g++ (C++ test program) pkg-config zlib1g-dev dpkg-dev (dpkg-source
+#               unpacks the source package) libunwind-dev (stacks on architectures other than
+#               x86-64; bench_unwind on x86-64)
 #   tests:      libcmocka-dev golang-go (go tool pprof) clang + libclang-rt-14-dev (sanitizers,
 #               libFuzzer) libjemalloc-dev (jeprof, jemalloc comparisons)
 #   and, unless --minimal, tests/reliability, tests/tools (chromium for the flame graph test)

@@ -17,10 +17,12 @@
  * Fake pointers are used: the core never dereferences them. Runs under ASan+UBSan and TSan.
  * argv[1] scales the amount of work (default 1.0).
  *
- * Under TSan the worker threads do not exit: they park until the process ends. libunwind 1.6.2
- * frees its per-thread trace cache in the last round of pthread-key destructors, after TSan has
- * already finalised the thread, and the lock it takes there then crashes inside TSan's
- * interceptor (a libunwind/TSan incompatibility, not a profiler bug; see docs/RELIABILITY.md). */
+ * Under TSan on architectures where stacks are taken with libunwind (all but x86-64) the worker
+ * threads do not exit: they park until the process ends. libunwind 1.6.2 frees its per-thread
+ * trace cache in the last round of pthread-key destructors, after TSan has already finalised the
+ * thread, and the lock it takes there then crashes inside TSan's interceptor (a libunwind/TSan
+ * incompatibility, not a profiler bug; see docs/RELIABILITY.md). On x86-64 the core's own walker
+ * keeps no per-thread state, and the workers exit under TSan too. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -42,7 +44,7 @@
 #include "mprof_cycle.h"
 #include "mprof_hooks.h"
 
-#if defined(__SANITIZE_THREAD__)
+#if defined(__SANITIZE_THREAD__) && !defined(__x86_64__)
 #define PARK_WORKERS 1
 #else
 #define PARK_WORKERS 0
