@@ -55,6 +55,11 @@ enum { EXIT_NONE = 0, EXIT_RUNNING, EXIT_DONE };
 static _Atomic int exit_state;   /* the process is exiting: see mprof__at_exit */
 static _Atomic int exit_callers; /* threads that called exit(): see mprof__exit_wait */
 static __thread int exiting_here __attribute__((tls_model("initial-exec"))); /* this thread did */
+/* errno when mprof__sample_decide chose a sample: between that decision and on_alloc the glue
+ * may do work of its own (set up the place for sampled blocks), and a successful allocation
+ * must leave errno as the program had it. */
+static __thread int decide_errno __attribute__((tls_model("initial-exec")));
+static __thread bool decide_errno_set __attribute__((tls_model("initial-exec")));
 
 /* ---------------------------------------------------------------------------------------------
  * Messages: one line on stderr, formatted on the stack, written with write(2).
@@ -138,14 +143,22 @@ bool mprof__sample_decide(size_t n) {
     return false;
   }
   t->countdown = mprof__thread_next_interval(t, interval);
+  decide_errno = errno;
+  decide_errno_set = true;
   return true;
 }
 
 void mprof__sample_dropped(void) {
+  if (decide_errno_set) { /* the glue served the allocation unsampled: it succeeded */
+    errno = decide_errno;
+    decide_errno_set = false;
+  }
+  int saved_errno = errno;
   atomic_fetch_add_explicit(&st_dropped, 1, memory_order_relaxed);
   if (!atomic_flag_test_and_set(&warned_drop))
     say("mprof: a sample could not be recorded (out of profiler memory or sampled-block space); "
         "samples are being dropped, see stats.dropped_samples");
+  errno = saved_errno;
 }
 
 /* Objects one sample of `size` bytes stands for: the inverse of the probability 1-exp(-size/R)
@@ -184,7 +197,8 @@ static void maybe_auto_work(uint64_t est_bytes, int64_t inuse_now) {
  * through errno, since a successful allocation never changes it. */
 static uint64_t on_alloc(mprof_sample_t* data, void* ptr, size_t size) {
   (void)ptr;
-  int saved_errno = errno;
+  int saved_errno = decide_errno_set ? decide_errno : errno;
+  decide_errno_set = false;
   mprof_thread_t* t = &mprof__thread;
   memset(data, 0, sizeof *data);
   t->busy++;
