@@ -205,6 +205,18 @@ static int create_temporary(mprof_dumpfile_t* f) {
   return err;
 }
 
+/* An entry that another user may have put in a directory that others can write is not followed
+ * or written into (the kernel's protected_symlinks and protected_fifos rules, for every such
+ * directory and whatever the sysctls say): only one owned by this process's user or by the
+ * directory's owner. EACCES otherwise. */
+static int check_planted(int dirfd, const struct stat* entry) {
+  struct stat dst;
+  if (fstat(dirfd, &dst) != 0) return errno;
+  if (!(dst.st_mode & (S_IWGRP | S_IWOTH))) return 0;
+  if (entry->st_uid == geteuid() || entry->st_uid == dst.st_uid) return 0;
+  return EACCES;
+}
+
 int mprof__dumpfile_open(mprof_dumpfile_t* f, const char* path, bool automatic) {
   f->fd = -1;
   f->dirfd = -1;
@@ -220,6 +232,8 @@ int mprof__dumpfile_open(mprof_dumpfile_t* f, const char* path, bool automatic) 
       err = EISDIR;
     } else if (automatic) {
       err = EEXIST; /* never a target: a planted link, pipe or device stays as it is */
+    } else if ((err = check_planted(f->dirfd, &st)) != 0) {
+      /* refused: someone else's link, pipe or device in a directory others can write */
     } else if (S_ISLNK(st.st_mode)) {
       err = resolve_link(f);
       if (err == 0 && f->dirfd < 0) return 0; /* written in place */

@@ -13,7 +13,9 @@
  *   explicit path (prof.dump)        nothing there: created; a regular file: replaced; a symlink
  *                                    to a regular file: that file is replaced (the link stays);
  *                                    a pipe, a terminal or another device, or a symlink to one:
- *                                    written in place; a directory: EISDIR
+ *                                    written in place; a directory: EISDIR. In a directory that
+ *                                    others may write, a link, pipe or device owned by another
+ *                                    user (not the directory's owner) is refused: EACCES
  *
  * No open blocks: pipes are opened with O_NONBLOCK (a pipe nobody reads is ENXIO), then set back
  * to blocking for the writes. Temporary names have a fixed length, so every final name up to

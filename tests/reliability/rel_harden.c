@@ -5,7 +5,8 @@
  * plants anything.
  *
  *   tmp_symlink       the other user plants symlinks at the old predictable temporary names;
- *                     explicit and automatic dumps still succeed and the victim file is intact
+ *                     explicit and automatic dumps still succeed and the victim file is intact;
+ *                     that user's link and FIFO at explicit paths are refused (EACCES)
  *   auto_name_link    symlinks at automatic names (to /dev/null, to a victim file): EEXIST, the
  *                     links are left as they are; the final dump fails (see the driver)
  *   fifo_final_name   a FIFO at the final dump's name: exit() does not hang (see the driver)
@@ -190,6 +191,10 @@ static const char* victim_path;
 
 static bool plant_tmp_links(pid_t victim) {
   char p[4096];
+  snprintf(p, sizeof p, "%s/explicit.pb.gz", dir);
+  if (symlink(victim_path, p) != 0) return false;
+  snprintf(p, sizeof p, "%s/explicit-fifo", dir);
+  if (mkfifo(p, 0666) != 0) return false;
   snprintf(p, sizeof p, "%s/heap.pb.gz.tmp.%d", dir, (int)victim);
   if (symlink(victim_path, p) != 0) return false;
   snprintf(p, sizeof p, "%s/auto.%d.0.m0.pb.gz.tmp.%d", dir, (int)victim, (int)victim);
@@ -214,6 +219,17 @@ static void case_tmp_symlink(void) {
   CHECK(lstat(a, &st) == 0 && S_ISREG(st.st_mode) && is_gzip_file(a), "automatic profile written");
   snprintf(a, sizeof a, "%s/heap.pb.gz.tmp.%d", dir, (int)getpid());
   CHECK(is_link_to(a, victim_path), "the planted link is left as it was");
+  /* The other user's link and FIFO at explicit paths are not followed or written into. */
+  path_in(p, sizeof p, "explicit.pb.gz");
+  int err = dump(p);
+  CHECK(err == EACCES, "explicit dump onto the other user's link -> %s (want EACCES)",
+        strerror(err));
+  CHECK(is_link_to(p, victim_path), "that link is left as it was");
+  path_in(p, sizeof p, "explicit-fifo");
+  err = dump(p);
+  CHECK(err == EACCES, "explicit dump into the other user's FIFO -> %s (want EACCES)",
+        strerror(err));
+  CHECK(file_is(victim_path, "precious\n"), "the victim file is still intact");
 }
 
 /* --- auto_name_link -------------------------------------------------------------------------- */
