@@ -21,6 +21,8 @@
 #include <unistd.h>
 
 #define TMP_PREFIX ".mprof.tmp."
+
+bool mprof__dumpfile_force_named;
 #define TMP_TRIES 16
 
 /* 64 unpredictable bits for a temporary name: getrandom, or (no entropy yet, old kernel) a mix
@@ -180,7 +182,10 @@ static int resolve_link(mprof_dumpfile_t* f) {
 /* A new file in dirfd that nobody else can open: an unnamed O_TMPFILE where the file system
  * has them and /proc is there to name it later, else a new name, exclusively, mode 0600. */
 static int create_temporary(mprof_dumpfile_t* f) {
-  int fd = openat(f->dirfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+  int fd = -1;
+  errno = EOPNOTSUPP;
+  if (!mprof__dumpfile_force_named)
+    fd = openat(f->dirfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
   if (fd >= 0) {
     if (access("/proc/self/fd", X_OK) == 0) {
       f->fd = fd;

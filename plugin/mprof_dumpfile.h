@@ -46,6 +46,10 @@ int mprof__dumpfile_commit(mprof_dumpfile_t* f);
 /* Closes and removes whatever mprof__dumpfile_open created. */
 void mprof__dumpfile_abort(mprof_dumpfile_t* f);
 
+/* Tests: never use O_TMPFILE, so that the named-temporary path (file systems without O_TMPFILE,
+ * no /proc) is exercised where O_TMPFILE works. */
+extern bool mprof__dumpfile_force_named;
+
 /* Writes to a pipe whose reader has gone raise SIGPIPE, which kills a program that did not ask
  * for it. Around such writes, SIGPIPE is blocked on the calling thread; afterwards a SIGPIPE the
  * writes raised (write returned EPIPE) is taken back with sigtimedwait, and the thread's mask is

@@ -9,7 +9,8 @@
  *                    to the victim, to the FIFO, to /dev/null, to a missing file, to another
  *                    entry, to d itself, to itself (a loop), a FIFO, a directory
  *   otherwise        dump: to entry byte 1 % 8 of d (relative or absolute path, byte 2 bit 0),
- *                    automatic (bit 1) or explicit, committed or aborted (bit 2); with bit 3 the
+ *                    automatic (bit 1) or explicit, committed or aborted (bit 2), through a
+ *                    named temporary instead of an O_TMPFILE (bit 4); with bit 3 the
  *                    name is instead the raw bytes that follow (up to byte 1 % 64, NUL-free, may
  *                    hold '/'; ".." is defused so that no path leaves d) appended to "d/"
  *
@@ -326,6 +327,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } else {
       snprintf(path, sizeof path, "d/%s", names[a % NENTRIES]);
     }
+    mprof__dumpfile_force_named = (b & 16) != 0;
     dump_once(path, (b & 2) != 0, (b & 4) == 0);
   }
   return 0;
