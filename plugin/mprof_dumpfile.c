@@ -185,7 +185,7 @@ static int create_temporary(mprof_dumpfile_t* f) {
   int fd = -1;
   errno = EOPNOTSUPP;
   if (!mprof__dumpfile_force_named)
-    fd = openat(f->dirfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+    fd = openat(f->dirfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
   if (fd >= 0) {
     if (access("/proc/self/fd", X_OK) == 0) {
       f->fd = fd;
@@ -280,7 +280,8 @@ int mprof__dumpfile_commit(mprof_dumpfile_t* f) {
     return err;
   }
   bool unnamed = f->tmp[0] == '\0';
-  if (!unnamed && fchmod(f->fd, 0644 & ~current_umask()) != 0) err = errno;
+  /* 0600 while incomplete; a finished profile gets the mode of a file created with 0644. */
+  if (fchmod(f->fd, 0644 & ~current_umask()) != 0) err = errno;
   if (err == 0 && !f->replace) {
     /* Nothing was at the name: link it there, which never replaces what may have appeared. */
     if (unnamed) {

@@ -3,7 +3,7 @@
  *
  * A profile is written to a file nobody else can reach until it is complete: an unnamed
  * O_TMPFILE in the target's directory (or, where the file system has none, a new file with an
- * unpredictable name, created with O_CREAT|O_EXCL|O_NOFOLLOW and mode 0600), then given its name
+ * unpredictable name, created with O_CREAT|O_EXCL|O_NOFOLLOW), mode 0600, then given its name
  * in one step: a link where nothing is, a rename over an existing regular file. Nothing
  * pre-existing is ever opened for writing except where an explicit path asks for it:
  *
