@@ -21,7 +21,6 @@
 #include "mprof_blockmap.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
@@ -114,6 +113,7 @@ bool mprof__sample_decide(size_t n) {
     t->countdown += n;
     return false;
   }
+  decide_errno_set = false; /* from a decision whose allocation failed: not ours to restore */
   int st = atomic_load_explicit(&init_state, memory_order_acquire);
   if (st != INIT_ON) {
     /* Before start-up look again after 64 KiB; with profiling off never again. */
@@ -522,7 +522,7 @@ void mprof__at_exit(void) {
     mprof__thread.busy++;
     if (mprof__opts.prof_final && mprof__opts.prof_prefix[0] != '\0') mprof__dump_auto('f');
     if (mprof__opts.prof_leak) {
-      mprof__cycle_publish_all();
+      if (!mprof__lock_held_by_thread()) mprof__cycle_publish_all();
       int64_t est = atomic_load_explicit(&inuse_est, memory_order_relaxed);
       say("mprof: leak summary: about %lld bytes in use at exit in %llu sampled blocks "
           "(estimated from samples; see the final profile for the stacks)",
