@@ -8,15 +8,19 @@
 
 /* Profiler locks this thread holds or is acquiring (raised before the mutex is taken, lowered
  * after it is released, so that a signal handler never sees 0 while a lock is held), and the
- * thread's cancellation state from before its first lock. volatile: read by signal handlers of
- * the same thread. Initial-exec TLS: no allocation on first use. */
+ * thread's cancellation state from before it took the dump lock. volatile: read by signal
+ * handlers of the same thread. Initial-exec TLS: no allocation on first use. */
 static __thread volatile int held_depth __attribute__((tls_model("initial-exec")));
 static __thread int saved_cancel_state __attribute__((tls_model("initial-exec")));
 
-static void depth_up(void) {
-  if (held_depth == 0) {
-    /* open, write and close are cancellation points: a thread cancelled while it holds a
-     * profiler lock would never release it. Cancellation waits until the last lock is gone. */
+/* Sections under the dump lock do I/O (open, write and close are cancellation points), and a
+ * thread cancelled there would never release the lock: cancellation is disabled
+ * while the dump lock is held and comes back with its release (a pending cancel then acts at the
+ * thread's next cancellation point, outside the profiler). Every other lock guards memory-only
+ * work with no cancellation point, which deferred cancellation cannot interrupt; the dump lock
+ * has the lowest rank, so it is always the outermost lock held. */
+static void depth_up(const mprof_lock_t* l) {
+  if (l->rank == MPROF_RANK_DUMP) {
     int old = PTHREAD_CANCEL_ENABLE;
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
     saved_cancel_state = old;
@@ -24,9 +28,9 @@ static void depth_up(void) {
   held_depth = held_depth + 1;
 }
 
-static void depth_down(void) {
+static void depth_down(const mprof_lock_t* l) {
   held_depth = held_depth - 1;
-  if (held_depth == 0) pthread_setcancelstate(saved_cancel_state, NULL);
+  if (l->rank == MPROF_RANK_DUMP) pthread_setcancelstate(saved_cancel_state, NULL);
 }
 
 bool mprof__lock_held_by_thread(void) {
@@ -55,7 +59,7 @@ void mprof__lock(mprof_lock_t* l) {
 #ifdef MPROF_DEBUG_LOCKS
   if (held_ranks >> l->rank) rank_violation("acquiring", l->rank);
 #endif
-  depth_up();
+  depth_up(l);
   pthread_mutex_lock(&l->mu);
 #ifdef MPROF_DEBUG_LOCKS
   held_ranks |= 1u << l->rank;
@@ -66,9 +70,9 @@ bool mprof__trylock(mprof_lock_t* l) {
 #ifdef MPROF_DEBUG_LOCKS
   if (held_ranks >> l->rank) rank_violation("trying", l->rank);
 #endif
-  depth_up();
+  depth_up(l);
   if (pthread_mutex_trylock(&l->mu) != 0) {
-    depth_down();
+    depth_down(l);
     return false;
   }
 #ifdef MPROF_DEBUG_LOCKS
@@ -82,7 +86,7 @@ void mprof__unlock(mprof_lock_t* l) {
   held_ranks &= ~(1u << l->rank);
 #endif
   pthread_mutex_unlock(&l->mu);
-  depth_down();
+  depth_down(l);
 }
 
 void mprof__lock_reinit(mprof_lock_t* l) {
@@ -90,5 +94,5 @@ void mprof__lock_reinit(mprof_lock_t* l) {
 #ifdef MPROF_DEBUG_LOCKS
   held_ranks &= ~(1u << l->rank);
 #endif
-  depth_down();
+  depth_down(l);
 }

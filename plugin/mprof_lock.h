@@ -18,9 +18,11 @@
  * blockmap -> meta. A flush takes active and then future[C%3]; a dump takes dump, cycle, active.
  * fork() takes every lock in this order in the prepare handler.
  *
- * While a thread holds any profiler lock its cancellation is disabled (pthread_setcancelstate;
- * the previous state comes back with the last unlock), so a pthread_cancel can never leave a
- * lock held: it takes effect at the thread's next cancellation point outside the profiler. */
+ * No pthread_cancel can leave a lock held: while a thread holds mprof_dump_lock (the only
+ * sections with cancellation points: a dump's open, write and close) its cancellation is
+ * disabled (pthread_setcancelstate; the previous state comes back with the unlock), so a cancel
+ * takes effect at the thread's next cancellation point outside the profiler. The sections under
+ * the other locks touch memory only, which deferred cancellation cannot interrupt. */
 #ifndef MPROF_LOCK_H
 #define MPROF_LOCK_H
 
