@@ -101,20 +101,22 @@ static int open_parent(const char* path, int* dirfd, char* name) {
   return 0;
 }
 
-/* Opens something that is not a regular file for writing in place (the caller asked for it by
- * name): never blocks, never becomes the controlling terminal; blocking writes afterwards. */
-static int open_in_place(int dirfd, const char* name, bool follow, bool trunc, int* out) {
+/* Opens what is at the name for writing in place (the caller asked for it by name): never
+ * blocks, never becomes the controlling terminal; blocking writes afterwards. A regular file
+ * (one without a reachable name, behind a link) is truncated first. */
+static int open_in_place(int dirfd, const char* name, bool follow, int* out) {
   int flags = O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW);
   int fd = openat(dirfd, name, flags);
   if (fd < 0) return errno;
   struct stat st;
-  if (fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
-    int err = S_ISDIR(st.st_mode) ? EISDIR : errno;
-    close(fd);
-    return err;
-  }
-  if (S_ISREG(st.st_mode) && trunc && ftruncate(fd, 0) != 0) {
-    int err = errno;
+  int err = 0;
+  if (fstat(fd, &st) != 0)
+    err = errno;
+  else if (S_ISDIR(st.st_mode))
+    err = EISDIR;
+  else if (S_ISREG(st.st_mode) && ftruncate(fd, 0) != 0)
+    err = errno;
+  if (err != 0) {
     close(fd);
     return err;
   }
@@ -163,7 +165,7 @@ static int resolve_link(mprof_dumpfile_t* f) {
       }
     }
     /* A regular file without a reachable name: written through the link, in place. */
-    int err = open_in_place(f->dirfd, f->name, true, true, &f->fd);
+    int err = open_in_place(f->dirfd, f->name, true, &f->fd);
     if (err == 0) {
       close(f->dirfd);
       f->dirfd = -1;
@@ -171,7 +173,7 @@ static int resolve_link(mprof_dumpfile_t* f) {
     return err;
   }
   close(pfd);
-  int err = open_in_place(f->dirfd, f->name, true, false, &f->fd);
+  int err = open_in_place(f->dirfd, f->name, true, &f->fd);
   if (err == 0) {
     close(f->dirfd);
     f->dirfd = -1;
@@ -243,7 +245,7 @@ int mprof__dumpfile_open(mprof_dumpfile_t* f, const char* path, bool automatic) 
       err = resolve_link(f);
       if (err == 0 && f->dirfd < 0) return 0; /* written in place */
     } else {
-      err = open_in_place(f->dirfd, f->name, false, false, &f->fd);
+      err = open_in_place(f->dirfd, f->name, false, &f->fd);
       if (err == 0) {
         close(f->dirfd);
         f->dirfd = -1;
