@@ -11,7 +11,13 @@ rel_init
 chmod 755 "$work"
 user=""
 cleanup() {
-  [ -n "$user" ] && userdel "$user" >/dev/null 2>&1
+  if [ -n "$user" ]; then
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+      userdel "$user" >/dev/null 2>&1 && break
+      id -u "$user" >/dev/null 2>&1 || break
+      sleep 0.5
+    done
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -27,7 +33,13 @@ need_root_and_user() {
   fi
   need_cmd useradd passwd
   user=mprofrel$$
-  useradd --system --no-create-home --shell /usr/sbin/nologin "$user" || exit 1
+  # useradd fails while another one holds /etc/passwd's lock (tests run in parallel): retry.
+  local i
+  for i in 1 2 3 4 5 6 7 8 9 10; do
+    useradd --system --no-create-home --shell /usr/sbin/nologin "$user" 2>"$work/useradd.err" && break
+    sleep 0.5
+  done
+  id -u "$user" >/dev/null 2>&1 || { cat "$work/useradd.err"; exit 1; }
   export REL_UID REL_GID
   REL_UID=$(id -u "$user")
   REL_GID=$(id -g "$user")
