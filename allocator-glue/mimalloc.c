@@ -480,6 +480,13 @@ __attribute__((constructor)) static void mprof_glue_init(void) {
   snprintf(name, sizeof name, "mimalloc %d.%d.%d", MI_MALLOC_VERSION / 100,
            (MI_MALLOC_VERSION / 10) % 10, MI_MALLOC_VERSION % 10);
   mi_register_error(on_mi_error, NULL);
+  /* mimalloc's first allocation on the main thread sets errno (ENOENT, from probing the system
+   * once); a successful malloc must not, so that probing happens here, errno kept. */
+  int saved = errno;
+  mprof__enter(); /* not sampled, and the thread's countdown is left as it was */
+  mi_free(mi_malloc(16));
+  mprof__leave();
+  errno = saved;
   *(void**)&real_exit = dlsym(RTLD_NEXT, "exit");
 #if !defined(__x86_64__)
   *(void**)&real_pipe2 = dlsym(RTLD_NEXT, "pipe2");

@@ -11,7 +11,9 @@
 
 #include "mprof_bucket.h"
 #include "mprof_cycle.h"
+#include "mprof_dumpfile.h"
 #include "mprof_hooks.h"
+#include "mprof_lock.h"
 #include "mprof_meta.h"
 #include "mprof_pprof.h"
 #include "mprof_profile.h"
@@ -51,7 +53,14 @@ static _Atomic int64_t gdump_mark; /* high-water mark of inuse_est last dumped *
 static atomic_flag warned_drop = ATOMIC_FLAG_INIT; /* "samples dropped" said once */
 static atomic_flag warned_dump = ATOMIC_FLAG_INIT; /* "automatic dump failed" said once */
 enum { EXIT_NONE = 0, EXIT_RUNNING, EXIT_DONE };
-static _Atomic int exit_state; /* the process is exiting: see mprof__at_exit */
+static _Atomic int exit_state;   /* the process is exiting: see mprof__at_exit */
+static _Atomic int exit_callers; /* threads that called exit(): see mprof__exit_wait */
+static __thread int exiting_here __attribute__((tls_model("initial-exec"))); /* this thread did */
+/* errno when mprof__sample_decide chose a sample: between that decision and on_alloc the glue
+ * may do work of its own (set up the place for sampled blocks), and a successful allocation
+ * must leave errno as the program had it. */
+static __thread int decide_errno __attribute__((tls_model("initial-exec")));
+static __thread bool decide_errno_set __attribute__((tls_model("initial-exec")));
 
 /* ---------------------------------------------------------------------------------------------
  * Messages: one line on stderr, formatted on the stack, written with write(2).
@@ -106,6 +115,7 @@ bool mprof__sample_decide(size_t n) {
     t->countdown += n;
     return false;
   }
+  decide_errno_set = false; /* from a decision whose allocation failed: not ours to restore */
   int st = atomic_load_explicit(&init_state, memory_order_acquire);
   if (st != INIT_ON) {
     /* Before start-up look again after 64 KiB; with profiling off never again. */
@@ -117,11 +127,13 @@ bool mprof__sample_decide(size_t n) {
     return false;
   }
   if (t->state == MPROF_THREAD_NEW) {
+    int saved_errno = errno; /* a successful allocation leaves errno alone */
     t->busy++;
     mprof__thread_seed(t);
     pthread_setspecific(thread_key, t); /* may allocate once: served unsampled */
     t->state = MPROF_THREAD_LIVE;
     t->busy--;
+    errno = saved_errno;
     t->countdown = mprof__thread_next_interval(t, interval);
     if (n <= t->countdown) {
       t->countdown -= n;
@@ -133,14 +145,22 @@ bool mprof__sample_decide(size_t n) {
     return false;
   }
   t->countdown = mprof__thread_next_interval(t, interval);
+  decide_errno = errno;
+  decide_errno_set = true;
   return true;
 }
 
 void mprof__sample_dropped(void) {
+  if (decide_errno_set) { /* the glue served the allocation unsampled: it succeeded */
+    errno = decide_errno;
+    decide_errno_set = false;
+  }
+  int saved_errno = errno;
   atomic_fetch_add_explicit(&st_dropped, 1, memory_order_relaxed);
   if (!atomic_flag_test_and_set(&warned_drop))
     say("mprof: a sample could not be recorded (out of profiler memory or sampled-block space); "
         "samples are being dropped, see stats.dropped_samples");
+  errno = saved_errno;
 }
 
 /* Objects one sample of `size` bytes stands for: the inverse of the probability 1-exp(-size/R)
@@ -174,8 +194,13 @@ static void maybe_auto_work(uint64_t est_bytes, int64_t inuse_now) {
   }
 }
 
+/* The callbacks run inside the program's malloc and free: whatever they call (libunwind's first
+ * unwind opens a pipe and leaves EAGAIN behind, mmap, the fork and lock machinery) must not show
+ * through errno, since a successful allocation never changes it. */
 static uint64_t on_alloc(mprof_sample_t* data, void* ptr, size_t size) {
   (void)ptr;
+  int saved_errno = decide_errno_set ? decide_errno : errno;
+  decide_errno_set = false;
   mprof_thread_t* t = &mprof__thread;
   memset(data, 0, sizeof *data);
   t->busy++;
@@ -196,12 +221,14 @@ static uint64_t on_alloc(mprof_sample_t* data, void* ptr, size_t size) {
     maybe_auto_work((uint64_t)est, inuse_now);
   }
   t->busy--;
+  errno = saved_errno;
   return t->countdown;
 }
 
 /* A sampled block leaves the live set: freed, or (cancel) taken back as if never sampled. */
 static void sample_ends(const mprof_sample_t* data, bool cancel) {
   if (data->bucket == NULL) return;
+  int saved_errno = errno;
   mprof_thread_t* t = &mprof__thread;
   t->busy++;
   if (cancel) {
@@ -215,6 +242,7 @@ static void sample_ends(const mprof_sample_t* data, bool cancel) {
   atomic_fetch_sub_explicit(&inuse_est, (int64_t)llround(data->weight * (double)data->size),
                             memory_order_relaxed);
   t->busy--;
+  errno = saved_errno;
 }
 
 static void on_free(const mprof_sample_t* data, void* ptr) {
@@ -227,10 +255,12 @@ void mprof__sample_cancel(const mprof_sample_t* data) {
 }
 
 static void on_epoch(void) {
+  int saved_errno = errno;
   mprof__enter();
   mprof__cycle_advance();
   mprof__cycle_flush();
   mprof__leave();
+  errno = saved_errno;
 }
 
 static mprof_callbacks_t callbacks = {
@@ -270,6 +300,8 @@ static int snapshot(mprof_heap_rec_t** out, size_t* nout, size_t* cap_bytes) {
     r->npcs = b->nstk;
     r->alloc_objects = round_pos(a->walloc_objs);
     r->alloc_bytes = round_pos(a->walloc_bytes);
+    /* From the unrounded sums: the quotient of the two rounded figures is off by up to one. */
+    r->avg_bytes = a->walloc_objs > 0 ? round_pos(a->walloc_bytes / a->walloc_objs) : 0;
     if (a->allocs != a->frees) {
       r->inuse_objects = round_pos(a->walloc_objs - a->wfree_objs);
       r->inuse_bytes = round_pos(a->walloc_bytes - a->wfree_bytes);
@@ -282,27 +314,22 @@ static int snapshot(mprof_heap_rec_t** out, size_t* nout, size_t* cap_bytes) {
   return 0;
 }
 
-/* Writes the profile to `path` through a temporary file in the same directory and a rename, so
- * a reader never sees half a profile and a failed dump leaves an older file intact. A path that
- * exists and is not a regular file (a pipe, /dev/stdout, /dev/full) is written in place. */
-static int write_file(const char* path, const mprof_heap_profile_t* prof) {
-  struct stat st;
-  if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return errno;
-    int err = mprof__pprof_write_heap(fd, prof);
-    if (close(fd) != 0 && err == 0) err = errno;
-    return err;
+/* Writes the profile to `path` (see mprof_dumpfile.h): never through a file or link that was
+ * there before unless the path was asked for explicitly, never blocking on a pipe, and with
+ * SIGPIPE held back so that a reader that left gives EPIPE instead of killing the program. */
+static int write_file(const char* path, bool automatic, const mprof_heap_profile_t* prof) {
+  mprof_dumpfile_t f;
+  int err = mprof__dumpfile_open(&f, path, automatic);
+  if (err != 0) return err;
+  mprof_sigpipe_guard_t g;
+  mprof__sigpipe_block(&g);
+  err = mprof__pprof_write_heap(f.fd, prof);
+  mprof__sigpipe_restore(&g, err == EPIPE);
+  if (err == 0) {
+    err = mprof__dumpfile_commit(&f);
+  } else {
+    mprof__dumpfile_abort(&f);
   }
-  char tmp[PATH_MAX];
-  int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-  if (n < 0 || (size_t)n >= sizeof tmp) return ENAMETOOLONG;
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return errno;
-  int err = mprof__pprof_write_heap(fd, prof);
-  if (close(fd) != 0 && err == 0) err = errno;
-  if (err == 0 && rename(tmp, path) != 0) err = errno;
-  if (err != 0) unlink(tmp);
   return err;
 }
 
@@ -345,7 +372,7 @@ static void recon_comments(recon_comments_t* rc, const mprof_heap_rec_t* recs, s
 }
 
 /* Writes one profile to `path`. Needs mprof_dump_lock; counts the result in the stats. */
-static int dump_locked(const char* path) {
+static int dump_locked(const char* path, bool automatic) {
   int err = ENAMETOOLONG;
   if (strlen(path) < PATH_MAX) {
     mprof__cycle_publish_all();
@@ -363,7 +390,7 @@ static int dump_locked(const char* path) {
       recon_comments(&rc, recs, prof.nrecs);
       prof.comments = (const char* const*)rc.ptrs;
       prof.ncomments = rc.n;
-      err = write_file(path, &prof);
+      err = write_file(path, automatic, &prof);
       mprof__meta_free(recs, cap_bytes);
     }
   }
@@ -393,6 +420,11 @@ static int auto_name_locked(char kind, char* buf, size_t len) {
  * dump is skipped with EAGAIN, uses no sequence number, and the next trigger tries again. */
 static int dump(const char* path, char kind, bool wait, char* name, size_t namelen) {
   if (!mprof__ready()) return ENOENT;
+  /* A signal handler (or any other re-entry) on a thread that holds a profiler lock would wait
+   * for itself: refuse. Dumping is not async-signal-safe; this only keeps it from hanging. */
+  if (mprof__lock_held_by_thread()) return EDEADLK;
+  int saved_errno = errno;
+  bool automatic = path == NULL;
   mprof__enter();
   int err = 0;
   if (wait) {
@@ -407,9 +439,10 @@ static int dump(const char* path, char kind, bool wait, char* name, size_t namel
     err = auto_name_locked(kind, name, namelen);
     path = name;
   }
-  if (err == 0) err = dump_locked(path);
+  if (err == 0) err = dump_locked(path, automatic);
   mprof__cycle_dump_unlock();
   mprof__leave();
+  errno = saved_errno;
   return err;
 }
 
@@ -422,21 +455,21 @@ int mprof__dump_auto(char kind) {
   if (!mprof__ready()) return ENOENT;
   char name[PATH_MAX] = "";
   int err = dump(NULL, kind, kind == 'f' || kind == 'm', name, sizeof name);
-  if (err == EAGAIN || err == ECANCELED) return err; /* skipped, not failed */
+  if (err == EAGAIN || err == ECANCELED || err == EDEADLK) return err; /* skipped, not failed */
   if (err != 0 && !atomic_flag_test_and_set(&warned_dump))
     say("mprof: automatic profile dump to \"%s\" failed: %s", name, strerror(err));
   return err;
 }
 
-uint64_t mprof__epoch_advance(void) {
+int mprof__epoch_advance(void) {
+  if (mprof__lock_held_by_thread()) return EDEADLK; /* see dump() */
   mprof__enter();
   mprof__cycle_dump_lock();
   mprof__cycle_advance();
   mprof__cycle_flush();
-  uint64_t c = mprof__cycle_current();
   mprof__cycle_dump_unlock();
   mprof__leave();
-  return c;
+  return 0;
 }
 
 uint64_t mprof__epoch_read(void) {
@@ -535,22 +568,29 @@ static void fork_parent(void) {
   mprof__thread.busy--;
 }
 
+/* The child starts with clean exit state: no thread of it is in exit() even if its parent's
+ * were (the forking thread itself may be in an exit handler; then it goes on with the remaining
+ * handlers, the final dump among them, as the child's first exit). */
 static void fork_child(void) {
   mprof__meta_fork_child();
   mprof__blockmap_fork_child();
   mprof__bucket_fork_child();
   mprof__cycle_fork_child();
+  atomic_store(&exit_state, EXIT_NONE);
+  atomic_store(&exit_callers, exiting_here ? 1 : 0);
   mprof__thread.busy--;
 }
 
 /* exit() from several threads at once: glibc hands each exit handler to one of them and lets
  * the others run the rest of the list, or find it empty, and _exit() — which would end the
- * process in the middle of the final dump. So the glue's exit() wrapper calls mprof__exit_wait:
- * the first thread to call exit() goes on and runs the handlers (the program's, then this
- * module's final dump); every other one waits until the final dump is done, then goes on to
- * libc's exit() as it would have. A waiting thread holds no profiler lock. */
-static _Atomic int exit_callers;
-static __thread int exiting_here __attribute__((tls_model("initial-exec")));
+ * process in the middle of the final dump. So the glue's exit() wrapper calls mprof__exit_wait.
+ * The first thread to call exit() goes on and runs the handlers (the program's, then this
+ * module's final dump). A later caller may be one that the first is waiting for (an exit handler
+ * that joins a thread which calls exit(): glibc lets that thread run the remaining handlers and
+ * end the process), so it never waits for the program's handlers: it does the final dump itself
+ * (or waits for the one in progress, which waits for nobody), then goes on to libc's exit() as it
+ * would have. A thread that holds a profiler lock (exit from a signal handler that interrupted
+ * the profiler) does neither: the dump would wait for it. */
 
 static void wait_exit_done(void) {
   while (atomic_load_explicit(&exit_state, memory_order_acquire) != EXIT_DONE) {
@@ -565,33 +605,43 @@ void mprof__exit_wait(void) {
   if (atomic_fetch_add(&exit_callers, 1) == 0 &&
       atomic_load_explicit(&exit_state, memory_order_acquire) == EXIT_NONE)
     return;
-  wait_exit_done();
+  if (mprof__lock_held_by_thread()) return;
+  mprof__at_exit();
 }
 
 void mprof__at_exit(void) {
   int expected = EXIT_NONE;
   if (!atomic_compare_exchange_strong(&exit_state, &expected, EXIT_RUNNING)) {
-    wait_exit_done();
+    /* Another thread is writing the final dump, which waits for no other thread (unless this
+     * one holds a profiler lock it needs). */
+    if (!mprof__lock_held_by_thread()) wait_exit_done();
     return;
   }
+  int saved_errno = errno;
   if (mprof__ready()) {
     mprof__thread.busy++;
     if (mprof__opts.prof_final && mprof__opts.prof_prefix[0] != '\0') mprof__dump_auto('f');
     if (mprof__opts.prof_leak) {
-      mprof__cycle_publish_all();
+      if (!mprof__lock_held_by_thread()) mprof__cycle_publish_all();
       int64_t est = atomic_load_explicit(&inuse_est, memory_order_relaxed);
       say("mprof: leak summary: about %lld bytes in use at exit in %llu sampled blocks "
           "(estimated from samples; see the final profile for the stacks)",
           (long long)(est > 0 ? est : 0), (unsigned long long)mprof__blockmap_count());
     }
-    /* No dump may be left running, or start, once this returns: wait for one in progress. */
-    mprof__cycle_dump_lock();
-    atomic_store_explicit(&exit_state, EXIT_DONE, memory_order_release);
-    mprof__cycle_dump_unlock();
+    /* No dump may be left running, or start, once this returns: wait for one in progress
+     * (unless this thread holds the lock itself: exit from a signal handler during a dump). */
+    if (mprof__lock_held_by_thread()) {
+      atomic_store_explicit(&exit_state, EXIT_DONE, memory_order_release);
+    } else {
+      mprof__cycle_dump_lock();
+      atomic_store_explicit(&exit_state, EXIT_DONE, memory_order_release);
+      mprof__cycle_dump_unlock();
+    }
     mprof__thread.busy--;
   } else {
     atomic_store_explicit(&exit_state, EXIT_DONE, memory_order_release);
   }
+  errno = saved_errno;
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -42,14 +42,17 @@ bool mprof__active_get(void);
 void mprof__active_set(bool on);
 
 /* Writes a heap profile. path NULL: the next automatic name of kind 'm' (manual). Returns 0 or
- * a positive errno; on failure no file is left at the path (an older file there is kept). */
+ * a positive errno; on failure no file is left at the path (an older file there is kept).
+ * EDEADLK when the calling thread already holds a profiler lock (a signal handler that
+ * interrupted the profiler): dumping is not async-signal-safe. */
 int mprof__dump(const char* path);
 
 /* Automatic dump of kind 'f' (final), 'i' (interval), 'u' (high-water) or 'm'. */
 int mprof__dump_auto(char kind);
 
-/* Epoch boundary from the control interface: advance and flush. Returns the new epoch. */
-uint64_t mprof__epoch_advance(void);
+/* Epoch boundary from the control interface: advance and flush. Returns 0, or EDEADLK when the
+ * calling thread already holds a profiler lock (a signal handler that interrupted the profiler). */
+int mprof__epoch_advance(void);
 uint64_t mprof__epoch_read(void);
 
 /* The mean sampling interval in bytes (2^lg_prof_sample). */

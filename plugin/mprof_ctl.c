@@ -2,8 +2,9 @@
  *
  * Names live in one static table of {name, handler}; `opt.*` names are generated from the
  * option descriptors of mprof_conf.h, so every option is readable under its own name without
- * being listed twice. Handlers validate sizes and direction first and return 0 or a positive
- * errno. Nothing here allocates. */
+ * being listed twice. Handlers validate every size, direction and value before they act, so a
+ * call that fails with EINVAL or EPERM changes nothing, and return 0 or a positive errno.
+ * Nothing here allocates. */
 #include "mprof.h"
 
 #include "mprof_conf.h"
@@ -53,7 +54,12 @@ static int ctl_epoch(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
   if (!mprof__opts.prof) return ENOENT;
   if (newp != NULL || newlen != 0) {
     if (newp == NULL || newlen != sizeof(uint64_t)) return EINVAL;
-    mprof__epoch_advance();
+    if (wants_read(oldp, oldlenp) && *oldlenp != sizeof(uint64_t)) {
+      uint64_t e = mprof__epoch_read(); /* copy what fits; the write is not done */
+      return read_out(oldp, oldlenp, &e, sizeof e);
+    }
+    int err = mprof__epoch_advance();
+    if (err != 0) return err;
   }
   uint64_t e = mprof__epoch_read();
   return read_out(oldp, oldlenp, &e, sizeof e);
@@ -82,7 +88,8 @@ static int ctl_prof_active(void* oldp, size_t* oldlenp, void* newp, size_t newle
     unsigned char v;
     memcpy(&v, newp, 1);
     if (v > 1) return EINVAL;
-    if (wants_read(oldp, oldlenp) && *oldlenp != sizeof(bool)) return EINVAL;
+    if (wants_read(oldp, oldlenp) && *oldlenp != sizeof(bool))
+      return read_out(oldp, oldlenp, &old, sizeof old); /* EINVAL; the write is not done */
     mprof__active_set(v != 0);
   }
   return read_out(oldp, oldlenp, &old, sizeof old);

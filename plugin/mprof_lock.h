@@ -16,7 +16,13 @@
  * Threads that allocate or free take at most one future lock, the insertion lock, one blockmap
  * shard lock and the meta lock, each briefly and never nested except insert -> meta and
  * blockmap -> meta. A flush takes active and then future[C%3]; a dump takes dump, cycle, active.
- * fork() takes every lock in this order in the prepare handler. */
+ * fork() takes every lock in this order in the prepare handler.
+ *
+ * No pthread_cancel can leave a lock held: while a thread holds mprof_dump_lock (the only
+ * sections with cancellation points: a dump's open, write and close) its cancellation is
+ * disabled (pthread_setcancelstate; the previous state comes back with the unlock), so a cancel
+ * takes effect at the thread's next cancellation point outside the profiler. The sections under
+ * the other locks touch memory only, which deferred cancellation cannot interrupt. */
 #ifndef MPROF_LOCK_H
 #define MPROF_LOCK_H
 
@@ -45,8 +51,13 @@ typedef struct mprof_lock_s {
 void mprof__lock(mprof_lock_t* l);
 void mprof__unlock(mprof_lock_t* l);
 bool mprof__trylock(mprof_lock_t* l);
-/* After fork() in the child: the lock is released and usable, whoever held it. */
+/* After fork() in the child: the lock, which the forking thread took with mprof__lock in the
+ * prepare handler, is released and usable again. */
 void mprof__lock_reinit(mprof_lock_t* l);
+
+/* True while the calling thread holds (or is taking) a profiler lock: code that would take a
+ * lock again from a signal handler or another re-entry must refuse (EDEADLK) instead. */
+bool mprof__lock_held_by_thread(void);
 
 #ifdef MPROF_DEBUG_LOCKS
 void mprof__lock_assert_held(const mprof_lock_t* l);

@@ -382,7 +382,10 @@ static void write_samples(writer_t* w, const mprof_heap_profile_t* prof) {
     if (rec->alloc_objects > 0) {
       size_t label = mprof__pb_begin(&w->out, SAMPLE_LABEL);
       mprof__pb_int64(&w->out, LABEL_KEY, S_BYTES);
-      mprof__pb_int64(&w->out, LABEL_NUM, rec->alloc_bytes / rec->alloc_objects);
+      int64_t avg = rec->avg_bytes > 0 ? rec->avg_bytes
+                                       : (rec->alloc_bytes + rec->alloc_objects / 2) /
+                                             rec->alloc_objects; /* rounded, not truncated */
+      mprof__pb_int64(&w->out, LABEL_NUM, avg);
       mprof__pb_int64(&w->out, LABEL_NUM_UNIT, S_BYTES);
       mprof__pb_end(&w->out, label);
     }

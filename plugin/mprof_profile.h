@@ -18,6 +18,8 @@ typedef struct mprof_heap_rec_s {
   int64_t alloc_bytes;   /* unbiased bytes allocated at this stack, ever */
   int64_t inuse_objects; /* unbiased number of those objects not yet freed */
   int64_t inuse_bytes;   /* unbiased bytes of those objects not yet freed */
+  int64_t avg_bytes;     /* average object size, rounded; 0: the writer divides alloc_bytes by
+                            alloc_objects, rounded */
 } mprof_heap_rec_t;
 
 typedef struct mprof_heap_profile_s {
