@@ -19,7 +19,7 @@ static _Atomic(mprof_bucket_t*) all[MPROF_BUCKET_NTYPES]; /* per-type lists, wri
 static _Atomic size_t counts[MPROF_BUCKET_NTYPES];
 
 static uint64_t hash_stack(uint32_t type, const uintptr_t* stk, uint32_t nstk) {
-  uint64_t h = 0x84222325cbf29ce4ull ^ type;
+  uint64_t h = 0x84222325cbf29ce4ull ^ type; /* type holds the tag in its upper 16 bits */
   for (uint32_t i = 0; i < nstk; i++) {
     h ^= stk[i];
     h *= 0x100000001b3ull;
@@ -36,7 +36,7 @@ static mprof_bucket_t* find(_Atomic(mprof_bucket_t*)* tab, uint64_t h, uint32_t 
   mprof_bucket_t* b =
       atomic_load_explicit(&tab[h & (MPROF_BUCKET_HASH_SIZE - 1)], memory_order_acquire);
   for (; b != NULL; b = b->next) {
-    if (b->hash == h && b->type == type && b->nstk == nstk &&
+    if (b->hash == h && b->type == (type & 0xffff) && b->tag == type >> 16 && b->nstk == nstk &&
         memcmp(b->stk, stk, nstk * sizeof(uintptr_t)) == 0)
       return b;
   }
@@ -45,10 +45,16 @@ static mprof_bucket_t* find(_Atomic(mprof_bucket_t*)* tab, uint64_t h, uint32_t 
 
 mprof_bucket_t* mprof__bucket_get(mprof_bucket_type_t type, const uintptr_t* stk, uint32_t nstk,
                                   int create) {
-  uint64_t h = hash_stack((uint32_t)type, stk, nstk);
+  return mprof__bucket_get_tagged(type, 0, stk, nstk, create);
+}
+
+mprof_bucket_t* mprof__bucket_get_tagged(mprof_bucket_type_t type, uint16_t tag,
+                                         const uintptr_t* stk, uint32_t nstk, int create) {
+  uint32_t key = (uint32_t)type | (uint32_t)tag << 16;
+  uint64_t h = hash_stack(key, stk, nstk);
   _Atomic(mprof_bucket_t*)* tab = atomic_load_explicit(&table, memory_order_acquire);
   if (tab != NULL) {
-    mprof_bucket_t* b = find(tab, h, (uint32_t)type, stk, nstk);
+    mprof_bucket_t* b = find(tab, h, key, stk, nstk);
     if (b != NULL || !create) return b;
   } else if (!create) {
     return NULL;
@@ -63,14 +69,15 @@ mprof_bucket_t* mprof__bucket_get(mprof_bucket_type_t type, const uintptr_t* stk
     if (tab == NULL) goto out;
     atomic_store_explicit(&table, tab, memory_order_release);
   }
-  b = find(tab, h, (uint32_t)type, stk, nstk); /* another thread may have inserted it */
+  b = find(tab, h, key, stk, nstk); /* another thread may have inserted it */
   if (b != NULL) goto out;
   size_t size = sizeof(mprof_bucket_t) + nstk * sizeof(uintptr_t);
   b = mprof__meta_alloc(size);
   if (b == NULL) goto out;
   b->hash = h;
   b->nstk = nstk;
-  b->type = (uint32_t)type;
+  b->type = (uint16_t)type;
+  b->tag = tag;
   memcpy(b->stk, stk, nstk * sizeof(uintptr_t));
   _Atomic(mprof_bucket_t*)* head = &tab[h & (MPROF_BUCKET_HASH_SIZE - 1)];
   b->next = atomic_load_explicit(head, memory_order_relaxed);

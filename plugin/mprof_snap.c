@@ -1,0 +1,304 @@
+/* Heap snapshots (see mprof_snap.h). */
+#include "mprof_snap.h"
+
+#include "mprof_blockmap.h"
+#include "mprof_bucket.h"
+#include "mprof_cycle.h"
+#include "mprof_meta.h"
+#include "mprof_tlabel.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+#define NCLASSES 65 /* age 0, then [2^k, 2^(k+1)) for k = 0..63 */
+
+/* One stack copied from `active` (or from the peak). */
+typedef struct base_s {
+  const mprof_bucket_t* b;
+  mprof_mem_cycle_t rec;
+} base_t;
+
+/* In-use figures of the walked blocks of one (stack, age class). */
+typedef struct part_s {
+  uint32_t idx;   /* base index + 1; 0 = empty slot */
+  uint32_t klass; /* age class */
+  uint64_t raw;   /* blocks */
+  double wobjs, wbytes;
+} part_t;
+
+typedef struct walk_s {
+  uint64_t active_cycle;
+  const mprof_bucket_t** bmap; /* open addressing, bucket -> index in bidx */
+  uint32_t* bidx;
+  size_t bcap; /* power of two */
+  part_t* parts;
+  size_t pcap, nparts; /* power of two; used slots */
+  int err;
+} walk_t;
+
+static uint64_t mix(uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33;
+  return x;
+}
+
+static unsigned age_class(uint64_t age) {
+  return age == 0 ? 0 : 64u - (unsigned)__builtin_clzll(age);
+}
+
+static int64_t class_edge(unsigned k) {
+  return k == 0 ? 0 : (int64_t)((uint64_t)1 << (k - 1));
+}
+
+static int64_t round_pos(double x) {
+  return x <= 0.5 ? 0 : (int64_t)llround(x);
+}
+
+static long bucket_index(const walk_t* w, const mprof_bucket_t* b) {
+  size_t j = mix((uintptr_t)b) & (w->bcap - 1);
+  for (; w->bmap[j] != NULL; j = (j + 1) & (w->bcap - 1))
+    if (w->bmap[j] == b) return (long)w->bidx[j];
+  return -1;
+}
+
+static part_t* part_slot(part_t* parts, size_t cap, uint32_t idx, uint32_t k) {
+  size_t j = mix(((uint64_t)idx << 7) | k) & (cap - 1);
+  while (parts[j].idx != 0 && (parts[j].idx != idx || parts[j].klass != k))
+    j = (j + 1) & (cap - 1);
+  return &parts[j];
+}
+
+static int grow_parts(walk_t* w) {
+  size_t cap = w->pcap ? w->pcap * 2 : 1024;
+  part_t* p = mprof__meta_alloc(cap * sizeof *p);
+  if (p == NULL) return ENOMEM;
+  for (size_t i = 0; i < w->pcap; i++)
+    if (w->parts[i].idx != 0)
+      *part_slot(p, cap, w->parts[i].idx, w->parts[i].klass) = w->parts[i];
+  if (w->parts != NULL) mprof__meta_free(w->parts, w->pcap * sizeof *p);
+  w->parts = p;
+  w->pcap = cap;
+  return 0;
+}
+
+/* Runs under a block-map shard lock. */
+static void visit(void* arg, const mprof_sample_t* s) {
+  walk_t* w = arg;
+  if (w->err != 0 || s->bucket == NULL || s->cycle + 2 > w->active_cycle) return;
+  long i = bucket_index(w, s->bucket);
+  if (i < 0) return;
+  if (2 * (w->nparts + 1) > w->pcap && (w->err = grow_parts(w)) != 0) return;
+  uint32_t k = age_class(w->active_cycle - 2 - s->cycle);
+  part_t* p = part_slot(w->parts, w->pcap, (uint32_t)i + 1, k);
+  if (p->idx == 0) {
+    p->idx = (uint32_t)i + 1;
+    p->klass = k;
+    w->nparts++;
+  }
+  p->raw++;
+  p->wobjs += s->weight;
+  p->wbytes += s->weight * (double)s->size;
+}
+
+/* Copies the records under the lock the caller holds. */
+static size_t copy_bases(base_t* bases, size_t cap, unsigned flags) {
+  size_t n = 0;
+  for (mprof_bucket_t* b = mprof__bucket_list(MPROF_BUCKET_HEAP); b != NULL && n < cap;
+       b = b->allnext) {
+    const mprof_mem_cycle_t* a =
+        (flags & MPROF_SNAP_PEAK) ? mprof__cycle_peak_of_locked(b) : &b->rec.mem.active;
+    if (a->allocs == 0) continue;
+    bases[n].b = b;
+    bases[n].rec = *a;
+    n++;
+  }
+  return n;
+}
+
+static void fill_common(mprof_heap_rec_t* r, const mprof_bucket_t* b) {
+  memset(r, 0, sizeof *r);
+  r->pcs = b->stk;
+  r->npcs = b->nstk;
+  if (b->tag != 0) {
+    r->labels |= MPROF_REC_THREAD;
+    r->thread = mprof__tlabel_name(b->tag);
+  }
+}
+
+int mprof__snap_heap(unsigned flags, int64_t now_ns, mprof_snap_t* out) {
+  memset(out, 0, sizeof *out);
+  walk_t w;
+  memset(&w, 0, sizeof w);
+  base_t* bases = NULL;
+  size_t bases_bytes = 0, nb = 0;
+  int err = 0;
+  size_t* first = NULL; /* parts of stack i: order[first[i] .. first[i + 1]) */
+  uint32_t* order = NULL;
+  size_t first_bytes = 0, order_bytes = 0;
+
+  /* The copy. Buckets created after the count are not in the list walk's reach anyway
+   * (mprof__bucket_list returns the head as of the call), but count again under the lock. */
+  for (;;) {
+    size_t want = mprof__bucket_count(MPROF_BUCKET_HEAP) + 16;
+    bases_bytes = want * sizeof *bases;
+    bases = mprof__meta_alloc(bases_bytes);
+    if (bases == NULL) return ENOMEM;
+    if (flags & MPROF_SNAP_PEAK) {
+      while (!mprof__cycle_peak_lock())
+        mprof__cycle_publish_all();
+    } else {
+      mprof__cycle_active_lock();
+    }
+    size_t have = 0;
+    for (mprof_bucket_t* b = mprof__bucket_list(MPROF_BUCKET_HEAP); b != NULL; b = b->allnext)
+      have++;
+    if (have <= want) {
+      nb = copy_bases(bases, want, flags);
+      w.active_cycle = mprof__cycle_active_cycle_locked();
+    }
+    if (flags & MPROF_SNAP_PEAK)
+      mprof__cycle_peak_unlock();
+    else
+      mprof__cycle_active_unlock();
+    if (have <= want) break;
+    mprof__meta_free(bases, bases_bytes); /* buckets were added meanwhile: try again */
+  }
+
+  bool ages = (flags & MPROF_SNAP_AGES) && !(flags & MPROF_SNAP_PEAK) && nb > 0;
+  if (ages) {
+    w.bcap = 16;
+    while (w.bcap < 2 * nb)
+      w.bcap *= 2;
+    w.bmap = mprof__meta_alloc(w.bcap * sizeof *w.bmap);
+    w.bidx = mprof__meta_alloc(w.bcap * sizeof *w.bidx);
+    if (w.bmap == NULL || w.bidx == NULL) {
+      err = ENOMEM;
+      goto out;
+    }
+    for (size_t i = 0; i < nb; i++) {
+      size_t j = mix((uintptr_t)bases[i].b) & (w.bcap - 1);
+      while (w.bmap[j] != NULL)
+        j = (j + 1) & (w.bcap - 1);
+      w.bmap[j] = bases[i].b;
+      w.bidx[j] = (uint32_t)i;
+    }
+    mprof__blockmap_walk(visit, &w);
+    if ((err = w.err) != 0) goto out;
+  }
+
+  /* Parts grouped by stack (a counting sort on the stack index). */
+  if (ages && w.nparts > 0) {
+    first_bytes = (nb + 1) * sizeof *first;
+    order_bytes = w.nparts * sizeof *order;
+    first = mprof__meta_alloc(first_bytes);
+    order = mprof__meta_alloc(order_bytes);
+    if (first == NULL || order == NULL) {
+      err = ENOMEM;
+      goto out;
+    }
+    for (size_t j = 0; j < w.pcap; j++)
+      if (w.parts[j].idx != 0) first[w.parts[j].idx]++; /* count at idx (= index + 1) */
+    for (size_t i = 0; i < nb; i++)
+      first[i + 1] += first[i];
+    for (size_t j = 0; j < w.pcap; j++)
+      if (w.parts[j].idx != 0) order[first[w.parts[j].idx - 1]++] = (uint32_t)j;
+    for (size_t i = nb; i > 0; i--) /* back to start offsets */
+      first[i] = first[i - 1];
+    first[0] = 0;
+  }
+
+  /* Lower bounds of the time since each class's youngest malloc: its cycle c = A - 2 - edge
+   * ended when cycle c + 1 began. */
+  int64_t bound_ms[NCLASSES];
+  for (unsigned k = 0; k < NCLASSES; k++) {
+    bound_ms[k] = -1;
+    uint64_t edge = (uint64_t)class_edge(k);
+    if (!ages || w.active_cycle < 2 || edge > w.active_cycle - 2) continue;
+    int64_t t = mprof__cycle_start_ns(w.active_cycle - 2 - edge + 1);
+    if (t != 0 && now_ns >= t) bound_ms[k] = (now_ns - t) / 1000000;
+  }
+
+  size_t nrecs = nb + (ages ? w.nparts : 0);
+  out->cap_bytes = (nrecs ? nrecs : 1) * sizeof *out->recs;
+  out->recs = mprof__meta_alloc(out->cap_bytes);
+  if (out->recs == NULL) {
+    err = ENOMEM;
+    goto out;
+  }
+  size_t k = 0;
+  for (size_t i = 0; i < nb; i++) {
+    const mprof_mem_cycle_t* a = &bases[i].rec;
+    mprof_heap_rec_t* base = &out->recs[k++];
+    fill_common(base, bases[i].b);
+    base->alloc_objects = round_pos(a->walloc_objs);
+    base->alloc_bytes = round_pos(a->walloc_bytes);
+    if (a->allocs == a->frees) continue; /* nothing in use (and no walked block either) */
+    double tot_objs = a->walloc_objs - a->wfree_objs;
+    double tot_bytes = a->walloc_bytes - a->wfree_bytes;
+    if (first == NULL || first[i] == first[i + 1]) {
+      base->inuse_objects = round_pos(tot_objs);
+      base->inuse_bytes = round_pos(tot_bytes);
+      continue;
+    }
+    /* The classes in ascending order, then the rest on the base sample; each part is the
+     * difference of the rounded running sums, so the parts add up to the rounded total. */
+    const part_t* by_class[NCLASSES] = {NULL};
+    uint64_t raw = 0;
+    unsigned last = 0;
+    for (size_t j = first[i]; j < first[i + 1]; j++) {
+      const part_t* p = &w.parts[order[j]];
+      by_class[p->klass] = p;
+      raw += p->raw;
+      if (p->klass > last) last = p->klass;
+    }
+    /* When the walk saw every block in use, the last class takes the total exactly and the
+     * base sample keeps no in-use figure. */
+    int64_t tot_o = round_pos(tot_objs), tot_b = round_pos(tot_bytes);
+    bool all_walked = raw >= a->allocs - a->frees;
+    double cum_objs = 0, cum_bytes = 0;
+    int64_t prev_objs = 0, prev_bytes = 0;
+    for (unsigned c = 0; c < NCLASSES; c++) {
+      const part_t* p = by_class[c];
+      if (p == NULL) continue;
+      cum_objs += p->wobjs;
+      cum_bytes += p->wbytes;
+      mprof_heap_rec_t* r = &out->recs[k++];
+      fill_common(r, bases[i].b);
+      r->labels |= MPROF_REC_AGE;
+      r->age_epochs = class_edge(c);
+      if (bound_ms[c] >= 0) {
+        r->labels |= MPROF_REC_AGE_TIME;
+        r->age_min_ms = bound_ms[c];
+      }
+      int64_t ro = round_pos(cum_objs), rb = round_pos(cum_bytes);
+      if (all_walked && c == last) {
+        ro = tot_o;
+        rb = tot_b;
+      }
+      r->inuse_objects = ro - prev_objs;
+      r->inuse_bytes = rb - prev_bytes;
+      prev_objs = ro;
+      prev_bytes = rb;
+    }
+    base->inuse_objects = tot_o > prev_objs ? tot_o - prev_objs : 0;
+    base->inuse_bytes = tot_b > prev_bytes ? tot_b - prev_bytes : 0;
+  }
+  out->nrecs = k;
+
+out:
+  if (first != NULL) mprof__meta_free(first, first_bytes);
+  if (order != NULL) mprof__meta_free(order, order_bytes);
+  if (w.bmap != NULL) mprof__meta_free(w.bmap, w.bcap * sizeof *w.bmap);
+  if (w.bidx != NULL) mprof__meta_free(w.bidx, w.bcap * sizeof *w.bidx);
+  if (w.parts != NULL) mprof__meta_free(w.parts, w.pcap * sizeof *w.parts);
+  mprof__meta_free(bases, bases_bytes);
+  if (err != 0) mprof__snap_free(out);
+  return err;
+}
+
+void mprof__snap_free(mprof_snap_t* s) {
+  if (s->recs != NULL) mprof__meta_free(s->recs, s->cap_bytes);
+  memset(s, 0, sizeof *s);
+}
