@@ -217,7 +217,7 @@ int mprof__snap_heap(unsigned flags, int64_t now_ns, mprof_snap_t* out) {
     uint64_t edge = (uint64_t)class_edge(k);
     if (!ages || w.active_cycle < 2 || edge > w.active_cycle - 2) continue;
     int64_t t = mprof__cycle_start_ns(w.active_cycle - 2 - edge + 1);
-    if (t != 0 && now_ns >= t) bound_ms[k] = (now_ns - t) / 1000000;
+    if (t != 0) bound_ms[k] = now_ns > t ? (now_ns - t) / 1000000 : 0;
   }
 
   size_t nrecs = nb + (ages ? w.nparts : 0);
