@@ -53,8 +53,8 @@ static _Atomic int64_t gdump_mark; /* high-water mark of inuse_est last dumped *
 static _Atomic int64_t peak_mark;  /* prof_peak: inuse_est at the last peak refresh */
 static _Atomic bool peak_busy;     /* prof_peak: a thread is refreshing the peak */
 static _Atomic int over_state;     /* prof_dump_over: 0 armed, 1 dumping, 2 done */
-static struct sigaction dump_signal_prev; /* the action it replaced, to chain to */
-static volatile sig_atomic_t signal_pending; /* a signal asked for a dump not yet taken */
+static struct sigaction dump_signal_prev;          /* the action it replaced, to chain to */
+static volatile sig_atomic_t signal_pending;       /* a signal asked for a dump not yet taken */
 static atomic_flag warned_drop = ATOMIC_FLAG_INIT; /* "samples dropped" said once */
 static atomic_flag warned_dump = ATOMIC_FLAG_INIT; /* "automatic dump failed" said once */
 enum { EXIT_NONE = 0, EXIT_RUNNING, EXIT_DONE };
@@ -121,8 +121,7 @@ static void on_dump_signal(int sig, siginfo_t* info, void* ctx) {
 }
 
 static void install_dump_signal(void) {
-  int sig = mprof__signal_parse(mprof__opts.prof_dump_signal,
-                                strlen(mprof__opts.prof_dump_signal));
+  int sig = mprof__signal_parse(mprof__opts.prof_dump_signal, strlen(mprof__opts.prof_dump_signal));
   if (sig <= 0) return; /* off (the parser rejected anything else) */
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
@@ -230,7 +229,8 @@ static void maybe_auto_work(uint64_t est_bytes, int64_t inuse_now) {
     if (inuse_now > mark + step &&
         atomic_compare_exchange_strong_explicit(&peak_busy, &idle, true, memory_order_acquire,
                                                 memory_order_relaxed)) {
-      if (mprof__cycle_try_peak()) atomic_store_explicit(&peak_mark, inuse_now, memory_order_relaxed);
+      if (mprof__cycle_try_peak())
+        atomic_store_explicit(&peak_mark, inuse_now, memory_order_relaxed);
       atomic_store_explicit(&peak_busy, false, memory_order_release);
     }
   }
@@ -352,7 +352,12 @@ static int dump_locked(const char* path, bool peak) {
 /* The next automatic name of `kind`. Needs mprof_dump_lock, so numbers follow the dump order. */
 static int auto_name_locked(char kind, bool peak, char* buf, size_t len) {
   if (mprof__opts.prof_prefix[0] == '\0') return EINVAL;
-  int ki = kind == 'f' ? 0 : kind == 'i' ? 1 : kind == 'm' ? 2 : kind == 'u' ? 3 : kind == 's' ? 4 : 5;
+  int ki = kind == 'f'   ? 0
+           : kind == 'i' ? 1
+           : kind == 'm' ? 2
+           : kind == 'u' ? 3
+           : kind == 's' ? 4
+                         : 5;
   uint64_t seq = dump_seq++;
   uint64_t kseq = kind_seq[ki]++;
   const char* sfx = peak ? ".peak" : "";

@@ -59,8 +59,7 @@ static int ctl_epoch(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
   return read_out(oldp, oldlenp, &e, sizeof e);
 }
 
-static int dump_to(int (*fn)(const char*), void* oldp, size_t* oldlenp, void* newp,
-                   size_t newlen) {
+static int dump_to(int (*fn)(const char*), void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
   if (wants_read(oldp, oldlenp)) return EPERM;
   if (newp == NULL && newlen == 0) {
     int err = fn(NULL);

@@ -394,8 +394,7 @@ static void write_samples(writer_t* w, const mprof_heap_profile_t* prof) {
     else if (rec->inuse_objects > 0)
       write_num_label(w, S_BYTES, rec->inuse_bytes / rec->inuse_objects, S_BYTES);
     if (rec->labels & MPROF_REC_AGE) write_num_label(w, S_AGE_EPOCHS, rec->age_epochs, S_EPOCHS);
-    if (rec->labels & MPROF_REC_AGE_TIME)
-      write_num_label(w, S_AGE_MIN_MS, rec->age_min_ms, S_MS);
+    if (rec->labels & MPROF_REC_AGE_TIME) write_num_label(w, S_AGE_MIN_MS, rec->age_min_ms, S_MS);
     if ((rec->labels & MPROF_REC_THREAD) && rec->thread != NULL) {
       int64_t str = intern(w, rec->thread);
       if (str < 0) {

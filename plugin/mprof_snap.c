@@ -75,8 +75,7 @@ static int grow_parts(walk_t* w) {
   part_t* p = mprof__meta_alloc(cap * sizeof *p);
   if (p == NULL) return ENOMEM;
   for (size_t i = 0; i < w->pcap; i++)
-    if (w->parts[i].idx != 0)
-      *part_slot(p, cap, w->parts[i].idx, w->parts[i].klass) = w->parts[i];
+    if (w->parts[i].idx != 0) *part_slot(p, cap, w->parts[i].idx, w->parts[i].klass) = w->parts[i];
   if (w->parts != NULL) mprof__meta_free(w->parts, w->pcap * sizeof *p);
   w->parts = p;
   w->pcap = cap;

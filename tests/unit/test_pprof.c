@@ -769,8 +769,16 @@ static void test_many_records_share_locations_through_the_hash_table(void** stat
       used[k] = 1;
       pcs[r * DEPTH + d] = 0x100000 + 48 * k + 1;
     }
-    recs[r] = (mprof_heap_rec_t){&pcs[r * DEPTH],       DEPTH,          (int64_t)r + 1,
-                                 32 * ((int64_t)r + 1), (int64_t)r % 3, 32 * ((int64_t)r % 3), 0, 0, 0, NULL};
+    recs[r] = (mprof_heap_rec_t){&pcs[r * DEPTH],
+                                 DEPTH,
+                                 (int64_t)r + 1,
+                                 32 * ((int64_t)r + 1),
+                                 (int64_t)r % 3,
+                                 32 * ((int64_t)r % 3),
+                                 0,
+                                 0,
+                                 0,
+                                 NULL};
   }
   mprof_heap_profile_t prof = {recs, NRECS, 512 << 10, 1};
   dprofile_t p;
