@@ -489,6 +489,7 @@ static void fork_parent(void) {
 }
 
 static void fork_child(void) {
+  mprof__tlabel_fork_child();
   mprof__meta_fork_child();
   mprof__blockmap_fork_child();
   mprof__bucket_fork_child();

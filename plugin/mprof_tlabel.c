@@ -24,6 +24,16 @@ static _Atomic uint32_t used; /* slots claimed */
 static char process_name[NAME_BYTES];
 static const char other_name[] = "other";
 #define TAG_OTHER (MPROF_TLABEL_MAX + 1)
+#define REREAD_EVERY 32 /* samples of a thread between two reads of its name */
+
+/* The calling thread's tag and id, and samples left before the name is read again. */
+typedef struct tcache_s {
+  uint16_t tag;
+  uint16_t left;
+  pid_t tid;
+} tcache_t;
+static __thread tcache_t tcache __attribute__((tls_model("initial-exec")));
+static pid_t pid; /* getpid(), cached; reset in a child after fork() */
 
 void mprof__tlabel_init(void) {
   int fd = open("/proc/self/comm", O_RDONLY | O_CLOEXEC);
@@ -79,13 +89,26 @@ static uint16_t intern(const char* name) {
 }
 
 uint16_t mprof__tlabel_current(void) {
+  tcache_t* c = &tcache;
+  if (c->left != 0 && c->tag != 0) {
+    c->left--;
+    return c->tag;
+  }
   char name[NAME_BYTES] = "";
   if (prctl(PR_GET_NAME, name, 0, 0, 0) != 0) name[0] = '\0';
   name[16] = '\0';
-  pid_t tid = gettid(); /* not cached: a child after fork() has new ids */
-  if (name[0] == '\0' || (tid != getpid() && strcmp(name, process_name) == 0))
-    decimal(name, (long)tid);
-  return intern(name);
+  if (c->tid == 0) c->tid = gettid();
+  if (pid == 0) pid = getpid();
+  if (name[0] == '\0' || (c->tid != pid && strcmp(name, process_name) == 0))
+    decimal(name, (long)c->tid);
+  c->tag = intern(name);
+  c->left = REREAD_EVERY - 1;
+  return c->tag;
+}
+
+void mprof__tlabel_fork_child(void) {
+  pid = 0;
+  memset(&tcache, 0, sizeof tcache);
 }
 
 const char* mprof__tlabel_name(uint16_t tag) {
