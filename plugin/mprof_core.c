@@ -53,8 +53,10 @@ static _Atomic int64_t gdump_mark; /* high-water mark of inuse_est last dumped *
 static _Atomic int64_t peak_mark;  /* prof_peak: inuse_est at the last peak refresh */
 static _Atomic bool peak_busy;     /* prof_peak: a thread is refreshing the peak */
 static _Atomic int over_state;     /* prof_dump_over: 0 armed, 1 dumping, 2 done */
-static struct sigaction dump_signal_prev;          /* the action it replaced, to chain to */
-static volatile sig_atomic_t signal_pending;       /* a signal asked for a dump not yet taken */
+static struct sigaction dump_signal_prev; /* the action it replaced, to chain to */
+/* A signal asked for a dump not yet taken: a lock-free atomic, safe in a handler and read by
+ * every thread's slow path. */
+static _Atomic int signal_pending;
 static atomic_flag warned_drop = ATOMIC_FLAG_INIT; /* "samples dropped" said once */
 static atomic_flag warned_dump = ATOMIC_FLAG_INIT; /* "automatic dump failed" said once */
 enum { EXIT_NONE = 0, EXIT_RUNNING, EXIT_DONE };
@@ -109,7 +111,7 @@ bool mprof__ready(void) {
  * allocation to the slow path (its countdown to 0); the dump is taken there, outside the
  * handler, by whichever thread reaches a slow path first. */
 static void on_dump_signal(int sig, siginfo_t* info, void* ctx) {
-  signal_pending = 1;
+  atomic_store_explicit(&signal_pending, 1, memory_order_relaxed);
   mprof__thread.countdown = 0;
   /* Chain to the action this one replaced, unless that was the default or ignore: the default
    * of most signals ends the process, which asking for a profile must not do. */
@@ -135,12 +137,13 @@ static void install_dump_signal(void) {
 }
 
 static void take_signal_dump(mprof_thread_t* t) {
-  signal_pending = 0;
+  if (!atomic_exchange_explicit(&signal_pending, 0, memory_order_relaxed)) return; /* taken */
   t->busy++;
   int err = mprof__dump_auto('s');
   t->busy--;
   if (err == EAGAIN) {
-    signal_pending = 1; /* another dump is being written: take it at a later slow path */
+    /* another dump is being written: take it at a later slow path */
+    atomic_store_explicit(&signal_pending, 1, memory_order_relaxed);
     t->countdown = 0;
   }
 }
@@ -163,7 +166,7 @@ bool mprof__sample_decide(size_t n) {
     t->countdown = UINT64_MAX;
     return false;
   }
-  if (signal_pending) take_signal_dump(t);
+  if (atomic_load_explicit(&signal_pending, memory_order_relaxed)) take_signal_dump(t);
   if (t->state == MPROF_THREAD_NEW) {
     t->busy++;
     mprof__thread_seed(t);
@@ -530,10 +533,9 @@ void mprof__at_exit(void) {
   }
   if (mprof__ready()) {
     mprof__thread.busy++;
-    if (signal_pending && mprof__opts.prof_prefix[0] != '\0') {
-      signal_pending = 0; /* a signal whose dump no allocation took yet: take it now */
+    /* A signal whose dump no allocation took yet: take it now. */
+    if (atomic_exchange(&signal_pending, 0) && mprof__opts.prof_prefix[0] != '\0')
       mprof__dump_auto('s');
-    }
     if (mprof__opts.prof_final && mprof__opts.prof_prefix[0] != '\0') {
       mprof__dump_auto('f');
       if (mprof__opts.prof_peak) dump_auto('f', true);
