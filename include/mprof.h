@@ -40,8 +40,9 @@ extern "C" {
  *   and, for prof.dump, the errno of the failing system call (ENOENT for a missing directory,
  *   EACCES, ENOSPC, ENAMETOOLONG, ...).
  *
- * The names are listed in docs/OPTIONS.md: version, allocator, epoch, prof.dump, prof.active,
- * prof.lg_sample, prof.interval, opt.*, stats.*. ECANCELED: prof.dump after the final dump. */
+ * The names are listed in docs/OPTIONS.md: version, allocator, epoch, prof.dump, prof.peak.dump,
+ * prof.active, prof.lg_sample, prof.interval, opt.*, stats.*. ECANCELED: prof.dump after the
+ * final dump. ENOENT: prof.peak.dump without prof_peak:true. */
 MPROF_EXPORT int mprof_ctl(const char* name, void* oldp, size_t* oldlenp, void* newp,
                            size_t newlen);
 
