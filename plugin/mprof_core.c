@@ -139,7 +139,9 @@ static void install_dump_signal(void) {
 static void take_signal_dump(mprof_thread_t* t) {
   if (!atomic_exchange_explicit(&signal_pending, 0, memory_order_relaxed)) return; /* taken */
   t->busy++;
+  int saved_errno = errno;
   int err = mprof__dump_auto('s');
+  errno = saved_errno;
   t->busy--;
   if (err == EAGAIN) {
     /* another dump is being written: take it at a later slow path */
@@ -265,7 +267,9 @@ static uint64_t on_alloc(mprof_sample_t* data, void* ptr, size_t size) {
     atomic_fetch_add_explicit(&st_inuse_bytes, size, memory_order_relaxed);
     int64_t est = (int64_t)llround(w * (double)size);
     int64_t inuse_now = atomic_fetch_add_explicit(&inuse_est, est, memory_order_relaxed) + est;
+    int saved_errno = errno; /* a dump's system calls must not show in the program's errno */
     maybe_auto_work((uint64_t)est, inuse_now);
+    errno = saved_errno;
   }
   t->busy--;
   return t->countdown;

@@ -100,7 +100,9 @@ static void test_threshold_dumps_once(void** state) {
   assert_int_equal(count_files(".o"), 0);
   cb->on_alloc(&s[0], (void*)0x10000, 6000);
   assert_int_equal(count_files(".o"), 0);
+  errno = 4321;
   cb->on_alloc(&s[1], (void*)0x20000, 6000); /* 12000 >= 10000 */
+  assert_int_equal(errno, 4321);
   assert_int_equal(count_files(".o0.pb.gz"), 1);
   cb->on_free(&s[1], (void*)0x20000);
   cb->on_alloc(&s[2], (void*)0x30000, 6000); /* crosses again */
