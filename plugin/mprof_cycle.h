@@ -69,6 +69,10 @@ typedef struct mprof_mem_record_s {
    * Both mprof_active_lock. */
   uint64_t peak_gen;
   mprof_mem_cycle_t peak;
+  /* The heap snapshot being built (mprof_snap.c) marks the buckets it copies: its number and
+   * this bucket's index in it. mprof_dump_lock (only snapshots touch them). */
+  uint64_t snap_gen;
+  uint32_t snap_idx;
 } mprof_mem_record_t;
 
 struct mprof_bucket_s;

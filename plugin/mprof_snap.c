@@ -19,9 +19,9 @@ typedef struct base_s {
   mprof_mem_cycle_t rec;
 } base_t;
 
-/* In-use figures of the walked blocks of one (stack, age class). */
+/* In-use figures of the walked blocks of one (stack, age class), on a list per stack. */
 typedef struct part_s {
-  uint32_t idx;   /* base index + 1; 0 = empty slot */
+  uint32_t next;  /* index + 1 of the stack's next part; 0 ends the list */
   uint32_t klass; /* age class */
   uint64_t raw;   /* blocks */
   double wobjs, wbytes;
@@ -29,20 +29,15 @@ typedef struct part_s {
 
 typedef struct walk_s {
   uint64_t active_cycle;
-  const mprof_bucket_t** bmap; /* open addressing, bucket -> index in bidx */
-  uint32_t* bidx;
-  size_t bcap; /* power of two */
+  uint64_t gen;   /* this snapshot's mark in the buckets' snap_gen */
+  uint32_t* head; /* per stack: index + 1 of its first part, 0 = none */
   part_t* parts;
-  size_t pcap, nparts; /* power of two; used slots */
+  size_t pcap, nparts;
   int err;
 } walk_t;
 
-static uint64_t mix(uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdull;
-  x ^= x >> 33;
-  return x;
-}
+/* Snapshots built so far; mprof_dump_lock. Marks which buckets the current one copied. */
+static uint64_t snap_gens;
 
 static unsigned age_class(uint64_t age) {
   return age == 0 ? 0 : 64u - (unsigned)__builtin_clzll(age);
@@ -56,45 +51,36 @@ static int64_t round_pos(double x) {
   return x <= 0.5 ? 0 : (int64_t)llround(x);
 }
 
-static long bucket_index(const walk_t* w, const mprof_bucket_t* b) {
-  size_t j = mix((uintptr_t)b) & (w->bcap - 1);
-  for (; w->bmap[j] != NULL; j = (j + 1) & (w->bcap - 1))
-    if (w->bmap[j] == b) return (long)w->bidx[j];
-  return -1;
-}
-
-static part_t* part_slot(part_t* parts, size_t cap, uint32_t idx, uint32_t k) {
-  size_t j = mix(((uint64_t)idx << 7) | k) & (cap - 1);
-  while (parts[j].idx != 0 && (parts[j].idx != idx || parts[j].klass != k))
-    j = (j + 1) & (cap - 1);
-  return &parts[j];
-}
-
-static int grow_parts(walk_t* w) {
-  size_t cap = w->pcap ? w->pcap * 2 : 1024;
-  part_t* p = mprof__meta_alloc(cap * sizeof *p);
-  if (p == NULL) return ENOMEM;
-  for (size_t i = 0; i < w->pcap; i++)
-    if (w->parts[i].idx != 0) *part_slot(p, cap, w->parts[i].idx, w->parts[i].klass) = w->parts[i];
-  if (w->parts != NULL) mprof__meta_free(w->parts, w->pcap * sizeof *p);
-  w->parts = p;
-  w->pcap = cap;
-  return 0;
-}
-
-/* Runs under a block-map shard lock. */
+/* Runs under a block-map shard lock. A block counted in the copy (c + 2 <= A) has a bucket that
+ * the copy saw with allocations, so its bucket carries this snapshot's mark. */
 static void visit(void* arg, const mprof_sample_t* s) {
   walk_t* w = arg;
   if (w->err != 0 || s->bucket == NULL || s->cycle + 2 > w->active_cycle) return;
-  long i = bucket_index(w, s->bucket);
-  if (i < 0) return;
-  if (2 * (w->nparts + 1) > w->pcap && (w->err = grow_parts(w)) != 0) return;
+  const mprof_mem_record_t* r = &s->bucket->rec.mem;
+  if (r->snap_gen != w->gen) return;
+  uint32_t i = r->snap_idx;
   uint32_t k = age_class(w->active_cycle - 2 - s->cycle);
-  part_t* p = part_slot(w->parts, w->pcap, (uint32_t)i + 1, k);
-  if (p->idx == 0) {
-    p->idx = (uint32_t)i + 1;
+  part_t* p = NULL;
+  for (uint32_t j = w->head[i]; j != 0 && p == NULL; j = w->parts[j - 1].next)
+    if (w->parts[j - 1].klass == k) p = &w->parts[j - 1];
+  if (p == NULL) {
+    if (w->nparts == w->pcap) {
+      size_t cap = w->pcap ? w->pcap * 2 : 1024;
+      part_t* np = mprof__meta_alloc(cap * sizeof *np);
+      if (np == NULL) {
+        w->err = ENOMEM;
+        return;
+      }
+      if (w->nparts) memcpy(np, w->parts, w->nparts * sizeof *np);
+      if (w->parts != NULL) mprof__meta_free(w->parts, w->pcap * sizeof *np);
+      w->parts = np;
+      w->pcap = cap;
+    }
+    p = &w->parts[w->nparts++];
+    memset(p, 0, sizeof *p);
     p->klass = k;
-    w->nparts++;
+    p->next = w->head[i];
+    w->head[i] = (uint32_t)w->nparts;
   }
   p->raw++;
   p->wobjs += s->weight;
@@ -102,7 +88,7 @@ static void visit(void* arg, const mprof_sample_t* s) {
 }
 
 /* Copies the records under the lock the caller holds. */
-static size_t copy_bases(base_t* bases, size_t cap, unsigned flags) {
+static size_t copy_bases(base_t* bases, size_t cap, unsigned flags, uint64_t gen) {
   size_t n = 0;
   for (mprof_bucket_t* b = mprof__bucket_list(MPROF_BUCKET_HEAP); b != NULL && n < cap;
        b = b->allnext) {
@@ -111,6 +97,8 @@ static size_t copy_bases(base_t* bases, size_t cap, unsigned flags) {
     if (a->allocs == 0) continue;
     bases[n].b = b;
     bases[n].rec = *a;
+    b->rec.mem.snap_gen = gen;
+    b->rec.mem.snap_idx = (uint32_t)n;
     n++;
   }
   return n;
@@ -133,9 +121,8 @@ int mprof__snap_heap(unsigned flags, int64_t now_ns, mprof_snap_t* out) {
   base_t* bases = NULL;
   size_t bases_bytes = 0, nb = 0;
   int err = 0;
-  size_t* first = NULL; /* parts of stack i: order[first[i] .. first[i + 1]) */
-  uint32_t* order = NULL;
-  size_t first_bytes = 0, order_bytes = 0;
+  size_t head_bytes = 0;
+  w.gen = ++snap_gens;
 
   /* The copy. Buckets created after the count are not in the list walk's reach anyway
    * (mprof__bucket_list returns the head as of the call), but count again under the lock. */
@@ -154,7 +141,7 @@ int mprof__snap_heap(unsigned flags, int64_t now_ns, mprof_snap_t* out) {
     for (mprof_bucket_t* b = mprof__bucket_list(MPROF_BUCKET_HEAP); b != NULL; b = b->allnext)
       have++;
     if (have <= want) {
-      nb = copy_bases(bases, want, flags);
+      nb = copy_bases(bases, want, flags, w.gen);
       w.active_cycle = mprof__cycle_active_cycle_locked();
     }
     if (flags & MPROF_SNAP_PEAK)
@@ -167,45 +154,14 @@ int mprof__snap_heap(unsigned flags, int64_t now_ns, mprof_snap_t* out) {
 
   bool ages = (flags & MPROF_SNAP_AGES) && !(flags & MPROF_SNAP_PEAK) && nb > 0;
   if (ages) {
-    w.bcap = 16;
-    while (w.bcap < 2 * nb)
-      w.bcap *= 2;
-    w.bmap = mprof__meta_alloc(w.bcap * sizeof *w.bmap);
-    w.bidx = mprof__meta_alloc(w.bcap * sizeof *w.bidx);
-    if (w.bmap == NULL || w.bidx == NULL) {
+    head_bytes = nb * sizeof *w.head;
+    w.head = mprof__meta_alloc(head_bytes); /* zeroed */
+    if (w.head == NULL) {
       err = ENOMEM;
       goto out;
-    }
-    for (size_t i = 0; i < nb; i++) {
-      size_t j = mix((uintptr_t)bases[i].b) & (w.bcap - 1);
-      while (w.bmap[j] != NULL)
-        j = (j + 1) & (w.bcap - 1);
-      w.bmap[j] = bases[i].b;
-      w.bidx[j] = (uint32_t)i;
     }
     mprof__blockmap_walk(visit, &w);
     if ((err = w.err) != 0) goto out;
-  }
-
-  /* Parts grouped by stack (a counting sort on the stack index). */
-  if (ages && w.nparts > 0) {
-    first_bytes = (nb + 1) * sizeof *first;
-    order_bytes = w.nparts * sizeof *order;
-    first = mprof__meta_alloc(first_bytes);
-    order = mprof__meta_alloc(order_bytes);
-    if (first == NULL || order == NULL) {
-      err = ENOMEM;
-      goto out;
-    }
-    for (size_t j = 0; j < w.pcap; j++)
-      if (w.parts[j].idx != 0) first[w.parts[j].idx]++; /* count at idx (= index + 1) */
-    for (size_t i = 0; i < nb; i++)
-      first[i + 1] += first[i];
-    for (size_t j = 0; j < w.pcap; j++)
-      if (w.parts[j].idx != 0) order[first[w.parts[j].idx - 1]++] = (uint32_t)j;
-    for (size_t i = nb; i > 0; i--) /* back to start offsets */
-      first[i] = first[i - 1];
-    first[0] = 0;
   }
 
   /* Lower bounds of the time since each class's youngest malloc: its cycle c = A - 2 - edge
@@ -236,7 +192,7 @@ int mprof__snap_heap(unsigned flags, int64_t now_ns, mprof_snap_t* out) {
     if (a->allocs == a->frees) continue; /* nothing in use (and no walked block either) */
     double tot_objs = a->walloc_objs - a->wfree_objs;
     double tot_bytes = a->walloc_bytes - a->wfree_bytes;
-    if (first == NULL || first[i] == first[i + 1]) {
+    if (w.head == NULL || w.head[i] == 0) {
       base->inuse_objects = round_pos(tot_objs);
       base->inuse_bytes = round_pos(tot_bytes);
       continue;
@@ -246,8 +202,8 @@ int mprof__snap_heap(unsigned flags, int64_t now_ns, mprof_snap_t* out) {
     const part_t* by_class[NCLASSES] = {NULL};
     uint64_t raw = 0;
     unsigned last = 0;
-    for (size_t j = first[i]; j < first[i + 1]; j++) {
-      const part_t* p = &w.parts[order[j]];
+    for (uint32_t j = w.head[i]; j != 0; j = w.parts[j - 1].next) {
+      const part_t* p = &w.parts[j - 1];
       by_class[p->klass] = p;
       raw += p->raw;
       if (p->klass > last) last = p->klass;
@@ -287,10 +243,7 @@ int mprof__snap_heap(unsigned flags, int64_t now_ns, mprof_snap_t* out) {
   out->nrecs = k;
 
 out:
-  if (first != NULL) mprof__meta_free(first, first_bytes);
-  if (order != NULL) mprof__meta_free(order, order_bytes);
-  if (w.bmap != NULL) mprof__meta_free(w.bmap, w.bcap * sizeof *w.bmap);
-  if (w.bidx != NULL) mprof__meta_free(w.bidx, w.bcap * sizeof *w.bidx);
+  if (w.head != NULL) mprof__meta_free(w.head, head_bytes);
   if (w.parts != NULL) mprof__meta_free(w.parts, w.pcap * sizeof *w.parts);
   mprof__meta_free(bases, bases_bytes);
   if (err != 0) mprof__snap_free(out);

@@ -42,7 +42,9 @@ enum {
 };
 
 /* Builds the snapshot after the caller published (mprof__cycle_publish_all); now_ns is the
- * CLOCK_MONOTONIC time of the request, for the age bounds. Returns 0 or ENOMEM. */
+ * CLOCK_MONOTONIC time of the request, for the age bounds. Needs mprof_dump_lock. The age walk
+ * sums blocks on a short list per stack (one entry per age class present), found through an
+ * index the copy leaves in each bucket. Returns 0 or ENOMEM. */
 int mprof__snap_heap(unsigned flags, int64_t now_ns, mprof_snap_t* out);
 
 void mprof__snap_free(mprof_snap_t* s);
