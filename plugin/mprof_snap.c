@@ -15,7 +15,9 @@
 
 /* One stack copied from `active` (or from the peak). */
 typedef struct base_s {
-  const mprof_bucket_t* b;
+  const uintptr_t* pcs; /* the bucket's stack, its length and tag, read during the copy */
+  uint32_t npcs;
+  uint16_t tag;
   mprof_mem_cycle_t rec;
 } base_t;
 
@@ -87,16 +89,31 @@ static void visit(void* arg, const mprof_sample_t* s) {
   p->wbytes += s->weight * (double)s->size;
 }
 
-/* Copies the records under the lock the caller holds. */
-static size_t copy_bases(base_t* bases, size_t cap, unsigned flags, uint64_t gen) {
+/* Copies the records of every bucket with allocations into *bases (grown by doubling, profiler
+ * memory), in one walk of the list under the lock the caller holds, and marks each bucket with
+ * its index. Returns the number copied, or ENOMEM in *err. */
+static size_t copy_bases(base_t** bases, size_t* cap, unsigned flags, uint64_t gen, int* err) {
   size_t n = 0;
-  for (mprof_bucket_t* b = mprof__bucket_list(MPROF_BUCKET_HEAP); b != NULL && n < cap;
-       b = b->allnext) {
+  for (mprof_bucket_t* b = mprof__bucket_list(MPROF_BUCKET_HEAP); b != NULL; b = b->allnext) {
     const mprof_mem_cycle_t* a =
         (flags & MPROF_SNAP_PEAK) ? mprof__cycle_peak_of_locked(b) : &b->rec.mem.active;
     if (a->allocs == 0) continue;
-    bases[n].b = b;
-    bases[n].rec = *a;
+    if (n == *cap) {
+      base_t* nb = mprof__meta_alloc(2 * *cap * sizeof *nb);
+      if (nb == NULL) {
+        *err = ENOMEM;
+        return n;
+      }
+      memcpy(nb, *bases, n * sizeof *nb);
+      mprof__meta_free(*bases, *cap * sizeof *nb);
+      *bases = nb;
+      *cap *= 2;
+    }
+    base_t* e = &(*bases)[n];
+    e->pcs = b->stk;
+    e->npcs = b->nstk;
+    e->tag = b->tag;
+    e->rec = *a;
     b->rec.mem.snap_gen = gen;
     b->rec.mem.snap_idx = (uint32_t)n;
     n++;
@@ -104,10 +121,10 @@ static size_t copy_bases(base_t* bases, size_t cap, unsigned flags, uint64_t gen
   return n;
 }
 
-static void fill_common(mprof_heap_rec_t* r, const mprof_bucket_t* b) {
+static void fill_common(mprof_heap_rec_t* r, const base_t* b) {
   memset(r, 0, sizeof *r);
-  r->pcs = b->stk;
-  r->npcs = b->nstk;
+  r->pcs = b->pcs;
+  r->npcs = b->npcs;
   if (b->tag != 0) {
     r->labels |= MPROF_REC_THREAD;
     r->thread = mprof__tlabel_name(b->tag);
@@ -119,38 +136,28 @@ int mprof__snap_heap(unsigned flags, int64_t now_ns, mprof_snap_t* out) {
   walk_t w;
   memset(&w, 0, sizeof w);
   base_t* bases = NULL;
-  size_t bases_bytes = 0, nb = 0;
+  size_t bases_cap = 0, nb = 0;
   int err = 0;
   size_t head_bytes = 0;
   w.gen = ++snap_gens;
 
-  /* The copy. Buckets created after the count are not in the list walk's reach anyway
-   * (mprof__bucket_list returns the head as of the call), but count again under the lock. */
-  for (;;) {
-    size_t want = mprof__bucket_count(MPROF_BUCKET_HEAP) + 16;
-    bases_bytes = want * sizeof *bases;
-    bases = mprof__meta_alloc(bases_bytes);
-    if (bases == NULL) return ENOMEM;
-    if (flags & MPROF_SNAP_PEAK) {
-      while (!mprof__cycle_peak_lock())
-        mprof__cycle_publish_all();
-    } else {
-      mprof__cycle_active_lock();
-    }
-    size_t have = 0;
-    for (mprof_bucket_t* b = mprof__bucket_list(MPROF_BUCKET_HEAP); b != NULL; b = b->allnext)
-      have++;
-    if (have <= want) {
-      nb = copy_bases(bases, want, flags, w.gen);
-      w.active_cycle = mprof__cycle_active_cycle_locked();
-    }
-    if (flags & MPROF_SNAP_PEAK)
-      mprof__cycle_peak_unlock();
-    else
-      mprof__cycle_active_unlock();
-    if (have <= want) break;
-    mprof__meta_free(bases, bases_bytes); /* buckets were added meanwhile: try again */
+  /* The copy: one walk of the bucket list under the lock. */
+  bases_cap = mprof__bucket_count(MPROF_BUCKET_HEAP) + 16;
+  bases = mprof__meta_alloc(bases_cap * sizeof *bases);
+  if (bases == NULL) return ENOMEM;
+  if (flags & MPROF_SNAP_PEAK) {
+    while (!mprof__cycle_peak_lock())
+      mprof__cycle_publish_all();
+  } else {
+    mprof__cycle_active_lock();
   }
+  nb = copy_bases(&bases, &bases_cap, flags, w.gen, &err);
+  w.active_cycle = mprof__cycle_active_cycle_locked();
+  if (flags & MPROF_SNAP_PEAK)
+    mprof__cycle_peak_unlock();
+  else
+    mprof__cycle_active_unlock();
+  if (err != 0) goto out;
 
   bool ages = (flags & MPROF_SNAP_AGES) && !(flags & MPROF_SNAP_PEAK) && nb > 0;
   if (ages) {
@@ -186,7 +193,7 @@ int mprof__snap_heap(unsigned flags, int64_t now_ns, mprof_snap_t* out) {
   for (size_t i = 0; i < nb; i++) {
     const mprof_mem_cycle_t* a = &bases[i].rec;
     mprof_heap_rec_t* base = &out->recs[k++];
-    fill_common(base, bases[i].b);
+    fill_common(base, &bases[i]);
     base->alloc_objects = round_pos(a->walloc_objs);
     base->alloc_bytes = round_pos(a->walloc_bytes);
     if (a->allocs == a->frees) continue; /* nothing in use (and no walked block either) */
@@ -220,7 +227,7 @@ int mprof__snap_heap(unsigned flags, int64_t now_ns, mprof_snap_t* out) {
       cum_objs += p->wobjs;
       cum_bytes += p->wbytes;
       mprof_heap_rec_t* r = &out->recs[k++];
-      fill_common(r, bases[i].b);
+      fill_common(r, &bases[i]);
       r->labels |= MPROF_REC_AGE;
       r->age_epochs = class_edge(c);
       if (bound_ms[c] >= 0) {
@@ -245,7 +252,7 @@ int mprof__snap_heap(unsigned flags, int64_t now_ns, mprof_snap_t* out) {
 out:
   if (w.head != NULL) mprof__meta_free(w.head, head_bytes);
   if (w.parts != NULL) mprof__meta_free(w.parts, w.pcap * sizeof *w.parts);
-  mprof__meta_free(bases, bases_bytes);
+  mprof__meta_free(bases, bases_cap * sizeof *bases);
   if (err != 0) mprof__snap_free(out);
   return err;
 }
