@@ -44,8 +44,9 @@ extern "C" {
  * Not async-signal-safe: prof.dump and epoch writes return EDEADLK from a signal handler that
  * interrupted the profiler on the same thread (they would wait for themselves).
  *
- * The names are listed in docs/OPTIONS.md: version, allocator, epoch, prof.dump, prof.active,
- * prof.lg_sample, prof.interval, opt.*, stats.*. ECANCELED: prof.dump after the final dump. */
+ * The names are listed in docs/OPTIONS.md: version, allocator, epoch, prof.dump, prof.peak.dump,
+ * prof.active, prof.lg_sample, prof.interval, opt.*, stats.*. ECANCELED: prof.dump after the
+ * final dump. ENOENT: prof.peak.dump without prof_peak:true. */
 MPROF_EXPORT int mprof_ctl(const char* name, void* oldp, size_t* oldlenp, void* newp,
                            size_t newlen);
 

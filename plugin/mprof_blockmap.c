@@ -145,6 +145,19 @@ bool mprof__blockmap_remove(const void* p, mprof_sample_t* out) {
   return found;
 }
 
+void mprof__blockmap_walk(void (*fn)(void* arg, const mprof_sample_t* rec), void* arg) {
+  init_shards();
+  for (int i = 0; i < MPROF_BLOCKMAP_SHARDS; i++) {
+    shard_t* s = &shards[i];
+    mprof__lock(&s->lock);
+    for (size_t k = 0; k < s->cap; k++) {
+      const entry_t* e = &s->slots[k];
+      if (e->key != EMPTY && e->key != TOMB) fn(arg, &e->rec);
+    }
+    mprof__unlock(&s->lock);
+  }
+}
+
 size_t mprof__blockmap_count(void) {
   return atomic_load_explicit(&total_live, memory_order_relaxed);
 }

@@ -36,7 +36,7 @@ static _Atomic size_t counts[MPROF_BUCKET_NTYPES];
 static size_t total; /* buckets of every type in the table; mprof_insert_lock */
 
 static uint64_t hash_stack(uint32_t type, const uintptr_t* stk, uint32_t nstk) {
-  uint64_t h = 0x84222325cbf29ce4ull ^ type;
+  uint64_t h = 0x84222325cbf29ce4ull ^ type; /* type holds the tag in its upper 16 bits */
   for (uint32_t i = 0; i < nstk; i++) {
     h ^= stk[i];
     h *= 0x100000001b3ull;
@@ -53,7 +53,7 @@ static mprof_bucket_t* find(const table_t* t, uint64_t h, uint32_t type, const u
   for (size_t i = (size_t)h & t->mask;; i = (i + 1) & t->mask) {
     mprof_bucket_t* b = atomic_load_explicit(&t->slot[i], memory_order_acquire);
     if (b == NULL) return NULL; /* a table is never full: there is always an empty slot */
-    if (b->hash == h && b->type == type && b->nstk == nstk &&
+    if (b->hash == h && b->type == (type & 0xffff) && b->tag == type >> 16 && b->nstk == nstk &&
         memcmp(b->stk, stk, nstk * sizeof(uintptr_t)) == 0)
       return b;
   }
@@ -90,24 +90,30 @@ static table_t* grow_locked(table_t* old, size_t cap) {
 
 mprof_bucket_t* mprof__bucket_get(mprof_bucket_type_t type, const uintptr_t* stk, uint32_t nstk,
                                   int create) {
-  uint64_t h = hash_stack((uint32_t)type, stk, nstk);
+  return mprof__bucket_get_tagged(type, 0, stk, nstk, create);
+}
+
+mprof_bucket_t* mprof__bucket_get_tagged(mprof_bucket_type_t type, uint16_t tag,
+                                         const uintptr_t* stk, uint32_t nstk, int create) {
+  uint32_t key = (uint32_t)type | (uint32_t)tag << 16;
+  uint64_t h = hash_stack(key, stk, nstk);
   table_t* t = atomic_load_explicit(&current, memory_order_acquire);
   if (t != NULL) {
-    mprof_bucket_t* b = find(t, h, (uint32_t)type, stk, nstk);
+    mprof_bucket_t* b = find(t, h, key, stk, nstk);
     if (b != NULL) return b;
   }
   if (!create) {
     if (t == NULL) return NULL;
     /* A bucket inserted while the table grew is only in the newer table: look there. */
     table_t* now = atomic_load_explicit(&current, memory_order_acquire);
-    return now == t ? NULL : find(now, h, (uint32_t)type, stk, nstk);
+    return now == t ? NULL : find(now, h, key, stk, nstk);
   }
 
   mprof_bucket_t* b = NULL;
   mprof__lock(&mprof_insert_lock);
   t = atomic_load_explicit(&current, memory_order_relaxed);
   if (t != NULL) {
-    b = find(t, h, (uint32_t)type, stk, nstk); /* another thread may have inserted it */
+    b = find(t, h, key, stk, nstk); /* another thread may have inserted it */
     if (b != NULL) goto out;
   }
   if (t == NULL || (total + 1) * 2 > t->mask + 1) {
@@ -124,7 +130,8 @@ mprof_bucket_t* mprof__bucket_get(mprof_bucket_type_t type, const uintptr_t* stk
   if (b == NULL) goto out;
   b->hash = h;
   b->nstk = nstk;
-  b->type = (uint32_t)type;
+  b->type = (uint16_t)type;
+  b->tag = tag;
   memcpy(b->stk, stk, nstk * sizeof(uintptr_t));
   b->allnext = atomic_load_explicit(&all[type], memory_order_relaxed);
   place_locked(t, b);

@@ -37,7 +37,8 @@ struct mprof_bucket_s {
   mprof_bucket_t* allnext; /* next bucket of the same type (newest first); immutable */
   uint64_t hash;           /* hash of type and stack */
   uint32_t nstk;           /* frames in stk, >= 1 */
-  uint32_t type;           /* mprof_bucket_type_t */
+  uint16_t type;           /* mprof_bucket_type_t */
+  uint16_t tag;            /* part of the key besides the stack (the thread label), 0 = none */
   union {
     mprof_mem_record_t mem;   /* MPROF_BUCKET_HEAP */
     mprof_lock_record_t lock; /* MPROF_BUCKET_LOCK */
@@ -49,6 +50,11 @@ struct mprof_bucket_s {
  * NULL if it does not exist and create is false, or if profiler memory is exhausted. */
 mprof_bucket_t* mprof__bucket_get(mprof_bucket_type_t type, const uintptr_t* stk, uint32_t nstk,
                                   int create);
+
+/* The same for the bucket keyed by (type, tag, stack): the same stack with two tags gives two
+ * buckets. mprof__bucket_get is tag 0. */
+mprof_bucket_t* mprof__bucket_get_tagged(mprof_bucket_type_t type, uint16_t tag,
+                                         const uintptr_t* stk, uint32_t nstk, int create);
 
 /* Head of the list of every bucket of `type`, newest first (acquire load: every bucket reached
  * from it is fully initialised). Buckets created after the call are not reached. */

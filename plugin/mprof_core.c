@@ -17,7 +17,9 @@
 #include "mprof_meta.h"
 #include "mprof_pprof.h"
 #include "mprof_profile.h"
+#include "mprof_snap.h"
 #include "mprof_thread.h"
+#include "mprof_tlabel.h"
 #include "mprof_blockmap.h"
 
 #include <errno.h>
@@ -25,6 +27,7 @@
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -46,10 +49,17 @@ static pthread_key_t thread_key;                      /* destructor releases per
 
 static _Atomic uint64_t st_samples, st_frees, st_dropped, st_inuse_bytes, st_dumps, st_dump_errors;
 static uint64_t dump_seq;          /* every automatic dump of this process; mprof_dump_lock */
-static uint64_t kind_seq[4];       /* per kind: f, i, m, u; mprof_dump_lock */
+static uint64_t kind_seq[6];       /* per kind: f, i, m, u, s, o; mprof_dump_lock */
 static _Atomic uint64_t alloc_est; /* estimated bytes allocated (sum of w*size) */
 static _Atomic int64_t inuse_est;  /* estimated bytes in use (sum of w*size) */
 static _Atomic int64_t gdump_mark; /* high-water mark of inuse_est last dumped */
+static _Atomic int64_t peak_mark;  /* prof_peak: inuse_est at the last peak refresh */
+static _Atomic bool peak_busy;     /* prof_peak: a thread is refreshing the peak */
+static _Atomic int over_state;     /* prof_dump_over: 0 armed, 1 dumping, 2 done */
+static struct sigaction dump_signal_prev; /* the action it replaced, to chain to */
+/* A signal asked for a dump not yet taken: a lock-free atomic, safe in a handler and read by
+ * every thread's slow path. */
+static _Atomic int signal_pending;
 static atomic_flag warned_drop = ATOMIC_FLAG_INIT; /* "samples dropped" said once */
 static atomic_flag warned_dump = ATOMIC_FLAG_INIT; /* "automatic dump failed" said once */
 enum { EXIT_NONE = 0, EXIT_RUNNING, EXIT_DONE };
@@ -107,6 +117,49 @@ bool mprof__ready(void) {
   return atomic_load_explicit(&init_state, memory_order_acquire) == INIT_ON;
 }
 
+/* prof_dump_signal. The handler only raises a flag and sends the interrupted thread's next
+ * allocation to the slow path (its countdown to 0); the dump is taken there, outside the
+ * handler, by whichever thread reaches a slow path first. */
+static void on_dump_signal(int sig, siginfo_t* info, void* ctx) {
+  atomic_store_explicit(&signal_pending, 1, memory_order_relaxed);
+  mprof__thread.countdown = 0;
+  /* Chain to the action this one replaced, unless that was the default or ignore: the default
+   * of most signals ends the process, which asking for a profile must not do. */
+  if (dump_signal_prev.sa_flags & SA_SIGINFO) {
+    if (dump_signal_prev.sa_sigaction != NULL) dump_signal_prev.sa_sigaction(sig, info, ctx);
+  } else if (dump_signal_prev.sa_handler != SIG_DFL && dump_signal_prev.sa_handler != SIG_IGN) {
+    dump_signal_prev.sa_handler(sig);
+  }
+}
+
+static void install_dump_signal(void) {
+  int sig = mprof__signal_parse(mprof__opts.prof_dump_signal, strlen(mprof__opts.prof_dump_signal));
+  if (sig <= 0) return; /* off (the parser rejected anything else) */
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_dump_signal;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(sig, &sa, &dump_signal_prev) != 0) {
+    say("mprof: cannot install the handler of prof_dump_signal:%s: %s",
+        mprof__opts.prof_dump_signal, strerror(errno));
+  }
+}
+
+static void take_signal_dump(mprof_thread_t* t) {
+  if (!atomic_exchange_explicit(&signal_pending, 0, memory_order_relaxed)) return; /* taken */
+  t->busy++;
+  int saved_errno = errno;
+  int err = mprof__dump_auto('s');
+  errno = saved_errno;
+  t->busy--;
+  if (err == EAGAIN) {
+    /* another dump is being written: take it at a later slow path */
+    atomic_store_explicit(&signal_pending, 1, memory_order_relaxed);
+    t->countdown = 0;
+  }
+}
+
 bool mprof__sample_decide(size_t n) {
   mprof_thread_t* t = &mprof__thread;
   if (t->busy) {
@@ -126,6 +179,7 @@ bool mprof__sample_decide(size_t n) {
     t->countdown = UINT64_MAX;
     return false;
   }
+  if (atomic_load_explicit(&signal_pending, memory_order_relaxed)) take_signal_dump(t);
   if (t->state == MPROF_THREAD_NEW) {
     int saved_errno = errno; /* a successful allocation leaves errno alone */
     t->busy++;
@@ -192,6 +246,26 @@ static void maybe_auto_work(uint64_t est_bytes, int64_t inuse_now) {
                                                 memory_order_relaxed))
       mprof__dump_auto('u');
   }
+  if (mprof__opts.prof_peak) {
+    /* A new peak: in-use above the last refresh by an eighth and by one sampling interval, so
+     * O(log(peak)) refreshes; each is two epoch boundaries and one flush on this thread. */
+    int64_t mark = atomic_load_explicit(&peak_mark, memory_order_relaxed);
+    int64_t step = mark / 8 > (int64_t)interval ? mark / 8 : (int64_t)interval;
+    bool idle = false;
+    if (inuse_now > mark + step &&
+        atomic_compare_exchange_strong_explicit(&peak_busy, &idle, true, memory_order_acquire,
+                                                memory_order_relaxed)) {
+      if (mprof__cycle_try_peak())
+        atomic_store_explicit(&peak_mark, inuse_now, memory_order_relaxed);
+      atomic_store_explicit(&peak_busy, false, memory_order_release);
+    }
+  }
+  if (mprof__opts.prof_dump_over != 0 && mprof__opts.prof_prefix[0] != '\0' &&
+      inuse_now >= (int64_t)mprof__opts.prof_dump_over) {
+    int armed = 0;
+    if (atomic_compare_exchange_strong(&over_state, &armed, 1))
+      atomic_store(&over_state, mprof__dump_auto('o') == EAGAIN ? 0 : 2); /* skipped: re-arm */
+  }
 }
 
 /* The callbacks run inside the program's malloc and free: whatever they call (libunwind's first
@@ -205,7 +279,8 @@ static uint64_t on_alloc(mprof_sample_t* data, void* ptr, size_t size) {
   memset(data, 0, sizeof *data);
   t->busy++;
   uint32_t n = mprof__thread_capture(t, mprof__opts.prof_stack_depth, 0);
-  mprof_bucket_t* b = n ? mprof__bucket_get(MPROF_BUCKET_HEAP, t->stack, n, 1) : NULL;
+  uint16_t tag = mprof__opts.prof_thread_labels ? mprof__tlabel_current() : 0;
+  mprof_bucket_t* b = n ? mprof__bucket_get_tagged(MPROF_BUCKET_HEAP, tag, t->stack, n, 1) : NULL;
   if (b == NULL) {
     mprof__sample_dropped();
   } else {
@@ -218,7 +293,7 @@ static uint64_t on_alloc(mprof_sample_t* data, void* ptr, size_t size) {
     atomic_fetch_add_explicit(&st_inuse_bytes, size, memory_order_relaxed);
     int64_t est = (int64_t)llround(w * (double)size);
     int64_t inuse_now = atomic_fetch_add_explicit(&inuse_est, est, memory_order_relaxed) + est;
-    maybe_auto_work((uint64_t)est, inuse_now);
+    maybe_auto_work((uint64_t)est, inuse_now); /* its dumps' errno is undone below */
   }
   t->busy--;
   errno = saved_errno;
@@ -273,47 +348,6 @@ static mprof_callbacks_t callbacks = {
 /* ---------------------------------------------------------------------------------------------
  * Snapshots and dumps
  * ------------------------------------------------------------------------------------------- */
-static int64_t round_pos(double x) {
-  return x <= 0.5 ? 0 : (int64_t)llround(x);
-}
-
-/* Copies the published records into recs (profiler memory). Holds mprof_active_lock for the
- * copy only: allocating threads are never blocked by it. */
-static int snapshot(mprof_heap_rec_t** out, size_t* nout, size_t* cap_bytes) {
-  mprof__cycle_active_lock();
-  mprof_bucket_t* head = mprof__bucket_list(MPROF_BUCKET_HEAP);
-  size_t n = 0;
-  for (mprof_bucket_t* b = head; b != NULL; b = b->allnext)
-    n++;
-  size_t bytes = (n ? n : 1) * sizeof(mprof_heap_rec_t);
-  mprof_heap_rec_t* recs = mprof__meta_alloc(bytes);
-  if (recs == NULL) {
-    mprof__cycle_active_unlock();
-    return ENOMEM;
-  }
-  size_t k = 0;
-  for (mprof_bucket_t* b = head; b != NULL; b = b->allnext) {
-    const mprof_mem_cycle_t* a = &b->rec.mem.active;
-    if (a->allocs == 0) continue;
-    mprof_heap_rec_t* r = &recs[k++];
-    r->pcs = b->stk;
-    r->npcs = b->nstk;
-    r->alloc_objects = round_pos(a->walloc_objs);
-    r->alloc_bytes = round_pos(a->walloc_bytes);
-    /* From the unrounded sums: the quotient of the two rounded figures is off by up to one. */
-    r->avg_bytes = a->walloc_objs > 0 ? round_pos(a->walloc_bytes / a->walloc_objs) : 0;
-    if (a->allocs != a->frees) {
-      r->inuse_objects = round_pos(a->walloc_objs - a->wfree_objs);
-      r->inuse_bytes = round_pos(a->walloc_bytes - a->wfree_bytes);
-    }
-  }
-  mprof__cycle_active_unlock();
-  *out = recs;
-  *nout = k;
-  *cap_bytes = bytes;
-  return 0;
-}
-
 /* Writes the profile to `path` (see mprof_dumpfile.h): never through a file or link that was
  * there before unless the path was asked for explicitly, never blocking on a pipe, and with
  * SIGPIPE held back so that a reader that left gives EPIPE instead of killing the program. */
@@ -371,27 +405,31 @@ static void recon_comments(recon_comments_t* rc, const mprof_heap_rec_t* recs, s
   recon_add(rc, "profiler_metadata_bytes", mprof__meta_mapped_bytes());
 }
 
-/* Writes one profile to `path`. Needs mprof_dump_lock; counts the result in the stats. */
-static int dump_locked(const char* path, bool automatic) {
+/* Writes one profile to `path` (the peak's if `peak`). Needs mprof_dump_lock; counts the
+ * result in the stats. */
+static int dump_locked(const char* path, bool automatic, bool peak) {
   int err = ENAMETOOLONG;
   if (strlen(path) < PATH_MAX) {
+    struct timespec mono;
+    clock_gettime(CLOCK_MONOTONIC, &mono);
     mprof__cycle_publish_all();
     mprof_heap_profile_t prof;
-    mprof_heap_rec_t* recs;
-    size_t cap_bytes;
-    err = snapshot(&recs, &prof.nrecs, &cap_bytes);
+    mprof_snap_t snap;
+    unsigned flags = peak ? MPROF_SNAP_PEAK : mprof__opts.prof_age ? MPROF_SNAP_AGES : 0;
+    err = mprof__snap_heap(flags, (int64_t)mono.tv_sec * 1000000000 + mono.tv_nsec, &snap);
     if (err == 0) {
       struct timespec ts;
       clock_gettime(CLOCK_REALTIME, &ts);
-      prof.recs = recs;
+      prof.recs = snap.recs;
+      prof.nrecs = snap.nrecs;
       prof.period = interval;
       prof.time_nanos = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
       recon_comments_t rc;
-      recon_comments(&rc, recs, prof.nrecs);
+      recon_comments(&rc, snap.recs, snap.nrecs);
       prof.comments = (const char* const*)rc.ptrs;
       prof.ncomments = rc.n;
       err = write_file(path, automatic, &prof);
-      mprof__meta_free(recs, cap_bytes);
+      mprof__snap_free(&snap);
     }
   }
   atomic_fetch_add_explicit(err ? &st_dump_errors : &st_dumps, 1, memory_order_relaxed);
@@ -399,18 +437,24 @@ static int dump_locked(const char* path, bool automatic) {
 }
 
 /* The next automatic name of `kind`. Needs mprof_dump_lock, so numbers follow the dump order. */
-static int auto_name_locked(char kind, char* buf, size_t len) {
+static int auto_name_locked(char kind, bool peak, char* buf, size_t len) {
   if (mprof__opts.prof_prefix[0] == '\0') return EINVAL;
-  int ki = kind == 'f' ? 0 : kind == 'i' ? 1 : kind == 'm' ? 2 : 3;
+  int ki = kind == 'f'   ? 0
+           : kind == 'i' ? 1
+           : kind == 'm' ? 2
+           : kind == 'u' ? 3
+           : kind == 's' ? 4
+                         : 5;
   uint64_t seq = dump_seq++;
   uint64_t kseq = kind_seq[ki]++;
+  const char* sfx = peak ? ".peak" : "";
   int n;
   if (kind == 'f')
-    n = snprintf(buf, len, "%s.%ld.%llu.f.pb.gz", mprof__opts.prof_prefix, (long)getpid(),
-                 (unsigned long long)seq);
+    n = snprintf(buf, len, "%s.%ld.%llu.f%s.pb.gz", mprof__opts.prof_prefix, (long)getpid(),
+                 (unsigned long long)seq, sfx);
   else
-    n = snprintf(buf, len, "%s.%ld.%llu.%c%llu.pb.gz", mprof__opts.prof_prefix, (long)getpid(),
-                 (unsigned long long)seq, kind, (unsigned long long)kseq);
+    n = snprintf(buf, len, "%s.%ld.%llu.%c%llu%s.pb.gz", mprof__opts.prof_prefix, (long)getpid(),
+                 (unsigned long long)seq, kind, (unsigned long long)kseq, sfx);
   return (n < 0 || (size_t)n >= len) ? ENAMETOOLONG : 0;
 }
 
@@ -418,7 +462,7 @@ static int auto_name_locked(char kind, char* buf, size_t len) {
  * for automatic dumps taken from inside malloc, which must never wait for another dump (that
  * dump may be waiting for a lock that this thread holds, such as the dynamic loader's): such a
  * dump is skipped with EAGAIN, uses no sequence number, and the next trigger tries again. */
-static int dump(const char* path, char kind, bool wait, char* name, size_t namelen) {
+static int dump(const char* path, char kind, bool peak, bool wait, char* name, size_t namelen) {
   if (!mprof__ready()) return ENOENT;
   /* A signal handler (or any other re-entry) on a thread that holds a profiler lock would wait
    * for itself: refuse. Dumping is not async-signal-safe; this only keeps it from hanging. */
@@ -436,10 +480,10 @@ static int dump(const char* path, char kind, bool wait, char* name, size_t namel
   if (atomic_load_explicit(&exit_state, memory_order_acquire) == EXIT_DONE) {
     err = ECANCELED; /* the process is ending: a dump now could be cut off half-written */
   } else if (path == NULL) {
-    err = auto_name_locked(kind, name, namelen);
+    err = auto_name_locked(kind, peak, name, namelen);
     path = name;
   }
-  if (err == 0) err = dump_locked(path, automatic);
+  if (err == 0) err = dump_locked(path, automatic, peak);
   mprof__cycle_dump_unlock();
   mprof__leave();
   errno = saved_errno;
@@ -448,17 +492,28 @@ static int dump(const char* path, char kind, bool wait, char* name, size_t namel
 
 int mprof__dump(const char* path) {
   char name[PATH_MAX];
-  return dump(path, 'm', true, name, sizeof name);
+  return dump(path, 'm', false, true, name, sizeof name);
 }
 
-int mprof__dump_auto(char kind) {
+int mprof__dump_peak(const char* path) {
+  if (!mprof__opts.prof_peak) return ENOENT;
+  char name[PATH_MAX];
+  return dump(path, 'm', true, true, name, sizeof name);
+}
+
+/* An automatic dump; `peak` writes the peak instead (final dump with prof_peak). */
+static int dump_auto(char kind, bool peak) {
   if (!mprof__ready()) return ENOENT;
   char name[PATH_MAX] = "";
-  int err = dump(NULL, kind, kind == 'f' || kind == 'm', name, sizeof name);
+  int err = dump(NULL, kind, peak, kind == 'f' || kind == 'm', name, sizeof name);
   if (err == EAGAIN || err == ECANCELED || err == EDEADLK) return err; /* skipped, not failed */
   if (err != 0 && !atomic_flag_test_and_set(&warned_dump))
     say("mprof: automatic profile dump to \"%s\" failed: %s", name, strerror(err));
   return err;
+}
+
+int mprof__dump_auto(char kind) {
+  return dump_auto(kind, false);
 }
 
 int mprof__epoch_advance(void) {
@@ -572,6 +627,7 @@ static void fork_parent(void) {
  * were (the forking thread itself may be in an exit handler; then it goes on with the remaining
  * handlers, the final dump among them, as the child's first exit). */
 static void fork_child(void) {
+  mprof__tlabel_fork_child();
   mprof__meta_fork_child();
   mprof__blockmap_fork_child();
   mprof__bucket_fork_child();
@@ -620,7 +676,13 @@ void mprof__at_exit(void) {
   int saved_errno = errno;
   if (mprof__ready()) {
     mprof__thread.busy++;
-    if (mprof__opts.prof_final && mprof__opts.prof_prefix[0] != '\0') mprof__dump_auto('f');
+    /* A signal whose dump no allocation took yet: take it now. */
+    if (atomic_exchange(&signal_pending, 0) && mprof__opts.prof_prefix[0] != '\0')
+      mprof__dump_auto('s');
+    if (mprof__opts.prof_final && mprof__opts.prof_prefix[0] != '\0') {
+      mprof__dump_auto('f');
+      if (mprof__opts.prof_peak) dump_auto('f', true);
+    }
     if (mprof__opts.prof_leak) {
       if (!mprof__lock_held_by_thread()) mprof__cycle_publish_all();
       int64_t est = atomic_load_explicit(&inuse_est, memory_order_relaxed);
@@ -666,6 +728,8 @@ static const mprof_callbacks_t* start(const mprof_host_t* h) {
     return NULL;
   }
   interval = (uint64_t)1 << mprof__opts.lg_prof_sample;
+  mprof__cycle_init_time();
+  if (mprof__opts.prof_thread_labels) mprof__tlabel_init();
   callbacks.initial_interval = interval;
   atomic_store(&active, mprof__opts.prof_active);
   if (pthread_key_create(&thread_key, thread_dtor) != 0) {
@@ -677,6 +741,7 @@ static const mprof_callbacks_t* start(const mprof_host_t* h) {
   pthread_atfork(fork_prepare, fork_parent, fork_child);
   atexit(mprof__at_exit);
   atomic_store_explicit(&init_state, INIT_ON, memory_order_release);
+  install_dump_signal(); /* after INIT_ON: a signal that comes at once finds the core ready */
   mprof__thread.busy--;
   return &callbacks;
 }

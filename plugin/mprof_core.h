@@ -47,7 +47,12 @@ void mprof__active_set(bool on);
  * interrupted the profiler): dumping is not async-signal-safe. */
 int mprof__dump(const char* path);
 
-/* Automatic dump of kind 'f' (final), 'i' (interval), 'u' (high-water) or 'm'. */
+/* Writes the heap at its peak (prof_peak; ENOENT without it), like mprof__dump; path NULL: the
+ * next automatic name of kind 'm' with the suffix ".peak". */
+int mprof__dump_peak(const char* path);
+
+/* Automatic dump of kind 'f' (final), 'i' (interval), 'u' (high-water), 'm' (manual), 's'
+ * (prof_dump_signal) or 'o' (prof_dump_over). */
 int mprof__dump_auto(char kind);
 
 /* Epoch boundary from the control interface: advance and flush. Returns 0, or EDEADLK when the

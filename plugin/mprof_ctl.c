@@ -65,19 +65,28 @@ static int ctl_epoch(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
   return read_out(oldp, oldlenp, &e, sizeof e);
 }
 
-static int ctl_prof_dump(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
-  if (!mprof__opts.prof) return ENOENT;
+static int dump_to(int (*fn)(const char*), void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
   if (wants_read(oldp, oldlenp)) return EPERM;
   if (newp == NULL && newlen == 0) {
-    int err = mprof__dump(NULL);
+    int err = fn(NULL);
     return err == ENOMEM ? EAGAIN : err;
   }
   if (newp == NULL || newlen != sizeof(const char*)) return EINVAL;
   const char* path;
   memcpy(&path, newp, sizeof path);
   if (path != NULL && path[0] == '\0') return EINVAL;
-  int err = mprof__dump(path);
+  int err = fn(path);
   return err == ENOMEM ? EAGAIN : err; /* out of profiler memory: the mallctl code */
+}
+
+static int ctl_prof_dump(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
+  if (!mprof__opts.prof) return ENOENT;
+  return dump_to(mprof__dump, oldp, oldlenp, newp, newlen);
+}
+
+static int ctl_prof_peak_dump(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
+  if (!mprof__opts.prof || !mprof__opts.prof_peak) return ENOENT;
+  return dump_to(mprof__dump_peak, oldp, oldlenp, newp, newlen);
 }
 
 static int ctl_prof_active(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
@@ -155,6 +164,7 @@ static const ctl_node_t nodes[] = {
     {"allocator", ctl_allocator},
     {"epoch", ctl_epoch},
     {"prof.dump", ctl_prof_dump},
+    {"prof.peak.dump", ctl_prof_peak_dump},
     {"prof.active", ctl_prof_active},
     {"prof.lg_sample", ctl_prof_lg_sample},
     {"prof.interval", ctl_prof_interval},

@@ -47,6 +47,7 @@ enum {
   SAMPLE_VALUE = 2,
   SAMPLE_LABEL = 3,
   LABEL_KEY = 1,
+  LABEL_STR = 2,
   LABEL_NUM = 3,
   LABEL_NUM_UNIT = 4,
   MAPPING_ID = 1,
@@ -77,6 +78,11 @@ enum {
   S_SPACE,
   S_COMMENT,
   S_DROP_FRAMES,
+  S_AGE_EPOCHS,
+  S_EPOCHS,
+  S_AGE_MIN_MS,
+  S_MS,
+  S_THREAD,
   S_NFIXED
 };
 static const char* const fixed_strings[S_NFIXED] = {
@@ -90,6 +96,11 @@ static const char* const fixed_strings[S_NFIXED] = {
     "space",
     "mprof heap profile",
     MPROF_PPROF_DROP_FRAMES,
+    "age_epochs",
+    "epochs",
+    "age_min_ms",
+    "ms",
+    "thread",
 };
 
 typedef struct loc_slot_s {
@@ -359,6 +370,16 @@ static void write_mappings(writer_t* w) {
   }
 }
 
+static void write_num_label(writer_t* w, int64_t key, int64_t num, int64_t unit) {
+  size_t label = mprof__pb_begin(&w->out, SAMPLE_LABEL);
+  mprof__pb_int64(&w->out, LABEL_KEY, key);
+  mprof__pb_int64(&w->out, LABEL_NUM, num);
+  mprof__pb_int64(&w->out, LABEL_NUM_UNIT, unit);
+  mprof__pb_end(&w->out, label);
+}
+
+/* One sample per record. Thread names are interned here, after the string table's first run;
+ * they are written with the names of the functions, in the table's last run. */
 static void write_samples(writer_t* w, const mprof_heap_profile_t* prof) {
   for (size_t r = 0; r < prof->nrecs && w->err == 0; r++) {
     const mprof_heap_rec_t* rec = &prof->recs[r];
@@ -379,14 +400,27 @@ static void write_samples(writer_t* w, const mprof_heap_profile_t* prof) {
     const int64_t values[4] = {rec->alloc_objects, rec->alloc_bytes, rec->inuse_objects,
                                rec->inuse_bytes};
     mprof__pb_packed_int64(&w->out, SAMPLE_VALUE, values, 4);
-    if (rec->alloc_objects > 0) {
+    /* The average object size, rounded, not truncated (from the unrounded sums where the
+     * snapshot gives it: the quotient of two rounded figures is off by up to one). */
+    if (rec->avg_bytes > 0)
+      write_num_label(w, S_BYTES, rec->avg_bytes, S_BYTES);
+    else if (rec->alloc_objects > 0)
+      write_num_label(w, S_BYTES, (rec->alloc_bytes + rec->alloc_objects / 2) / rec->alloc_objects,
+                      S_BYTES);
+    else if (rec->inuse_objects > 0)
+      write_num_label(w, S_BYTES, (rec->inuse_bytes + rec->inuse_objects / 2) / rec->inuse_objects,
+                      S_BYTES);
+    if (rec->labels & MPROF_REC_AGE) write_num_label(w, S_AGE_EPOCHS, rec->age_epochs, S_EPOCHS);
+    if (rec->labels & MPROF_REC_AGE_TIME) write_num_label(w, S_AGE_MIN_MS, rec->age_min_ms, S_MS);
+    if ((rec->labels & MPROF_REC_THREAD) && rec->thread != NULL) {
+      int64_t str = intern(w, rec->thread);
+      if (str < 0) {
+        w->err = ENOMEM;
+        return;
+      }
       size_t label = mprof__pb_begin(&w->out, SAMPLE_LABEL);
-      mprof__pb_int64(&w->out, LABEL_KEY, S_BYTES);
-      int64_t avg = rec->avg_bytes > 0 ? rec->avg_bytes
-                                       : (rec->alloc_bytes + rec->alloc_objects / 2) /
-                                             rec->alloc_objects; /* rounded, not truncated */
-      mprof__pb_int64(&w->out, LABEL_NUM, avg);
-      mprof__pb_int64(&w->out, LABEL_NUM_UNIT, S_BYTES);
+      mprof__pb_int64(&w->out, LABEL_KEY, S_THREAD);
+      mprof__pb_int64(&w->out, LABEL_STR, str);
       mprof__pb_end(&w->out, label);
     }
     mprof__pb_end(&w->out, sample);

@@ -80,8 +80,8 @@ static void core_profile(mprof_heap_profile_t* prof) {
   stack_a[1] = PC(read_test_caller);
   stack_b[0] = PC(read_test_other_site);
   stack_b[1] = PC(read_test_caller);
-  recs[0] = (mprof_heap_rec_t){stack_a, 2, 10, 40960, 1, 4096, 0};
-  recs[1] = (mprof_heap_rec_t){stack_b, 2, 3, 3000, 0, 0, 0};
+  recs[0] = (mprof_heap_rec_t){stack_a, 2, 10, 40960, 1, 4096, 0, 0, 0, 0, NULL};
+  recs[1] = (mprof_heap_rec_t){stack_b, 2, 3, 3000, 0, 0, 0, 0, 0, 0, NULL};
   *prof = (mprof_heap_profile_t){recs, 2, 524288, 1700000000000000000, comments, 4};
 }
 

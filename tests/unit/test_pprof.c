@@ -597,9 +597,9 @@ static void build_sample_profile(void) {
   stack_other[2] = PC(pprof_test_root_caller);
   stack_root_only[0] = PC(pprof_test_leaf_alloc_site);
   stack_root_only[1] = PC(pprof_test_root_caller);
-  sample_recs[0] = (mprof_heap_rec_t){stack_leaf, 3, 40, 163840, 30, 122880, 0};
-  sample_recs[1] = (mprof_heap_rec_t){stack_other, 3, 100, 81920, 50, 40960, 0};
-  sample_recs[2] = (mprof_heap_rec_t){stack_root_only, 2, 0, 0, 0, 0, 0};
+  sample_recs[0] = (mprof_heap_rec_t){stack_leaf, 3, 40, 163840, 30, 122880, 0, 0, 0, 0, NULL};
+  sample_recs[1] = (mprof_heap_rec_t){stack_other, 3, 100, 81920, 50, 40960, 0, 0, 0, 0, NULL};
+  sample_recs[2] = (mprof_heap_rec_t){stack_root_only, 2, 0, 0, 0, 0, 0, 0, 0, 0, NULL};
   sample_prof = (mprof_heap_profile_t){sample_recs, 3, 524288, 1700000000123456789, NULL, 0};
 }
 
@@ -717,7 +717,7 @@ static void test_mapping_build_id_is_written_as_hex_string(void** state) {
 static void test_address_outside_every_mapping_gets_no_mapping_id(void** state) {
   (void)state;
   uintptr_t pcs[2] = {0x11, PC(pprof_test_leaf_alloc_site)};
-  mprof_heap_rec_t rec = {pcs, 2, 1, 16, 1, 16, 0};
+  mprof_heap_rec_t rec = {pcs, 2, 1, 16, 1, 16, 0, 0, 0, 0, NULL};
   mprof_heap_profile_t prof = {&rec, 1, 1, 0, NULL, 0};
   dprofile_t p;
   write_and_decode(&prof, &p);
@@ -793,9 +793,17 @@ static void test_many_records_share_locations_through_the_hash_table(void** stat
       used[k] = 1;
       pcs[r * DEPTH + d] = 0x100000 + 48 * k + 1;
     }
-    recs[r] = (mprof_heap_rec_t){
-        &pcs[r * DEPTH],       DEPTH, (int64_t)r + 1, 32 * ((int64_t)r + 1), (int64_t)r % 3,
-        32 * ((int64_t)r % 3), 0};
+    recs[r] = (mprof_heap_rec_t){&pcs[r * DEPTH],
+                                 DEPTH,
+                                 (int64_t)r + 1,
+                                 32 * ((int64_t)r + 1),
+                                 (int64_t)r % 3,
+                                 32 * ((int64_t)r % 3),
+                                 0,
+                                 0,
+                                 0,
+                                 0,
+                                 NULL};
   }
   mprof_heap_profile_t prof = {recs, NRECS, 512 << 10, 1, NULL, 0};
   dprofile_t p;
@@ -864,7 +872,7 @@ static void test_malformed_profile_is_rejected_with_einval(void** state) {
   (void)state;
   mprof_heap_profile_t no_recs = {NULL, 2, 1, 0, NULL, 0};
   assert_int_equal(mprof__pprof_write_heap(1, &no_recs), EINVAL);
-  mprof_heap_rec_t rec = {NULL, 3, 1, 1, 1, 1, 0};
+  mprof_heap_rec_t rec = {NULL, 3, 1, 1, 1, 1, 0, 0, 0, 0, NULL};
   mprof_heap_profile_t no_pcs = {&rec, 1, 1, 0, NULL, 0};
   assert_int_equal(mprof__pprof_write_heap(1, &no_pcs), EINVAL);
   assert_int_equal(mprof__pprof_write_heap(1, NULL), EINVAL);
@@ -917,7 +925,7 @@ static void test_out_of_memory_returns_enomem(void** state) {
   for (size_t i = 0; i < (size_t)NRECS * DEPTH; i++)
     pcs[i] = 0x1000 + 16 * i;
   for (size_t r = 0; r < NRECS; r++)
-    recs[r] = (mprof_heap_rec_t){&pcs[r * DEPTH], DEPTH, 1, 8, 1, 8, 0};
+    recs[r] = (mprof_heap_rec_t){&pcs[r * DEPTH], DEPTH, 1, 8, 1, 8, 0, 0, 0, 0, NULL};
   mprof_heap_profile_t prof = {recs, NRECS, 1, 0, NULL, 0};
   /* No room at all: zlib's state cannot be had. */
   assert_int_equal(write_with_address_space_slack(&prof, 0), ENOMEM);
