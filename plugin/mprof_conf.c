@@ -19,25 +19,30 @@
 
 const mprof_opt_desc_t mprof__opt_descs[] = {
     {"prof", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof), 0, 1,
-     "Profiling is enabled in this process; false means no allocation is ever sampled."},
+     "Profiling is enabled in this process; false means no allocation is ever sampled.", NULL},
     {"prof_active", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_active), 0, 1,
-     "Sampling is on at start; it can be switched at run time through prof.active."},
+     "Sampling is on at start; it can be switched at run time through prof.active.", NULL},
     {"lg_prof_sample", MPROF_OPT_SIZE, offsetof(mprof_opts_t, lg_prof_sample), 0, 62,
-     "Mean sampling interval is 2^n bytes allocated; 0 samples every allocation."},
+     "Mean sampling interval is 2^n bytes allocated; 0 samples every allocation.", NULL},
     {"prof_stack_depth", MPROF_OPT_UNSIGNED, offsetof(mprof_opts_t, prof_stack_depth), 1, 1024,
-     "Maximum number of frames kept per sampled stack."},
+     "Maximum number of frames kept per sampled stack.", NULL},
     {"prof_prefix", MPROF_OPT_STRING, offsetof(mprof_opts_t, prof_prefix), 0, MPROF_PREFIX_MAX - 1,
-     "Path prefix of automatic dump files (cannot contain a comma); empty disables them."},
+     "Path prefix of automatic dump files (cannot contain a comma); empty disables them.", NULL},
     {"prof_final", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_final), 0, 1,
-     "Write a dump when the process exits."},
+     "Write a dump when the process exits.", NULL},
     {"lg_prof_interval", MPROF_OPT_SSIZE, offsetof(mprof_opts_t, lg_prof_interval), -1, 62,
-     "Write a dump every 2^n bytes allocated on average; -1 disables interval dumps."},
+     "Write a dump every 2^n bytes allocated on average; -1 disables interval dumps.", NULL},
     {"prof_gdump", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_gdump), 0, 1,
-     "Write a dump at each new high-water mark of sampled in-use bytes."},
+     "Write a dump at each new high-water mark of sampled in-use bytes.", NULL},
     {"lg_prof_epoch", MPROF_OPT_SSIZE, offsetof(mprof_opts_t, lg_prof_epoch), -1, 62,
-     "Start a new epoch every 2^n bytes allocated (estimated); -1 disables automatic epochs."},
+     "Start a new epoch every 2^n bytes allocated (estimated); -1 disables automatic epochs.",
+     NULL},
     {"prof_leak", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_leak), 0, 1,
-     "Print a one-line summary of sampled memory still in use to stderr at exit."},
+     "Print a one-line summary of sampled memory still in use to stderr at exit.", NULL},
+    {"prof_format", MPROF_OPT_STRING, offsetof(mprof_opts_t, prof_format), 0, 6,
+     "Format of dump files: pprof (gzipped profile.proto), jeprof (jemalloc's heap_v2 text) or "
+     "both.",
+     "pprof|jeprof|both"},
 };
 const size_t mprof__opt_ndescs = sizeof mprof__opt_descs / sizeof mprof__opt_descs[0];
 
@@ -53,6 +58,25 @@ void mprof__opts_default(mprof_opts_t* o) {
   o->prof_gdump = false;
   o->lg_prof_epoch = 30;
   o->prof_leak = false;
+  memcpy(o->prof_format, "pprof", sizeof "pprof");
+}
+
+mprof_format_t mprof__opts_format(const mprof_opts_t* o) {
+  if (strcmp(o->prof_format, "jeprof") == 0) return MPROF_FORMAT_JEPROF;
+  if (strcmp(o->prof_format, "both") == 0) return MPROF_FORMAT_BOTH;
+  return MPROF_FORMAT_PPROF;
+}
+
+/* True when val[0..vlen) is one of the '|'-separated words of choices. */
+static bool is_choice(const char* choices, const char* val, size_t vlen) {
+  const char* c = choices;
+  for (;;) {
+    const char* end = strchr(c, '|');
+    size_t n = end ? (size_t)(end - c) : strlen(c);
+    if (n == vlen && memcmp(c, val, n) == 0) return true;
+    if (end == NULL) return false;
+    c = end + 1;
+  }
 }
 
 const mprof_opt_desc_t* mprof__opt_find(const char* name, size_t len) {
@@ -274,6 +298,15 @@ static void apply_pair(sink_t* sk, mprof_opts_t* opts, const char* key, size_t k
   case MPROF_OPT_STRING:
     if (vlen > (unsigned long long)d->max) {
       invalid_pair(sk, key, plen, "too long", d);
+      return;
+    }
+    if (d->choices != NULL && !is_choice(d->choices, val, vlen)) {
+      line_t l;
+      l.len = 0;
+      l.buf[0] = '\0';
+      put_str(&l, "not one of ");
+      put_str(&l, d->choices);
+      invalid_pair(sk, key, plen, l.buf, NULL);
       return;
     }
     memcpy(field, val, vlen);

@@ -42,7 +42,18 @@ typedef struct mprof_opts_s {
   ssize_t lg_prof_epoch;
   /* default false: print a one-line leak summary to stderr at exit */
   bool prof_leak;
+  /* default "pprof": format of dump files: "pprof", "jeprof" (jemalloc's heap_v2 text) or
+   * "both" */
+  char prof_format[8];
 } mprof_opts_t;
+
+/* prof_format, as the core uses it. */
+typedef enum {
+  MPROF_FORMAT_PPROF = 1,
+  MPROF_FORMAT_JEPROF = 2,
+  MPROF_FORMAT_BOTH = 3
+} mprof_format_t;
+mprof_format_t mprof__opts_format(const mprof_opts_t* o);
 
 typedef enum {
   MPROF_OPT_BOOL,     /* bool; min 0, max 1 */
@@ -59,7 +70,8 @@ typedef struct {
   mprof_opt_type_t type;
   size_t offset; /* offsetof(mprof_opts_t, field) */
   long long min, max;
-  const char* doc; /* one sentence, for generated documentation */
+  const char* doc;     /* one sentence, for generated documentation */
+  const char* choices; /* strings only: the accepted values as "a|b|c"; NULL = any string */
 } mprof_opt_desc_t;
 
 /* Every field of mprof_opts_t, once each, in declaration order. Immutable. */
@@ -80,6 +92,7 @@ void mprof__opts_default(mprof_opts_t* o);
  *   mprof: invalid conf pair "KEY:VALUE": REASON
  *       REASON: unknown option | not a boolean (expected true or false) | not an integer
  *             | out of range (MIN..MAX) | too long (at most MAX bytes)
+ *             | not one of CHOICES (e.g. "not one of pprof|jeprof|both")
  *   mprof: malformed conf string at "REST": REASON
  *       REASON: empty key | missing ':' after key | invalid character in key | trailing comma
  *

@@ -13,6 +13,7 @@
 #include "mprof_cycle.h"
 #include "mprof_hooks.h"
 #include "mprof_meta.h"
+#include "mprof_jeprof.h"
 #include "mprof_pprof.h"
 #include "mprof_profile.h"
 #include "mprof_thread.h"
@@ -270,12 +271,14 @@ static int snapshot(mprof_heap_rec_t** out, size_t* nout, size_t* cap_bytes) {
 /* Writes the profile to `path` through a temporary file in the same directory and a rename, so
  * a reader never sees half a profile and a failed dump leaves an older file intact. A path that
  * exists and is not a regular file (a pipe, /dev/stdout, /dev/full) is written in place. */
-static int write_file(const char* path, const mprof_heap_profile_t* prof) {
+typedef int (*writer_fn)(int fd, const mprof_heap_profile_t* prof);
+
+static int write_file(const char* path, const mprof_heap_profile_t* prof, writer_fn writer) {
   struct stat st;
   if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
     int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0) return errno;
-    int err = mprof__pprof_write_heap(fd, prof);
+    int err = writer(fd, prof);
     if (close(fd) != 0 && err == 0) err = errno;
     return err;
   }
@@ -284,17 +287,19 @@ static int write_file(const char* path, const mprof_heap_profile_t* prof) {
   if (n < 0 || (size_t)n >= sizeof tmp) return ENAMETOOLONG;
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return errno;
-  int err = mprof__pprof_write_heap(fd, prof);
+  int err = writer(fd, prof);
   if (close(fd) != 0 && err == 0) err = errno;
   if (err == 0 && rename(tmp, path) != 0) err = errno;
   if (err != 0) unlink(tmp);
   return err;
 }
 
-/* Writes one profile to `path`. Needs mprof_dump_lock; counts the result in the stats. */
-static int dump_locked(const char* path) {
+/* Writes one snapshot as pprof to `path` and/or as jeprof text to `heap_path` (either may be
+ * NULL). Needs mprof_dump_lock; counts the result in the stats. */
+static int dump_locked(const char* path, const char* heap_path) {
   int err = ENAMETOOLONG;
-  if (strlen(path) < PATH_MAX) {
+  if ((path == NULL || strlen(path) < PATH_MAX) &&
+      (heap_path == NULL || strlen(heap_path) < PATH_MAX)) {
     mprof__cycle_publish_all();
     mprof_heap_profile_t prof;
     mprof_heap_rec_t* recs;
@@ -306,7 +311,9 @@ static int dump_locked(const char* path) {
       prof.recs = recs;
       prof.period = interval;
       prof.time_nanos = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-      err = write_file(path, &prof);
+      if (path != NULL) err = write_file(path, &prof, mprof__pprof_write_heap);
+      if (err == 0 && heap_path != NULL)
+        err = write_file(heap_path, &prof, mprof__jeprof_write_heap);
       mprof__meta_free(recs, cap_bytes);
     }
   }
@@ -314,7 +321,7 @@ static int dump_locked(const char* path) {
   return err;
 }
 
-/* The next automatic name of `kind`. Needs mprof_dump_lock, so numbers follow the dump order. */
+/* The next automatic name of `kind`, without its extension. Needs mprof_dump_lock, so numbers follow the dump order. */
 static int auto_name_locked(char kind, char* buf, size_t len) {
   if (mprof__opts.prof_prefix[0] == '\0') return EINVAL;
   int ki = kind == 'f' ? 0 : kind == 'i' ? 1 : kind == 'm' ? 2 : 3;
@@ -322,10 +329,10 @@ static int auto_name_locked(char kind, char* buf, size_t len) {
   uint64_t kseq = kind_seq[ki]++;
   int n;
   if (kind == 'f')
-    n = snprintf(buf, len, "%s.%ld.%llu.f.pb.gz", mprof__opts.prof_prefix, (long)getpid(),
+    n = snprintf(buf, len, "%s.%ld.%llu.f", mprof__opts.prof_prefix, (long)getpid(),
                  (unsigned long long)seq);
   else
-    n = snprintf(buf, len, "%s.%ld.%llu.%c%llu.pb.gz", mprof__opts.prof_prefix, (long)getpid(),
+    n = snprintf(buf, len, "%s.%ld.%llu.%c%llu", mprof__opts.prof_prefix, (long)getpid(),
                  (unsigned long long)seq, kind, (unsigned long long)kseq);
   return (n < 0 || (size_t)n >= len) ? ENAMETOOLONG : 0;
 }
@@ -346,11 +353,38 @@ static int dump(const char* path, char kind, bool wait, char* name, size_t namel
   }
   if (atomic_load_explicit(&exit_state, memory_order_acquire) == EXIT_DONE) {
     err = ECANCELED; /* the process is ending: a dump now could be cut off half-written */
-  } else if (path == NULL) {
-    err = auto_name_locked(kind, name, namelen);
-    path = name;
   }
-  if (err == 0) err = dump_locked(path);
+  /* prof_format: pprof to the path (or <name>.pb.gz), jeprof text to the path (or
+   * <name>.heap), both: the pprof path and the same with .heap appended (or the two names). */
+  mprof_format_t fmt = mprof__opts_format(&mprof__opts);
+  char heap[PATH_MAX];
+  const char* heap_path = NULL;
+  if (err == 0 && path == NULL) {
+    err = auto_name_locked(kind, name, namelen);
+    size_t stem = strlen(name);
+    if (err == 0 && (fmt & MPROF_FORMAT_JEPROF)) {
+      if (snprintf(heap, sizeof heap, "%s.heap", name) >= (int)sizeof heap) err = ENAMETOOLONG;
+      heap_path = heap;
+    }
+    if (err == 0 && (fmt & MPROF_FORMAT_PPROF)) {
+      if (stem + sizeof ".pb.gz" > namelen)
+        err = ENAMETOOLONG;
+      else
+        memcpy(name + stem, ".pb.gz", sizeof ".pb.gz");
+      path = name;
+    }
+    if (err == 0 && path == NULL) memcpy(name, heap, strlen(heap) + 1); /* for messages */
+  } else if (err == 0 && fmt != MPROF_FORMAT_PPROF) {
+    if (fmt == MPROF_FORMAT_JEPROF) {
+      heap_path = path;
+      path = NULL;
+    } else if (snprintf(heap, sizeof heap, "%s.heap", path) >= (int)sizeof heap) {
+      err = ENAMETOOLONG;
+    } else {
+      heap_path = heap;
+    }
+  }
+  if (err == 0) err = dump_locked(path, heap_path);
   mprof__cycle_dump_unlock();
   mprof__leave();
   return err;
