@@ -175,12 +175,12 @@ prof_tctx_t* __wrap_je_prof_tctx_create(tsd_t* tsd) {
 
 void __wrap_je_prof_malloc_sample_object(tsd_t* tsd, const void* ptr, size_t size, size_t usize,
                                          prof_tctx_t* tctx) {
-  (void)usize;
   glue_rec_t* r = (glue_rec_t*)tctx;
   edata_t* edata = emap_edata_lookup(tsd_tsdn(tsd), &arena_emap_global, ptr);
   r->ptr = ptr;
   pre_reentrancy(tsd, NULL);
-  cb->on_alloc(&r->s, (void*)(uintptr_t)ptr, size);
+  /* jemalloc's countdown charged usize bytes: that sets the weight; size is what is reported. */
+  cb->on_alloc_counted(&r->s, (void*)(uintptr_t)ptr, size, usize);
   post_reentrancy(tsd);
   fresh_wait = true;         /* on_alloc left the thread's next countdown */
   if (r->s.bucket == NULL) { /* not recorded: the block frees as an unsampled one */
@@ -259,6 +259,20 @@ MPROF_PUBLIC int pipe2(int fds[2], int flags) {
     fd_to_top(&fds[1]);
   }
   return r;
+}
+
+/* pvalloc(): jemalloc 5.3.0 does not define it, and glibc's serves it from glibc's own heap,
+ * which free() here cannot take back. The page-rounded request from jemalloc instead. */
+void* pvalloc(size_t n);
+MPROF_PUBLIC void* pvalloc(size_t n) {
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  size_t r;
+  if (__builtin_add_overflow(n, page - 1, &r)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  r &= ~(page - 1);
+  return je_memalign(page, r ? r : page);
 }
 
 /* exit(): the final dump must finish before any thread ends the process (mprof__exit_wait). */
