@@ -71,6 +71,7 @@ const char* je_malloc_conf_2_conf_harder =
     "prof_recent_alloc_max:0,prof_stats:false,prof_sys_thread_name:false,prof_log:false";
 
 static const mprof_callbacks_t* cb; /* set once by the constructor; NULL: profiling off */
+static bool started;                /* the constructor has run mprof__init */
 
 /* ---------------------------------------------------------------------------------------------
  * Records
@@ -121,8 +122,13 @@ static __thread bool fresh_wait __attribute__((tls_model("initial-exec")));
 /* A wait for an event that fired when the core could not decide (re-entrant, inactive). */
 static uint64_t other_wait(void) {
   mprof_thread_t* t = &mprof__thread;
-  if (!mprof__ready()) return (uint64_t)1 << 16; /* look again soon after start-up */
-  if (t->state == MPROF_THREAD_NEW) return 1;    /* let the next allocation seed the thread */
+  if (!mprof__ready()) {
+    /* Before start-up, look at every allocation (there are a few hundred, from the dynamic
+     * loader and libc), so that the first allocation after it draws the thread's countdown: a
+     * program's first allocations are sampled. Profiling off: never again. */
+    return started ? UINT64_MAX : 1;
+  }
+  if (t->state == MPROF_THREAD_NEW) return 1; /* let the next allocation seed the thread */
   if (t->state == MPROF_THREAD_DEAD) return UINT64_MAX;
   return mprof__thread_next_interval(t, mprof__sample_interval());
 }
@@ -137,6 +143,7 @@ void __wrap_je_prof_alloc_rollback(tsd_t* tsd, prof_tctx_t* tctx);
 bool __wrap_je_prof_mdump(tsd_t* tsd, const char* filename);
 bool __wrap_je_prof_active_get(tsdn_t* tsdn);
 bool __wrap_je_prof_active_set(tsdn_t* tsdn, bool active);
+void __wrap_je_prof_unwind_init(void);
 
 uint64_t __wrap_je_prof_sample_new_event_wait(tsd_t* tsd) {
   (void)tsd;
@@ -163,7 +170,7 @@ prof_tctx_t* __wrap_je_prof_tctx_create(tsd_t* tsd) {
   /* jemalloc's countdown for this thread ran out: the core's decision, which also draws the
    * next countdown (or, on a thread's first event, seeds it and may find it not yet due). */
   bool sample = mprof__sample_decide(1);
-  fresh_wait = true;
+  fresh_wait = mprof__ready(); /* before start-up, other_wait decides */
   if (!sample) return (prof_tctx_t*)(uintptr_t)1U;
   glue_rec_t* r = cb != NULL ? rec_get() : NULL;
   if (r == NULL) {
@@ -213,6 +220,10 @@ bool __wrap_je_prof_mdump(tsd_t* tsd, const char* filename) {
   int err = filename != NULL ? mprof__dump(filename) : mprof__dump_auto('m');
   return err != 0;
 }
+
+/* jemalloc's warm-up of its unwinder at start-up: not used here (the core unwinds), and its
+ * first use would open libunwind's validation pipe outside the profiler (see pipe2 below). */
+void __wrap_je_prof_unwind_init(void) {}
 
 /* mallctl("prof.active"): the core's flag (jemalloc's own stays on). */
 bool __wrap_je_prof_active_get(tsdn_t* tsdn) {
@@ -337,4 +348,5 @@ __attribute__((constructor)) static void mprof_jemalloc_init(void) {
   pthread_atfork(rec_fork_prepare, rec_fork_parent, rec_fork_child);
   mprof_host_t host = {name, self.lo, self.hi};
   cb = mprof__init(&host);
+  started = true;
 }

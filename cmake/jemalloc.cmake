@@ -43,7 +43,7 @@ ExternalProject_Add(jemalloc_src
 set(MPROF_JEMALLOC_WRAPPED
     prof_sample_new_event_wait prof_sample_postponed_event_wait prof_tctx_create
     prof_malloc_sample_object prof_free_sampled_object prof_alloc_rollback prof_mdump
-    prof_active_get prof_active_set)
+    prof_active_get prof_active_set prof_unwind_init)
 set(_mprof_wrap_opts "")
 foreach(fn ${MPROF_JEMALLOC_WRAPPED})
   list(APPEND _mprof_wrap_opts "LINKER:--wrap=je_${fn}")
