@@ -14,7 +14,6 @@ import argparse
 import datetime
 import json
 import os
-import statistics
 import sys
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -80,14 +79,16 @@ def main():
     print("\n## Scale")
     for name, r in d.get("scale", {}).items():
         lat = r.get("latency", {})
-        stages = {s.get("stage"): s for s in r.get("stages", [])}
-        print("- %s: stages %s" % (name, json.dumps(r.get("stages"))[:600]))
-        print("  latency %s" % json.dumps(lat)[:600])
-        print("  window %s" % json.dumps(r.get("window"))[:300])
-        del stages
+        print("- %s:" % name)
+        for st in r.get("stages", []):
+            print("  %d stacks: dump %.1f ms, epoch median %d ns, metadata %s" % (
+                st["stacks"], st["dump_ns_median"] / 1e6, st["epoch_ns_median"], st["metadata_bytes"]))
+        for phase, row in lat.items():
+            print("  latency %s: max %.2f ms, blocked %s, preempted %s, max not preempted %.3f ms" % (
+                phase, row["max_ns"] / 1e6, row.get("slow_blocked"), row.get("slow_preempted"),
+                row.get("max_not_preempted_ns", 0) / 1e6))
     for p in d.get("problems", []):
         print("NOTE: " + p)
-    del statistics
 
 
 if __name__ == "__main__":

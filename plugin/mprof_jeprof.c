@@ -93,8 +93,18 @@ void mprof__jeprof_pair(int64_t objs, int64_t bytes, uint64_t period, int64_t* o
     if (!(next > 0.0) || next >= x) break;
     x = next;
   }
+  /* Bytes are integers: of the rounded root and the plain n * avg (exact when every object of
+   * the stack has one size, and the better choice where the root sits on a flat stretch of f),
+   * keep the one whose unbiased figures come closer to B and O together (O is itself rounded to
+   * an integer, so half an object is free): with objects of several sizes the root can sit where
+   * jeprof's correction is flat, and match bytes only by getting objects far wrong. */
+  int64_t s1 = llround(x) > 0 ? llround(x) : 1;
+  int64_t s0 = llround(n * avg) > 0 ? llround(n * avg) : 1;
+  double f1 = 1.0 / -expm1(-((double)s1 / n) / R), f0 = 1.0 / -expm1(-((double)s0 / n) / R);
+  double e1 = fabs((double)s1 * f1 - B) / B + fmax(0.0, fabs(n * f1 - O) - 0.5) / O;
+  double e0 = fabs((double)s0 * f0 - B) / B + fmax(0.0, fabs(n * f0 - O) - 0.5) / O;
   *out_objs = (int64_t)n;
-  *out_bytes = llround(x) > 0 ? llround(x) : 1;
+  *out_bytes = e0 <= e1 ? s0 : s1;
 }
 
 /* Copies /proc/self/maps to the output. */

@@ -16,10 +16,11 @@
  * jeprof unbiases every (objects, bytes) pair itself, multiplying both by 1/(1-exp(-(b/o)/P))
  * for period P. The profile's values are already unbiased, so each pair is written as the
  * sampled figures that jeprof's correction turns back into them: objects o' = round(O * p) with
- * p = 1-exp(-(B/O)/P), and bytes b' chosen so that b' * 1/(1-exp(-(b'/o')/P)) = B. When every
- * object of a stack has the same size, o' is the exact number of samples and both figures come
- * back exactly; otherwise bytes come back exactly and objects within the rounding of o'. A pair
- * with no bytes is written 0: 0 (jeprof cannot unbias a zero average size).
+ * p = 1-exp(-(B/O)/P), and bytes b' = round(o' * B/O), or the b' for which jeprof's bytes are
+ * exactly B when that keeps both figures closer. When every object of a stack has the same size,
+ * o' is the exact number of samples and both figures come back exactly (up to integer rounding);
+ * otherwise each comes back within the rounding of one sample (o' is rounded). A pair with no
+ * bytes is written 0: 0 (jeprof cannot unbias a zero average size).
  *
  * The first address of each stack is written as the call address (return address - 1), the
  * others as return addresses, because jeprof subtracts 1 from every address but the first.
