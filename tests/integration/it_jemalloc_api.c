@@ -3,8 +3,9 @@
  * profiling names of mallctl reach the mprof core: "prof.dump" writes an mprof profile (in the
  * prof_format of MPROF_CONF), "prof.active" is mprof's flag. jemalloc's own profiling options are
  * fixed by the library (prof on, its own dumps off), whatever MALLOC_CONF says; the sampling rate
- * is MPROF_CONF's. ctest runs it twice: plain, and with a MALLOC_CONF that asks for jemalloc's
- * profiler off, its final dump on, a 4-byte sampling rate, 2 arenas and no thread cache. */
+ * is MPROF_CONF's. ctest runs it three times: plain; with a MALLOC_CONF that asks for jemalloc's
+ * profiler off, its final dump on, a 4-byte sampling rate, 2 arenas and no thread cache; and with
+ * MALLOC_CONF=prof:true and MPROF_CONF=prof_format:both. */
 #include <mprof.h>
 
 #include <errno.h>
@@ -179,6 +180,21 @@ static void test_prof_dump_writes_an_mprof_profile(void** state) {
   assert_int_equal(magic[0], 0x1f); /* gzip: pprof, the default prof_format */
   assert_int_equal(magic[1], 0x8b);
   unlink(path);
+  char heap[300];
+  snprintf(heap, sizeof heap, "%s.heap", path);
+  const char* conf = getenv("MPROF_CONF");
+  fd = open(heap, O_RDONLY);
+  if (conf != NULL && strstr(conf, "prof_format:both") != NULL) {
+    /* prof_format:both: jeprof's text beside the pprof file */
+    assert_true(fd >= 0);
+    char head[8] = "";
+    assert_int_equal(read(fd, head, 8), 8);
+    assert_memory_equal(head, "heap_v2/", 8);
+    close(fd);
+    unlink(heap);
+  } else {
+    assert_true(fd < 0);
+  }
   /* A path that cannot be written: jemalloc's error for a failed dump. */
   const char* bad = "/nonexistent-dir/x.pb.gz";
   assert_int_equal(mallctl("prof.dump", NULL, NULL, &bad, sizeof bad), EFAULT);
