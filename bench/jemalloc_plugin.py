@@ -42,7 +42,7 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", dest="mode", action="store_const", const="quick", default="full")
     ap.add_argument("--build-dir", default=os.path.join(run.REPO, "build"))
-    ap.add_argument("--results", default=os.path.join(BENCH_DIR, "results-jemalloc"))
+    ap.add_argument("--results", default=os.path.join(BENCH_DIR, "results", "jemalloc"))
     args = ap.parse_args()
     args.build_dir = os.path.abspath(args.build_dir)
     args.mprof_lib = os.path.join(args.build_dir, "libmprof-jemalloc.so")
