@@ -56,6 +56,9 @@ static void test_versions(void** state) {
   len = sizeof a;
   assert_int_equal(mprof_ctl("allocator", &a, &len, NULL, 0), 0);
   assert_true(strncmp(a, "jemalloc 5.3.0", 14) == 0);
+  /* 5.3.0 has no native sampling hooks (5.3.1 adds them): the glue binds at link time. */
+  assert_int_equal(mallctl("experimental.hooks.prof_sample", NULL, NULL, NULL, 0), ENOENT);
+  assert_int_equal(mallctl("experimental.hooks.prof_sample_free", NULL, NULL, NULL, 0), ENOENT);
 }
 
 static void test_extended_api(void** state) {
