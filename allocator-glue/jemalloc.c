@@ -22,9 +22,9 @@
  *   prof_free_sampled_object           a sampled block is being freed: on_free with its record;
  *   prof_alloc_rollback                a sampled allocation failed: the record goes back.
  *
- * and three of its control functions: prof_mdump (mallctl "prof.dump": a profile from the core,
- * in the format of the `prof_format` option) and prof_active_get/set (mallctl "prof.active": the
- * core's active flag). jemalloc's own profiling options are fixed at start-up through its
+ * and four others: prof_mdump (mallctl "prof.dump": a profile from the core, in the format of the
+ * `prof_format` option), prof_active_get/set (mallctl "prof.active": the core's active flag) and
+ * prof_unwind_init (jemalloc's start-up warm-up of an unwinder it will not use here). jemalloc's own profiling options are fixed at start-up through its
  * `malloc_conf_2_conf_harder` configuration source, read after MALLOC_CONF: profiling on,
  * its own dumps (final, interval, high-water, leak report) off, since the core does them.
  *
