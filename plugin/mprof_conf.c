@@ -19,6 +19,7 @@
 #define QUOTE_MAX 200      /* bytes of quoted input in a report line, escapes included */
 
 static const char* check_signal(const char* v, size_t n);
+static const char* check_format(const char* v, size_t n);
 
 const mprof_opt_desc_t mprof__opt_descs[] = {
     {"prof", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof), 0, 1,
@@ -53,6 +54,10 @@ const mprof_opt_desc_t mprof__opt_descs[] = {
      check_signal},
     {"prof_dump_over", MPROF_OPT_SIZE, offsetof(mprof_opts_t, prof_dump_over), 0, LLONG_MAX,
      "One dump the first time estimated in-use bytes reach this many; 0 disables it.", NULL},
+    {"prof_format", MPROF_OPT_STRING, offsetof(mprof_opts_t, prof_format), 0, 6,
+     "Format of dump files: pprof (gzipped profile.proto), jeprof (jemalloc's heap_v2 text) or "
+     "both.",
+     check_format},
 };
 const size_t mprof__opt_ndescs = sizeof mprof__opt_descs / sizeof mprof__opt_descs[0];
 
@@ -73,6 +78,21 @@ void mprof__opts_default(mprof_opts_t* o) {
   o->prof_thread_labels = false;
   o->prof_dump_signal[0] = '\0';
   o->prof_dump_over = 0;
+  memcpy(o->prof_format, "pprof", sizeof "pprof");
+}
+
+mprof_format_t mprof__opts_format(const mprof_opts_t* o) {
+  if (strcmp(o->prof_format, "jeprof") == 0) return MPROF_FORMAT_JEPROF;
+  if (strcmp(o->prof_format, "both") == 0) return MPROF_FORMAT_BOTH;
+  return MPROF_FORMAT_PPROF;
+}
+
+/* The REASON when a prof_format value is not one of the formats. */
+static const char* check_format(const char* v, size_t n) {
+  static const char* const names[] = {"pprof", "jeprof", "both"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (strlen(names[i]) == n && memcmp(names[i], v, n) == 0) return NULL;
+  return "not one of pprof|jeprof|both";
 }
 
 const mprof_opt_desc_t* mprof__opt_find(const char* name, size_t len) {

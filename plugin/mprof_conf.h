@@ -54,7 +54,18 @@ typedef struct mprof_opts_s {
   char prof_dump_signal[MPROF_SIGNAL_MAX];
   /* default 0 (off): one dump of kind 'o' the first time estimated in-use bytes reach this */
   size_t prof_dump_over;
+  /* default "pprof": format of dump files: "pprof", "jeprof" (jemalloc's heap_v2 text) or
+   * "both" */
+  char prof_format[8];
 } mprof_opts_t;
+
+/* prof_format, as the core uses it. */
+typedef enum {
+  MPROF_FORMAT_PPROF = 1,
+  MPROF_FORMAT_JEPROF = 2,
+  MPROF_FORMAT_BOTH = 3
+} mprof_format_t;
+mprof_format_t mprof__opts_format(const mprof_opts_t* o);
 
 typedef enum {
   MPROF_OPT_BOOL,     /* bool; min 0, max 1 */
@@ -95,6 +106,7 @@ void mprof__opts_default(mprof_opts_t* o);
  *       REASON: unknown option | not a boolean (expected true or false) | not an integer
  *             | out of range (MIN..MAX) | too long (at most MAX bytes)
  *             | not a signal name or number | a signal mprof cannot use (REASON2)
+ *             | not one of CHOICES (e.g. "not one of pprof|jeprof|both")
  *   mprof: malformed conf string at "REST": REASON
  *       REASON: empty key | missing ':' after key | invalid character in key | trailing comma
  *

@@ -15,6 +15,7 @@
 #include "mprof_hooks.h"
 #include "mprof_lock.h"
 #include "mprof_meta.h"
+#include "mprof_jeprof.h"
 #include "mprof_pprof.h"
 #include "mprof_profile.h"
 #include "mprof_snap.h"
@@ -271,7 +272,7 @@ static void maybe_auto_work(uint64_t est_bytes, int64_t inuse_now) {
 /* The callbacks run inside the program's malloc and free: whatever they call (libunwind's first
  * unwind opens a pipe and leaves EAGAIN behind, mmap, the fork and lock machinery) must not show
  * through errno, since a successful allocation never changes it. */
-static uint64_t on_alloc(mprof_sample_t* data, void* ptr, size_t size) {
+static uint64_t on_alloc_counted(mprof_sample_t* data, void* ptr, size_t size, size_t counted) {
   (void)ptr;
   int saved_errno = decide_errno_set ? decide_errno : errno;
   decide_errno_set = false;
@@ -284,7 +285,7 @@ static uint64_t on_alloc(mprof_sample_t* data, void* ptr, size_t size) {
   if (b == NULL) {
     mprof__sample_dropped();
   } else {
-    double w = sample_weight(size);
+    double w = sample_weight(counted);
     data->bucket = b;
     data->size = size;
     data->weight = w;
@@ -298,6 +299,10 @@ static uint64_t on_alloc(mprof_sample_t* data, void* ptr, size_t size) {
   t->busy--;
   errno = saved_errno;
   return t->countdown;
+}
+
+static uint64_t on_alloc(mprof_sample_t* data, void* ptr, size_t size) {
+  return on_alloc_counted(data, ptr, size, size);
 }
 
 /* A sampled block leaves the live set: freed, or (cancel) taken back as if never sampled. */
@@ -343,6 +348,7 @@ static mprof_callbacks_t callbacks = {
     .on_alloc = on_alloc,
     .on_free = on_free,
     .on_epoch = on_epoch,
+    .on_alloc_counted = on_alloc_counted,
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -351,13 +357,16 @@ static mprof_callbacks_t callbacks = {
 /* Writes the profile to `path` (see mprof_dumpfile.h): never through a file or link that was
  * there before unless the path was asked for explicitly, never blocking on a pipe, and with
  * SIGPIPE held back so that a reader that left gives EPIPE instead of killing the program. */
-static int write_file(const char* path, bool automatic, const mprof_heap_profile_t* prof) {
+typedef int (*writer_fn)(int fd, const mprof_heap_profile_t* prof);
+
+static int write_file(const char* path, bool automatic, const mprof_heap_profile_t* prof,
+                      writer_fn writer) {
   mprof_dumpfile_t f;
   int err = mprof__dumpfile_open(&f, path, automatic);
   if (err != 0) return err;
   mprof_sigpipe_guard_t g;
   mprof__sigpipe_block(&g);
-  err = mprof__pprof_write_heap(f.fd, prof);
+  err = writer(f.fd, prof);
   mprof__sigpipe_restore(&g, err == EPIPE);
   if (err == 0) {
     err = mprof__dumpfile_commit(&f);
@@ -405,11 +414,12 @@ static void recon_comments(recon_comments_t* rc, const mprof_heap_rec_t* recs, s
   recon_add(rc, "profiler_metadata_bytes", mprof__meta_mapped_bytes());
 }
 
-/* Writes one profile to `path` (the peak's if `peak`). Needs mprof_dump_lock; counts the
- * result in the stats. */
-static int dump_locked(const char* path, bool automatic, bool peak) {
+/* Writes one snapshot (the peak's if `peak`) as pprof to `path` and/or as jeprof text to
+ * `heap_path` (either may be NULL). Needs mprof_dump_lock; counts the result in the stats. */
+static int dump_locked(const char* path, const char* heap_path, bool automatic, bool peak) {
   int err = ENAMETOOLONG;
-  if (strlen(path) < PATH_MAX) {
+  if ((path == NULL || strlen(path) < PATH_MAX) &&
+      (heap_path == NULL || strlen(heap_path) < PATH_MAX)) {
     struct timespec mono;
     clock_gettime(CLOCK_MONOTONIC, &mono);
     mprof__cycle_publish_all();
@@ -428,7 +438,9 @@ static int dump_locked(const char* path, bool automatic, bool peak) {
       recon_comments(&rc, snap.recs, snap.nrecs);
       prof.comments = (const char* const*)rc.ptrs;
       prof.ncomments = rc.n;
-      err = write_file(path, automatic, &prof);
+      if (path != NULL) err = write_file(path, automatic, &prof, mprof__pprof_write_heap);
+      if (err == 0 && heap_path != NULL)
+        err = write_file(heap_path, automatic, &prof, mprof__jeprof_write_heap);
       mprof__snap_free(&snap);
     }
   }
@@ -436,7 +448,8 @@ static int dump_locked(const char* path, bool automatic, bool peak) {
   return err;
 }
 
-/* The next automatic name of `kind`. Needs mprof_dump_lock, so numbers follow the dump order. */
+/* The next automatic name of `kind`, without its extension. Needs mprof_dump_lock, so
+ * numbers follow the dump order. */
 static int auto_name_locked(char kind, bool peak, char* buf, size_t len) {
   if (mprof__opts.prof_prefix[0] == '\0') return EINVAL;
   int ki = kind == 'f'   ? 0
@@ -450,10 +463,10 @@ static int auto_name_locked(char kind, bool peak, char* buf, size_t len) {
   const char* sfx = peak ? ".peak" : "";
   int n;
   if (kind == 'f')
-    n = snprintf(buf, len, "%s.%ld.%llu.f%s.pb.gz", mprof__opts.prof_prefix, (long)getpid(),
+    n = snprintf(buf, len, "%s.%ld.%llu.f%s", mprof__opts.prof_prefix, (long)getpid(),
                  (unsigned long long)seq, sfx);
   else
-    n = snprintf(buf, len, "%s.%ld.%llu.%c%llu%s.pb.gz", mprof__opts.prof_prefix, (long)getpid(),
+    n = snprintf(buf, len, "%s.%ld.%llu.%c%llu%s", mprof__opts.prof_prefix, (long)getpid(),
                  (unsigned long long)seq, kind, (unsigned long long)kseq, sfx);
   return (n < 0 || (size_t)n >= len) ? ENAMETOOLONG : 0;
 }
@@ -479,11 +492,38 @@ static int dump(const char* path, char kind, bool peak, bool wait, char* name, s
   }
   if (atomic_load_explicit(&exit_state, memory_order_acquire) == EXIT_DONE) {
     err = ECANCELED; /* the process is ending: a dump now could be cut off half-written */
-  } else if (path == NULL) {
-    err = auto_name_locked(kind, peak, name, namelen);
-    path = name;
   }
-  if (err == 0) err = dump_locked(path, automatic, peak);
+  /* prof_format: pprof to the path (or <name>.pb.gz), jeprof text to the path (or
+   * <name>.heap), both: the pprof path and the same with .heap appended (or the two names). */
+  mprof_format_t fmt = mprof__opts_format(&mprof__opts);
+  char heap[PATH_MAX];
+  const char* heap_path = NULL;
+  if (err == 0 && path == NULL) {
+    err = auto_name_locked(kind, peak, name, namelen);
+    size_t stem = strlen(name);
+    if (err == 0 && (fmt & MPROF_FORMAT_JEPROF)) {
+      if (snprintf(heap, sizeof heap, "%s.heap", name) >= (int)sizeof heap) err = ENAMETOOLONG;
+      heap_path = heap;
+    }
+    if (err == 0 && (fmt & MPROF_FORMAT_PPROF)) {
+      if (stem + sizeof ".pb.gz" > namelen)
+        err = ENAMETOOLONG;
+      else
+        memcpy(name + stem, ".pb.gz", sizeof ".pb.gz");
+      path = name;
+    }
+    if (err == 0 && path == NULL) memcpy(name, heap, strlen(heap) + 1); /* for messages */
+  } else if (err == 0 && fmt != MPROF_FORMAT_PPROF) {
+    if (fmt == MPROF_FORMAT_JEPROF) {
+      heap_path = path;
+      path = NULL;
+    } else if (snprintf(heap, sizeof heap, "%s.heap", path) >= (int)sizeof heap) {
+      err = ENAMETOOLONG;
+    } else {
+      heap_path = heap;
+    }
+  }
+  if (err == 0) err = dump_locked(path, heap_path, automatic, peak);
   mprof__cycle_dump_unlock();
   mprof__leave();
   errno = saved_errno;
@@ -531,6 +571,14 @@ uint64_t mprof__epoch_read(void) {
   return mprof__cycle_current();
 }
 
+/* Sampled blocks not yet freed: every on_alloc that recorded a sample minus every on_free (a
+ * glue that keeps its records elsewhere than in the block map counts the same way). */
+static uint64_t live_blocks(void) {
+  uint64_t frees = atomic_load_explicit(&st_frees, memory_order_relaxed);
+  uint64_t samples = atomic_load_explicit(&st_samples, memory_order_relaxed);
+  return samples > frees ? samples - frees : 0;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * State for the control interface
  * ------------------------------------------------------------------------------------------- */
@@ -539,7 +587,7 @@ void mprof__stats_read(mprof_stats_t* s) {
   s->frees = atomic_load_explicit(&st_frees, memory_order_relaxed);
   s->dropped_samples = atomic_load_explicit(&st_dropped, memory_order_relaxed);
   s->buckets = mprof__bucket_count(MPROF_BUCKET_HEAP);
-  s->sampled_blocks = mprof__blockmap_count();
+  s->sampled_blocks = live_blocks();
   s->sampled_bytes_in_use = atomic_load_explicit(&st_inuse_bytes, memory_order_relaxed);
   s->metadata_bytes = mprof__meta_mapped_bytes();
   s->dumps = atomic_load_explicit(&st_dumps, memory_order_relaxed);
@@ -688,7 +736,7 @@ void mprof__at_exit(void) {
       int64_t est = atomic_load_explicit(&inuse_est, memory_order_relaxed);
       say("mprof: leak summary: about %lld bytes in use at exit in %llu sampled blocks "
           "(estimated from samples; see the final profile for the stacks)",
-          (long long)(est > 0 ? est : 0), (unsigned long long)mprof__blockmap_count());
+          (long long)(est > 0 ? est : 0), (unsigned long long)live_blocks());
     }
     /* No dump may be left running, or start, once this returns: wait for one in progress
      * (unless this thread holds the lock itself: exit from a signal handler during a dump). */

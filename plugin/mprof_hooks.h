@@ -46,6 +46,11 @@ typedef struct mprof_callbacks_s {
   uint64_t (*on_alloc)(mprof_sample_t* data, void* ptr, size_t size);
   void (*on_free)(const mprof_sample_t* data, void* ptr);
   void (*on_epoch)(void);
+  /* on_alloc for an allocator whose countdown charges an allocation more bytes than were
+   * requested (jemalloc charges its usable size): `counted` is what the countdown charged, which
+   * sets the probability that the allocation was sampled and so its weight; `size` is still the
+   * requested size the profile reports. on_alloc(d, p, n) is on_alloc_counted(d, p, n, n). */
+  uint64_t (*on_alloc_counted)(mprof_sample_t* data, void* ptr, size_t size, size_t counted);
 } mprof_callbacks_t;
 
 /* What the allocator itself knows about its memory, in bytes, for the reconciliation of the

@@ -5,6 +5,7 @@
 #   build:      cmake gcc g++ (C++ test program) pkg-config zlib1g-dev dpkg-dev (dpkg-source
 #               unpacks the source package) libunwind-dev (stacks on architectures other than
 #               x86-64; bench_unwind on x86-64)
+#   sources:    also jemalloc 5.3.0-1 (the jemalloc that libmprof-jemalloc.so is built from)
 #   tests:      libcmocka-dev golang-go (go tool pprof) clang + libclang-rt-14-dev (sanitizers,
 #               libFuzzer) libjemalloc-dev (jeprof, jemalloc comparisons)
 #   and, unless --minimal, tests/reliability, tests/tools (chromium for the flame graph test)
@@ -14,7 +15,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 pkgs=(cmake make gcc g++ pkg-config dpkg-dev libunwind-dev zlib1g-dev libcmocka-dev golang-go
       clang libclang-rt-14-dev libjemalloc-dev file)
 "$root/scripts/apt-ensure.sh" "${pkgs[@]}"
-"$root/scripts/fetch-sources.sh" >/dev/null
+"$root/scripts/fetch-sources.sh" mimalloc=2.0.9+ds-2 jemalloc=5.3.0-1 >/dev/null
 for extra in "$root/tests/reliability/install-deps.sh" "$root/tests/tools/install-deps.sh" \
              "$root/bench/install-deps.sh"; do
   if [ -x "$extra" ] && [ "${1:-}" != "--minimal" ]; then "$extra"; fi

@@ -70,6 +70,7 @@ static void assert_opts_equal(const mprof_opts_t* a, const mprof_opts_t* b) {
   EXPECT_INT(a->prof_final, b->prof_final);
   EXPECT_INT(a->lg_prof_interval, b->lg_prof_interval);
   EXPECT_INT(a->prof_gdump, b->prof_gdump);
+  EXPECT_STR(a->prof_format, b->prof_format);
   EXPECT_INT(a->lg_prof_epoch, b->lg_prof_epoch);
   EXPECT_INT(a->prof_leak, b->prof_leak);
   EXPECT_INT(a->prof_age, b->prof_age);
@@ -139,6 +140,7 @@ static void test_defaults_are_the_documented_values(void** state) {
   EXPECT_INT(o.lg_prof_sample, 19);
   EXPECT_INT(o.prof_stack_depth, 128);
   EXPECT_STR(o.prof_prefix, "mprof");
+  EXPECT_STR(o.prof_format, "pprof");
   assert_false(o.prof_final);
   EXPECT_INT(o.lg_prof_interval, -1);
   assert_false(o.prof_gdump);
@@ -174,6 +176,7 @@ static void test_descriptor_table_lists_every_field_once_in_order(void** state) 
       {"prof_thread_labels", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_thread_labels), 0, 1},
       {"prof_dump_signal", MPROF_OPT_STRING, offsetof(mprof_opts_t, prof_dump_signal), 0, 15},
       {"prof_dump_over", MPROF_OPT_SIZE, offsetof(mprof_opts_t, prof_dump_over), 0, LLONG_MAX},
+      {"prof_format", MPROF_OPT_STRING, offsetof(mprof_opts_t, prof_format), 0, 6},
   };
   const size_t n = sizeof want / sizeof want[0];
   EXPECT_INT(mprof__opt_ndescs, n);
@@ -213,6 +216,7 @@ static void test_every_descriptor_parses_its_default_back(void** state) {
   o.prof_thread_labels = true;
   strcpy(o.prof_dump_signal, "USR1");
   o.prof_dump_over = 12345;
+  strcpy(o.prof_format, "both");
 
   static char conf[4096];
   size_t len = 0;
@@ -279,6 +283,15 @@ static const pair_case_t valid_cases[] = {
     {"prof_prefix:/tmp/heap", "prof_prefix", 0, "/tmp/heap", NULL},
     {"prof_prefix:", "prof_prefix", 0, "", NULL},
     {"prof_prefix:/a:b/c d", "prof_prefix", 0, "/a:b/c d", NULL},
+    {"prof_format:jeprof", "prof_format", 0, "jeprof", NULL},
+    {"prof_format:both", "prof_format", 0, "both", NULL},
+    {"prof_format:pprof", "prof_format", 0, "pprof", NULL},
+    {"prof_format:heap", "prof_format", 0, "pprof",
+     "mprof: invalid conf pair \"prof_format:heap\": not one of pprof|jeprof|both"},
+    {"prof_format:", "prof_format", 0, "pprof",
+     "mprof: invalid conf pair \"prof_format:\": not one of pprof|jeprof|both"},
+    {"prof_format:jeprofx", "prof_format", 0, "pprof",
+     "mprof: invalid conf pair \"prof_format:jeprofx\": too long (at most 6 bytes)"},
     {"prof_final:true", "prof_final", 1, NULL, NULL},
     {"lg_prof_interval:-1", "lg_prof_interval", -1, NULL, NULL},
     {"lg_prof_interval:0", "lg_prof_interval", 0, NULL, NULL},

@@ -1,4 +1,4 @@
-/* Links against an installed libmprof and prints its version and whether it samples. */
+/* Links against an installed mprof library and prints its version and its allocator. */
 #include <mprof.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -6,10 +6,13 @@
 
 int main(void) {
   const char* v = NULL;
+  const char* a = NULL;
   size_t len = sizeof v;
   if (mprof_ctl("version", &v, &len, NULL, 0) != 0) return 1;
+  len = sizeof a;
+  if (mprof_ctl("allocator", &a, &len, NULL, 0) != 0) return 1;
   void* volatile p = malloc(100);
   free(p);
-  printf("mprof %s\n", v);
+  printf("mprof %s on %s\n", v, a);
   return 0;
 }

@@ -1,0 +1,373 @@
+/* The jemalloc glue: libmprof-jemalloc.so is jemalloc 5.3.0 (built from its source, profiling
+ * compiled in) with the profiling core in place of jemalloc's own profiler's bookkeeping.
+ *
+ * jemalloc keeps doing the allocator's part of profiling, unchanged:
+ *   - its per-thread event counter decides when an allocation is sampled (the unsampled fast
+ *     paths of malloc, free, new and delete are jemalloc's own, instruction for instruction);
+ *   - it promotes a sampled block to its own extent and keeps one profiling record pointer in
+ *     the extent's metadata, so that free() finds out, on its slow path, that the block was
+ *     sampled and hands that record back.
+ * What jemalloc's profiler would do with a sample (unwind, look the stack up in its global
+ * table under a global lock, count it per thread) is replaced at link time: the library is
+ * linked with `-Wl,--wrap` on six of jemalloc's internal profiling functions (the calls cross
+ * object files, so the linker can route them here; no line of jemalloc changes):
+ *
+ *   prof_sample_new_event_wait,        the bytes until this thread's next sample: the core's
+ *   prof_sample_postponed_event_wait   exponential countdown (mprof_thread.h) instead of
+ *                                      jemalloc's geometric one, so the core's rate applies;
+ *   prof_tctx_create                   "sample this allocation?": the core decides
+ *                                      (mprof__sample_decide) and a record is taken;
+ *   prof_malloc_sample_object          the sampled block now exists: on_alloc fills the record,
+ *                                      which jemalloc stores in the block's extent;
+ *   prof_free_sampled_object           a sampled block is being freed: on_free with its record;
+ *   prof_alloc_rollback                a sampled allocation failed: the record goes back.
+ *
+ * and four others: prof_mdump (mallctl "prof.dump": a profile from the core, in the format of the
+ * `prof_format` option), prof_active_get/set (mallctl "prof.active": the core's active flag) and
+ * prof_unwind_init (jemalloc's start-up warm-up of an unwinder it will not use here). jemalloc's own profiling options are fixed at start-up through its
+ * `malloc_conf_2_conf_harder` configuration source, read after MALLOC_CONF: profiling on,
+ * its own dumps (final, interval, high-water, leak report) off, since the core does them.
+ *
+ * The record handed to jemalloc as its "tctx" is a glue_rec_t in profiler memory: the core's
+ * mprof_sample_t plus the block's address. jemalloc never dereferences it (the functions that
+ * would are the wrapped ones). Records are recycled through a free list under one lock, taken
+ * once per sample and once per sampled free.
+ *
+ * The core's code runs inside jemalloc's calls with jemalloc's re-entrancy level raised (as
+ * jemalloc does around its own unwinder), so whatever it allocates (glibc internals, libunwind's
+ * first use on a thread) is served by jemalloc without events and never sampled. */
+#include "jemalloc/internal/jemalloc_preamble.h"
+#include "jemalloc/internal/jemalloc_internal_includes.h"
+
+#include "mprof_hooks.h"
+#include "mprof_meta.h"
+#include "mprof_thread.h"
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <errno.h>
+#include <link.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MPROF_PUBLIC __attribute__((visibility("default")))
+
+/* The core's dump and control entry points (plugin/mprof_core.h). Declared here rather than
+ * included: that header's names would meet jemalloc's internal macros. */
+int mprof__dump(const char* path);
+int mprof__dump_auto(char kind);
+bool mprof__active_get(void);
+void mprof__active_set(bool on);
+uint64_t mprof__sample_interval(void);
+
+/* jemalloc's profiling, as this library runs it. Options a user sets in MALLOC_CONF for
+ * jemalloc's own tuning (arenas, decay, tcache, ...) keep working; these are read after it. */
+const char* je_malloc_conf_2_conf_harder =
+    "prof:true,prof_active:true,prof_thread_active_init:true,prof_accum:false,"
+    "prof_final:false,prof_gdump:false,prof_leak:false,lg_prof_interval:-1,"
+    "prof_recent_alloc_max:0,prof_stats:false,prof_sys_thread_name:false,prof_log:false";
+
+static const mprof_callbacks_t* cb; /* set once by the constructor; NULL: profiling off */
+static bool started;                /* the constructor has run mprof__init */
+
+/* ---------------------------------------------------------------------------------------------
+ * Records
+ * ------------------------------------------------------------------------------------------- */
+typedef struct glue_rec_s {
+  mprof_sample_t s;
+  const void* ptr;
+  struct glue_rec_s* next; /* free list */
+} glue_rec_t;
+
+#define REC_CHUNK 256
+static pthread_mutex_t rec_lock = PTHREAD_MUTEX_INITIALIZER;
+static glue_rec_t* rec_free_list;
+
+static glue_rec_t* rec_get(void) {
+  pthread_mutex_lock(&rec_lock);
+  glue_rec_t* r = rec_free_list;
+  if (r == NULL) {
+    glue_rec_t* chunk = mprof__meta_alloc(REC_CHUNK * sizeof *chunk);
+    if (chunk != NULL) {
+      for (size_t i = 1; i < REC_CHUNK - 1; i++)
+        chunk[i].next = &chunk[i + 1];
+      chunk[REC_CHUNK - 1].next = NULL;
+      rec_free_list = &chunk[1];
+      r = &chunk[0];
+    }
+  } else {
+    rec_free_list = r->next;
+  }
+  pthread_mutex_unlock(&rec_lock);
+  return r;
+}
+
+static void rec_put(glue_rec_t* r) {
+  pthread_mutex_lock(&rec_lock);
+  r->next = rec_free_list;
+  rec_free_list = r;
+  pthread_mutex_unlock(&rec_lock);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The sampler
+ * ------------------------------------------------------------------------------------------- */
+/* Set when the core has just drawn this thread's next countdown (in mprof__thread.countdown)
+ * for jemalloc's next call to prof_sample_new_event_wait. */
+static __thread bool fresh_wait __attribute__((tls_model("initial-exec")));
+
+/* A wait for an event that fired when the core could not decide (re-entrant, inactive). */
+static uint64_t other_wait(void) {
+  mprof_thread_t* t = &mprof__thread;
+  if (!mprof__ready()) {
+    /* Before start-up, look at every allocation (there are a few hundred, from the dynamic
+     * loader and libc), so that the first allocation after it draws the thread's countdown: a
+     * program's first allocations are sampled. Profiling off: never again. */
+    return started ? UINT64_MAX : 1;
+  }
+  if (t->state == MPROF_THREAD_NEW) return 1; /* let the next allocation seed the thread */
+  if (t->state == MPROF_THREAD_DEAD) return UINT64_MAX;
+  return mprof__thread_next_interval(t, mprof__sample_interval());
+}
+
+uint64_t __wrap_je_prof_sample_new_event_wait(tsd_t* tsd);
+uint64_t __wrap_je_prof_sample_postponed_event_wait(tsd_t* tsd);
+prof_tctx_t* __wrap_je_prof_tctx_create(tsd_t* tsd);
+void __wrap_je_prof_malloc_sample_object(tsd_t* tsd, const void* ptr, size_t size, size_t usize,
+                                         prof_tctx_t* tctx);
+void __wrap_je_prof_free_sampled_object(tsd_t* tsd, size_t usize, prof_info_t* prof_info);
+void __wrap_je_prof_alloc_rollback(tsd_t* tsd, prof_tctx_t* tctx);
+bool __wrap_je_prof_mdump(tsd_t* tsd, const char* filename);
+bool __wrap_je_prof_active_get(tsdn_t* tsdn);
+bool __wrap_je_prof_active_set(tsdn_t* tsdn, bool active);
+void __wrap_je_prof_unwind_init(void);
+
+uint64_t __wrap_je_prof_sample_new_event_wait(tsd_t* tsd) {
+  (void)tsd;
+  if (fresh_wait) {
+    fresh_wait = false;
+    uint64_t w = mprof__thread.countdown;
+    return w ? w : 1;
+  }
+  return other_wait();
+}
+
+uint64_t __wrap_je_prof_sample_postponed_event_wait(tsd_t* tsd) {
+  (void)tsd;
+  return other_wait();
+}
+
+prof_tctx_t* __wrap_je_prof_tctx_create(tsd_t* tsd) {
+  if (!tsd_nominal(tsd) || tsd_reentrancy_level_get(tsd) > 0) return (prof_tctx_t*)(uintptr_t)1U;
+  mprof_thread_t* t = &mprof__thread;
+  if (t->busy) { /* the profiler's own allocation: never sampled */
+    fresh_wait = false;
+    return (prof_tctx_t*)(uintptr_t)1U;
+  }
+  /* jemalloc's countdown for this thread ran out: the core's decision, which also draws the
+   * next countdown (or, on a thread's first event, seeds it and may find it not yet due). */
+  bool sample = mprof__sample_decide(1);
+  fresh_wait = mprof__ready(); /* before start-up, other_wait decides */
+  if (!sample) return (prof_tctx_t*)(uintptr_t)1U;
+  glue_rec_t* r = cb != NULL ? rec_get() : NULL;
+  if (r == NULL) {
+    mprof__sample_dropped();
+    return (prof_tctx_t*)(uintptr_t)1U;
+  }
+  return (prof_tctx_t*)r;
+}
+
+void __wrap_je_prof_malloc_sample_object(tsd_t* tsd, const void* ptr, size_t size, size_t usize,
+                                         prof_tctx_t* tctx) {
+  glue_rec_t* r = (glue_rec_t*)tctx;
+  edata_t* edata = emap_edata_lookup(tsd_tsdn(tsd), &arena_emap_global, ptr);
+  r->ptr = ptr;
+  pre_reentrancy(tsd, NULL);
+  /* jemalloc's countdown charged usize bytes: that sets the weight; size is what is reported. */
+  cb->on_alloc_counted(&r->s, (void*)(uintptr_t)ptr, size, usize);
+  post_reentrancy(tsd);
+  fresh_wait = true;         /* on_alloc left the thread's next countdown */
+  if (r->s.bucket == NULL) { /* not recorded: the block frees as an unsampled one */
+    rec_put(r);
+    arena_prof_info_set(tsd, edata, (prof_tctx_t*)(uintptr_t)1U, size);
+    return;
+  }
+  prof_info_set(tsd, edata, tctx, size);
+}
+
+void __wrap_je_prof_free_sampled_object(tsd_t* tsd, size_t usize, prof_info_t* prof_info) {
+  (void)usize;
+  glue_rec_t* r = (glue_rec_t*)prof_info->alloc_tctx;
+  pre_reentrancy(tsd, NULL);
+  cb->on_free(&r->s, (void*)(uintptr_t)r->ptr);
+  post_reentrancy(tsd);
+  rec_put(r);
+}
+
+void __wrap_je_prof_alloc_rollback(tsd_t* tsd, prof_tctx_t* tctx) {
+  (void)tsd;
+  if ((uintptr_t)tctx > (uintptr_t)1U) rec_put((glue_rec_t*)tctx);
+}
+
+/* mallctl("prof.dump"): a profile from the core, to the path given or to the next automatic
+ * name. true (jemalloc's EFAULT) when it could not be written. */
+bool __wrap_je_prof_mdump(tsd_t* tsd, const char* filename) {
+  (void)tsd;
+  if (cb == NULL) return true;
+  int err = filename != NULL ? mprof__dump(filename) : mprof__dump_auto('m');
+  return err != 0;
+}
+
+/* jemalloc's warm-up of its unwinder at start-up: not used here (the core unwinds), and its
+ * first use would open libunwind's validation pipe outside the profiler (see pipe2 below). */
+void __wrap_je_prof_unwind_init(void) {}
+
+/* mallctl("prof.active"): the core's flag (jemalloc's own stays on). */
+bool __wrap_je_prof_active_get(tsdn_t* tsdn) {
+  (void)tsdn;
+  return mprof__active_get();
+}
+
+bool __wrap_je_prof_active_set(tsdn_t* tsdn, bool active) {
+  (void)tsdn;
+  bool old = mprof__active_get();
+  mprof__active_set(active);
+  return old;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * pipe2(): libunwind (1.6) opens a pipe on its first unwind and keeps it for good, to validate
+ * addresses. Opened where the program would open its next file, it could take fd 0 of a program
+ * started with stdin closed, or sit among the program's own descriptors. A pipe created while
+ * this thread is inside the profiler is moved to the top of the descriptor range (just under
+ * min(RLIMIT_NOFILE, 4096)), close-on-exec as it was asked.
+ * ------------------------------------------------------------------------------------------- */
+static int (*libc_pipe2)(int[2], int);
+
+static void fd_to_top(int* fd) {
+  struct rlimit rl;
+  rlim_t top = 4096;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < top) top = rl.rlim_cur;
+  if (top <= 64) return;
+  int high = fcntl(*fd, F_DUPFD_CLOEXEC, (int)(top - 32));
+  if (high < 0) return;
+  close(*fd);
+  *fd = high;
+}
+
+MPROF_PUBLIC int pipe2(int fds[2], int flags) {
+  if (libc_pipe2 == NULL) *(void**)&libc_pipe2 = dlsym(RTLD_NEXT, "pipe2");
+  if (libc_pipe2 == NULL) {
+    errno = ENOSYS;
+    return -1;
+  }
+  int r = libc_pipe2(fds, flags);
+  if (r == 0 && mprof__thread.busy && (flags & O_CLOEXEC)) {
+    fd_to_top(&fds[0]);
+    fd_to_top(&fds[1]);
+  }
+  return r;
+}
+
+/* pvalloc(): jemalloc 5.3.0 does not define it, and glibc's serves it from glibc's own heap,
+ * which free() here cannot take back. The page-rounded request from jemalloc instead. */
+void* pvalloc(size_t n);
+MPROF_PUBLIC void* pvalloc(size_t n) {
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  size_t r;
+  if (__builtin_add_overflow(n, page - 1, &r)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  r &= ~(page - 1);
+  return je_memalign(page, r ? r : page);
+}
+
+/* exit(): the final dump must finish before any thread ends the process (mprof__exit_wait). */
+static void (*libc_exit)(int);
+
+MPROF_PUBLIC _Noreturn void exit(int status) {
+  mprof__exit_wait();
+  if (libc_exit == NULL) *(void**)&libc_exit = dlsym(RTLD_NEXT, "exit");
+  if (libc_exit == NULL) _exit(status);
+  libc_exit(status);
+  __builtin_unreachable();
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Start-up
+ * ------------------------------------------------------------------------------------------- */
+typedef struct self_range_s {
+  uintptr_t base, lo, hi;
+} self_range_t;
+
+static int find_self(struct dl_phdr_info* info, size_t size, void* arg) {
+  (void)size;
+  self_range_t* sr = arg;
+  if (info->dlpi_addr != sr->base) return 0;
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr)* ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X)) continue;
+    sr->lo = info->dlpi_addr + ph->p_vaddr;
+    sr->hi = sr->lo + ph->p_memsz;
+    return 1;
+  }
+  return 0;
+}
+
+static void rec_fork_prepare(void) {
+  pthread_mutex_lock(&rec_lock);
+}
+
+static void rec_fork_parent(void) {
+  pthread_mutex_unlock(&rec_lock);
+}
+
+static void rec_fork_child(void) {
+  pthread_mutex_init(&rec_lock, NULL);
+}
+
+/* jemalloc's own figures for the reconciliation (mprof_hooks.h): stats.allocated, stats.active
+ * and stats.resident after an epoch refresh. Not from inside jemalloc (an automatic dump taken
+ * while a sample is recorded): its control mutex and arena stats must not be taken there, so
+ * the figures are then left unknown. */
+static int glue_alloc_stats(mprof_alloc_stats_t* out) {
+  tsd_t* tsd = tsd_fetch();
+  if (!tsd_nominal(tsd) || tsd_reentrancy_level_get(tsd) > 0) return EAGAIN;
+  uint64_t e = 1;
+  size_t len = sizeof e;
+  if (je_mallctl("epoch", &e, &len, &e, sizeof e) != 0) return EAGAIN;
+  size_t allocated = 0, active = 0, resident = 0;
+  len = sizeof(size_t);
+  if (je_mallctl("stats.allocated", &allocated, &len, NULL, 0) != 0 ||
+      je_mallctl("stats.active", &active, &len, NULL, 0) != 0 ||
+      je_mallctl("stats.resident", &resident, &len, NULL, 0) != 0)
+    return EAGAIN;
+  *out = (mprof_alloc_stats_t){UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX,
+                               allocated,  active,     resident};
+  return 0;
+}
+
+__attribute__((constructor)) static void mprof_jemalloc_init(void) {
+  /* Frames in this library (jemalloc, operator new, the core) are dropped from the leaf end. */
+  self_range_t self = {0, 0, 0};
+  Dl_info info;
+  if (dladdr((void*)&cb, &info) != 0) {
+    self.base = (uintptr_t)info.dli_fbase;
+    dl_iterate_phdr(find_self, &self);
+  }
+  static char name[96];
+  const char* version = "";
+  size_t len = sizeof version;
+  if (je_mallctl("version", (void*)&version, &len, NULL, 0) != 0) version = "5.3.0";
+  snprintf(name, sizeof name, "jemalloc %s", version);
+  *(void**)&libc_exit = dlsym(RTLD_NEXT, "exit");
+  *(void**)&libc_pipe2 = dlsym(RTLD_NEXT, "pipe2");
+  pthread_atfork(rec_fork_prepare, rec_fork_parent, rec_fork_child);
+  mprof_host_t host = {name, self.lo, self.hi, glue_alloc_stats};
+  cb = mprof__init(&host);
+  started = true;
+}
