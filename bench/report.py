@@ -174,13 +174,6 @@ def targets(d):
         out.append(("One sample at stack depth 8 ≤ 400 ns median, one thread (lg_prof_sample:0 "
                     "loop)", "%s (CPU %s)" % (fmt_ns(v["median"]), fmt_ns(v["cpu"]["median"]) if v.get("cpu") else "—"),
                     verdict(v["median"] <= 400)))
-    shallow = [(int(k), v) for k, v in sc.items() if int(k) <= 32]
-    if shallow:
-        worst = max(v["median"] for _, v in shallow)
-        out.append(("One sample at depth ≤ 32 ≤ 1 µs (median)",
-                    ", ".join("d%d %s%s" % (k, fmt_ns(v["median"]), " (CPU %s)" % fmt_ns(v["cpu"]["median"])
-                                            if v.get("cpu") else "") for k, v in sorted(shallow)),
-                    verdict(worst <= 1000)))
     st = d.get("scale", {}).get("mprof")
     if st and st["stages"]:
         first, last = st["stages"][0], st["stages"][-1]
