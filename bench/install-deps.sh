@@ -7,9 +7,11 @@
 #   bench/install-deps.sh --minimal  only what building mprof and the smoke run need
 set -euo pipefail
 
-# Building libmprof.so and the bench programs.
-build_pkgs=(cmake make gcc libc6-dev pkg-config libmimalloc-dev libunwind-dev zlib1g-dev python3)
-# The allocators and profilers compared, the real programs, and the measuring tools.
+# Building libmprof.so, the baseline libmimalloc-plain.so (both from mimalloc's source package,
+# fetched below) and the bench programs.
+build_pkgs=(cmake make gcc libc6-dev pkg-config dpkg-dev libunwind-dev zlib1g-dev python3)
+# The allocators and profilers compared (libmimalloc2.0: Debian's build of the same mimalloc, an
+# extra comparison row), the real programs, and the measuring tools.
 full_pkgs=(libmimalloc2.0 libjemalloc2 libgoogle-perftools4 libtcmalloc-minimal4 sqlite3 valgrind
            gnuplot-nox binutils linux-perf)
 
@@ -19,3 +21,4 @@ if [[ "${1:-}" != "--minimal" ]]; then
 fi
 
 "$(dirname "$0")/../scripts/apt-ensure.sh" "${pkgs[@]}"
+"$(dirname "$0")/../scripts/fetch-sources.sh" >/dev/null

@@ -33,16 +33,16 @@ MODES = {
                  ops_realloc=300_000, ops_deep=500_000, cost_ops=100_000, cost_rounds=7,
                  stacks=100_000, dumps=5, cg_ops=(100_000, 300_000), sqlite_rows=200_000,
                  py_scale=8000, depths=(8, 16, 32, 64, 128), thread_rounds=15, threads=400,
-                 thread_ops=200_000),
+                 thread_ops=200_000, ops_threads=20_000),
     "quick": dict(rounds=3, real_rounds=2, warmup=False, ops_small=300_000, ops_large=3000,
                   ops_realloc=60_000, ops_deep=150_000, cost_ops=20_000, cost_rounds=3,
                   stacks=10_000, dumps=2, cg_ops=(20_000, 60_000), sqlite_rows=20_000,
                   py_scale=800, depths=(8, 32, 128), thread_rounds=5, threads=400,
-                  thread_ops=50_000),
+                  thread_ops=50_000, ops_threads=5000),
     "smoke": dict(rounds=1, real_rounds=0, warmup=False, ops_small=20_000, ops_large=200,
                   ops_realloc=20_000, ops_deep=10_000, cost_ops=2000, cost_rounds=1,
                   stacks=1000, dumps=1, cg_ops=None, sqlite_rows=0, py_scale=0,
-                  depths=(8, 32), thread_rounds=1, threads=40, thread_ops=2000),
+                  depths=(8, 32), thread_rounds=1, threads=40, thread_ops=2000, ops_threads=500),
 }
 
 # Environment variables of the allocators compared: cleared before every run, then set per config.
@@ -121,7 +121,12 @@ class Suite:
                          command=args.command_line, problems=[])
         self.bin = lambda name: os.path.join(self.build, "bench", name)
         self.libmprof = os.path.abspath(args.mprof_lib or os.path.join(self.build, "libmprof.so"))
-        self.libs = dict(mimalloc=find_lib("libmimalloc.so.2"), jemalloc=find_lib("libjemalloc.so.2"),
+        # The baseline is the same mimalloc source as libmprof.so built without the profiler
+        # (bench/CMakeLists.txt: libmimalloc-plain.so); Debian's prebuilt libmimalloc.so.2 is an
+        # extra comparison when installed.
+        plain = os.path.join(self.build, "bench", "libmimalloc-plain.so")
+        self.libs = dict(mimalloc=plain if os.path.exists(plain) else None,
+                         mimalloc_debian=find_lib("libmimalloc.so.2"), jemalloc=find_lib("libjemalloc.so.2"),
                          tcmalloc=find_lib("libtcmalloc.so.4"),
                          tcmalloc_minimal=find_lib("libtcmalloc_minimal.so.4"))
         self.data["libs"] = dict(self.libs, mprof=self.libmprof)
@@ -185,6 +190,9 @@ class Suite:
 
         if L["mimalloc"]:
             add("mimalloc", "mimalloc", "mimalloc", {"LD_PRELOAD": L["mimalloc"]}, base=True)
+        if L["mimalloc_debian"]:
+            add("mimalloc-debian", "mimalloc (Debian build)", "mimalloc",
+                {"LD_PRELOAD": L["mimalloc_debian"]})
         add("mprof-512k", "mprof 512 KiB", "mimalloc", {"LD_PRELOAD": mp, "MPROF_CONF": ""})
         add("mprof-64k", "mprof 64 KiB", "mimalloc",
             {"LD_PRELOAD": mp, "MPROF_CONF": "lg_prof_sample:16"})
@@ -203,7 +211,7 @@ class Suite:
             add("tcmalloc-64k", "tcmalloc sampler 64 KiB", "tcmalloc",
                 {"LD_PRELOAD": L["tcmalloc"], "TCMALLOC_SAMPLE_PARAMETER": "65536"})
         if not L["mimalloc"]:
-            self.problem("libmimalloc.so.2 not found: mprof has no baseline")
+            self.problem("libmimalloc-plain.so not built: mprof has no baseline")
         for lib in ("jemalloc", "tcmalloc"):
             if self.mode != "smoke" and not L[lib]:
                 self.problem("%s not installed: its configurations are skipped "
@@ -230,6 +238,11 @@ class Suite:
             dict(name="deep-64", label="16 B-4 KiB at depth 64",
                  cmd=[ba, "--workload", "small", "--threads", "1", "--frames", "64", "--ops",
                       str(p["ops_deep"])]),
+            # Many threads alive at once, each sampling (about 80 samples per thread at 512 KiB in
+            # the full mode), little heap each: for the peak RSS that per-thread state costs.
+            dict(name="threads-64", label="64 threads, 64 live blocks each",
+                 cmd=[ba, "--workload", "small", "--threads", "64", "--live", "64", "--ops",
+                      str(p["ops_threads"])]),
         ]
         if p["sqlite_rows"] and shutil.which("sqlite3"):
             sql = os.path.join(self.tmp, "sqlite.sql")
@@ -346,11 +359,15 @@ class Suite:
         L = self.libs
         mp = self.libmprof
         n1, n2 = self.p["cg_ops"]
-        confs = [("mimalloc", "mimalloc", {"LD_PRELOAD": L["mimalloc"]}, None),
-                 ("mprof-lg40", "mprof lg_prof_sample:40", {"LD_PRELOAD": mp, "MPROF_CONF": "lg_prof_sample:40"}, "mimalloc"),
-                 ("mprof-inactive", "mprof prof_active:false", {"LD_PRELOAD": mp, "MPROF_CONF": "prof_active:false"}, "mimalloc"),
-                 ("mprof-512k", "mprof 512 KiB (samples included)", {"LD_PRELOAD": mp, "MPROF_CONF": ""}, "mimalloc"),
-                 ("mprof-off", "mprof prof:false", {"LD_PRELOAD": mp, "MPROF_CONF": "prof:false"}, "mimalloc")]
+        # (name, label, env, baseline, also compared with Debian's build)
+        confs = [("mimalloc", "mimalloc (same source, no profiler)", {"LD_PRELOAD": L["mimalloc"]}, None)]
+        if L["mimalloc_debian"]:
+            confs.append(("mimalloc-debian", "mimalloc (Debian build)",
+                          {"LD_PRELOAD": L["mimalloc_debian"]}, "mimalloc"))
+        confs += [("mprof-lg40", "mprof lg_prof_sample:40", {"LD_PRELOAD": mp, "MPROF_CONF": "lg_prof_sample:40"}, "mimalloc"),
+                  ("mprof-inactive", "mprof prof_active:false", {"LD_PRELOAD": mp, "MPROF_CONF": "prof_active:false"}, "mimalloc"),
+                  ("mprof-512k", "mprof 512 KiB (samples included)", {"LD_PRELOAD": mp, "MPROF_CONF": ""}, "mimalloc"),
+                  ("mprof-off", "mprof prof:false", {"LD_PRELOAD": mp, "MPROF_CONF": "prof:false"}, "mimalloc")]
         if L["jemalloc"]:
             je = L["jemalloc"]
             confs += [("jemalloc", "jemalloc", {"LD_PRELOAD": je}, None),
@@ -363,15 +380,17 @@ class Suite:
             confs += [("tcmalloc", "tcmalloc", {"LD_PRELOAD": tc}, None),
                       ("tcmalloc-2^40", "tcmalloc sampler 2^40",
                        {"LD_PRELOAD": tc, "TCMALLOC_SAMPLE_PARAMETER": str(1 << 40)}, "tcmalloc")]
+        # Per-instruction counts (both sizes, so that per-function figures are per pair too).
+        detailed = ("mimalloc", "mimalloc-debian", "mprof-lg40")
         log("bench: callgrind %d configs x 2 sizes" % len(confs))
-        ir = {}
+        ir, counts = {}, {}
         for name, label, env, base in confs:
             ir[name] = {}
             for n in (n1, n2):
                 out = os.path.join(self.tmp, "callgrind.%s.%d" % (name, n))
                 cmd = ["valgrind", "--tool=callgrind", "--toggle-collect=bench_loop",
                        "--callgrind-out-file=" + out]
-                if name == "mprof-lg40" and n == n2:
+                if name in detailed:
                     cmd += ["--dump-instr=yes", "--dump-line=no", "--compress-strings=no",
                             "--compress-pos=no"]
                 cmd += [self.bin("bench_alloc"), "--workload", "small", "--ops", str(n)]
@@ -380,20 +399,34 @@ class Suite:
                 if not m:
                     raise RuntimeError("no callgrind total for " + name)
                 ir[name][n] = int(m.group(1))
+                if name in detailed:
+                    counts.setdefault(name, {})[n] = self.cg_counts(out)
+        per_pair = {name: (ir[name][n2] - ir[name][n1]) / (n2 - n1) for name in ir}
         rows = []
         for name, label, env, base in confs:
-            per_pair = (ir[name][n2] - ir[name][n1]) / (n2 - n1)
-            row = dict(name=name, label=label, base=base, ir_per_pair=per_pair)
+            row = dict(name=name, label=label, base=base, ir_per_pair=per_pair[name])
             if base:
-                row["extra_per_pair"] = per_pair - (ir[base][n2] - ir[base][n1]) / (n2 - n1)
+                row["extra_per_pair"] = per_pair[name] - per_pair[base]
+            if name.startswith("mprof") and "mimalloc-debian" in per_pair:
+                row["extra_vs_debian"] = per_pair[name] - per_pair["mimalloc-debian"]
             rows.append(row)
-        path = os.path.join(self.tmp, "callgrind.mprof-lg40.%d" % n2)
-        counts = self.cg_counts(path)
-        self.data["callgrind"] = dict(
-            ops=[n1, n2], rows=rows, raw=ir, annotate=self.annotate(counts, n2),
-            functions=[dict(object=os.path.basename(ob), function=fn, per_op=sum(c.values()) / n2)
-                       for (ob, fn), c in sorted(counts.items(), key=lambda kv: -sum(kv[1].values()))
-                       if "libmprof" in ob])
+        libs = {"mimalloc": L["mimalloc"], "mimalloc-debian": L["mimalloc_debian"], "mprof-lg40": mp}
+        functions, annotate = {}, {}
+        for name, c in counts.items():
+            lib = os.path.basename(os.path.realpath(libs[name]))
+            # Self instructions per pair: the difference of the two sizes, like the totals.
+            fn = {}
+            for n, sign in ((n2, 1), (n1, -1)):
+                for (ob, f), byaddr in c[n].items():
+                    if ob and os.path.basename(os.path.realpath(ob)) == lib:
+                        k = fn.setdefault(f, {})
+                        for addr, x in byaddr.items():
+                            k[addr] = k.get(addr, 0) + sign * x
+            functions[name] = [dict(object=lib, function=f, per_op=sum(v.values()) / (n2 - n1))
+                               for f, v in sorted(fn.items(), key=lambda kv: -sum(kv[1].values()))]
+            annotate[name] = self.annotate(libs[name], fn, n2 - n1)
+        self.data["callgrind"] = dict(ops=[n1, n2], rows=rows, raw=ir, annotate=annotate,
+                                      functions=functions)
 
     @staticmethod
     def cg_counts(path):
@@ -420,16 +453,31 @@ class Suite:
                     c[int(addr, 16)] = c.get(int(addr, 16), 0) + int(cnt)
         return counts
 
-    def annotate(self, counts, ops):
-        """Per-instruction execution counts of malloc and free in libmprof.so, joined with
-        objdump's disassembly."""
-        counts = {fn: c for (ob, fn), c in counts.items() if ob and "libmprof" in ob}
+    @staticmethod
+    def annotate(lib, fn_counts, pairs):
+        """malloc and free of a library, objdump's disassembly (from the exported symbol's
+        address, for its size, so that aliases and stripped libraries work) with the execution
+        count per malloc/free pair of every instruction."""
         out = {}
-        lib = os.path.realpath(self.libmprof)
-        if not shutil.which("objdump"):
+        lib = os.path.realpath(lib)
+        if not shutil.which("objdump") or not shutil.which("nm"):
             return out
+        syms = {}
+        for line in subprocess.run(["nm", "-D", "-S", "--defined-only", lib], capture_output=True,
+                                   text=True).stdout.splitlines():
+            f = line.split()
+            if len(f) == 4:
+                syms[f[3].split("@")[0]] = (int(f[0], 16), int(f[1], 16))
+        byaddr = {}
+        for c in fn_counts.values():
+            for a, x in c.items():
+                byaddr[a] = byaddr.get(a, 0) + x
         for fn in ("malloc", "free"):
-            dis = subprocess.run(["objdump", "-d", "--no-show-raw-insn", "--disassemble=" + fn, lib],
+            if fn not in syms:
+                continue
+            start, size = syms[fn]
+            dis = subprocess.run(["objdump", "-d", "--no-show-raw-insn", "--start-address=%#x" % start,
+                                  "--stop-address=%#x" % (start + size), lib],
                                  capture_output=True, text=True).stdout
             lines = []
             for line in dis.splitlines():
@@ -437,8 +485,8 @@ class Suite:
                 if not m:
                     continue
                 addr = int(m.group(1), 16)
-                c = counts.get(fn, {}).get(addr, 0)
-                lines.append(dict(addr=addr, per_call=c / ops, insn=re.sub(r"\s+", " ", m.group(2))))
+                lines.append(dict(addr=addr, per_call=byaddr.get(addr, 0) / pairs,
+                                  insn=re.sub(r"\s+", " ", m.group(2))))
             out[fn] = lines
         return out
 
