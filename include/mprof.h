@@ -37,11 +37,12 @@ extern "C" {
  *   EPERM   writing a read-only name or reading a write-only one
  *   EAGAIN  profiler memory exhausted
  *   EFAULT  the operation failed for another reason
- *   and, for prof.dump, the errno of the failing system call (ENOENT for a missing directory,
- *   EACCES, ENOSPC, ENAMETOOLONG, ...).
+ *   and, for prof.dump and prof.mutex.dump, the errno of the failing system call (ENOENT for a
+ *   missing directory, EACCES, ENOSPC, ENAMETOOLONG, ...).
  *
  * The names are listed in docs/OPTIONS.md: version, allocator, epoch, prof.dump, prof.active,
- * prof.lg_sample, prof.interval, opt.*, stats.*. ECANCELED: prof.dump after the final dump. */
+ * prof.lg_sample, prof.interval, prof.mutex.dump, prof.mutex_fraction, prof.mutex_app, opt.*,
+ * stats.*. ECANCELED: prof.dump or prof.mutex.dump after the final dump. */
 MPROF_EXPORT int mprof_ctl(const char* name, void* oldp, size_t* oldlenp, void* newp,
                            size_t newlen);
 

@@ -54,6 +54,7 @@ static void init_shards_once(void) {
   for (int i = 0; i < MPROF_BLOCKMAP_SHARDS; i++) {
     pthread_mutex_init(&shards[i].lock.mu, NULL);
     shards[i].lock.rank = MPROF_RANK_BLOCKMAP;
+    shards[i].lock.name = "mprof_lock:blockmap";
   }
 }
 

@@ -13,7 +13,7 @@
 
 #define MPROF_BUCKET_HASH_SIZE ((size_t)1 << 16)
 
-static mprof_lock_t mprof_insert_lock = MPROF_LOCK_INIT(MPROF_RANK_INSERT);
+static mprof_lock_t mprof_insert_lock = MPROF_LOCK_INIT(MPROF_RANK_INSERT, "insert");
 static _Atomic(mprof_bucket_t*)* _Atomic table; /* chain heads; set once under the insert lock */
 static _Atomic(mprof_bucket_t*) all[MPROF_BUCKET_NTYPES]; /* per-type lists, written under lock */
 static _Atomic size_t counts[MPROF_BUCKET_NTYPES];

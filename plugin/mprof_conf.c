@@ -38,6 +38,11 @@ const mprof_opt_desc_t mprof__opt_descs[] = {
      "Start a new epoch every 2^n bytes allocated (estimated); -1 disables automatic epochs."},
     {"prof_leak", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_leak), 0, 1,
      "Print a one-line summary of sampled memory still in use to stderr at exit."},
+    {"prof_mutex_fraction", MPROF_OPT_UNSIGNED, offsetof(mprof_opts_t, prof_mutex_fraction), 0,
+     INT32_MAX,
+     "Contention profile: one in n contended lock acquisitions is recorded; 0 disables it."},
+    {"prof_mutex_app", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_mutex_app), 0, 1,
+     "The contention profile includes the program's own pthread mutexes."},
 };
 const size_t mprof__opt_ndescs = sizeof mprof__opt_descs / sizeof mprof__opt_descs[0];
 
@@ -53,6 +58,8 @@ void mprof__opts_default(mprof_opts_t* o) {
   o->prof_gdump = false;
   o->lg_prof_epoch = 30;
   o->prof_leak = false;
+  o->prof_mutex_fraction = 0;
+  o->prof_mutex_app = false;
 }
 
 const mprof_opt_desc_t* mprof__opt_find(const char* name, size_t len) {

@@ -42,6 +42,10 @@ typedef struct mprof_opts_s {
   ssize_t lg_prof_epoch;
   /* default false: print a one-line leak summary to stderr at exit */
   bool prof_leak;
+  /* default 0 (off): one in n contended lock acquisitions is recorded; 0..INT32_MAX */
+  unsigned prof_mutex_fraction;
+  /* default false: the contention profile includes the program's pthread mutexes */
+  bool prof_mutex_app;
 } mprof_opts_t;
 
 typedef enum {

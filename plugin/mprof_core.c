@@ -13,6 +13,7 @@
 #include "mprof_cycle.h"
 #include "mprof_hooks.h"
 #include "mprof_meta.h"
+#include "mprof_mutex.h"
 #include "mprof_pprof.h"
 #include "mprof_profile.h"
 #include "mprof_thread.h"
@@ -43,7 +44,7 @@ static pthread_key_t thread_key; /* destructor releases per-thread state */
 
 static _Atomic uint64_t st_samples, st_frees, st_dropped, st_inuse_bytes, st_dumps, st_dump_errors;
 static uint64_t dump_seq;          /* every automatic dump of this process; mprof_dump_lock */
-static uint64_t kind_seq[4];       /* per kind: f, i, m, u; mprof_dump_lock */
+static uint64_t kind_seq[2][4];    /* per profile (heap, mutex) and kind f, i, m, u; dump lock */
 static _Atomic uint64_t alloc_est; /* estimated bytes allocated (sum of w*size) */
 static _Atomic int64_t inuse_est;  /* estimated bytes in use (sum of w*size) */
 static _Atomic int64_t gdump_mark; /* high-water mark of inuse_est last dumped */
@@ -270,12 +271,22 @@ static int snapshot(mprof_heap_rec_t** out, size_t* nout, size_t* cap_bytes) {
 /* Writes the profile to `path` through a temporary file in the same directory and a rename, so
  * a reader never sees half a profile and a failed dump leaves an older file intact. A path that
  * exists and is not a regular file (a pipe, /dev/stdout, /dev/full) is written in place. */
-static int write_file(const char* path, const mprof_heap_profile_t* prof) {
+typedef int (*writer_fn)(int fd, const void* prof);
+
+static int write_heap(int fd, const void* prof) {
+  return mprof__pprof_write_heap(fd, prof);
+}
+
+static int write_mutex(int fd, const void* prof) {
+  return mprof__pprof_write_mutex(fd, prof);
+}
+
+static int write_file(const char* path, writer_fn writer, const void* prof) {
   struct stat st;
   if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
     int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0) return errno;
-    int err = mprof__pprof_write_heap(fd, prof);
+    int err = writer(fd, prof);
     if (close(fd) != 0 && err == 0) err = errno;
     return err;
   }
@@ -284,17 +295,34 @@ static int write_file(const char* path, const mprof_heap_profile_t* prof) {
   if (n < 0 || (size_t)n >= sizeof tmp) return ENAMETOOLONG;
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return errno;
-  int err = mprof__pprof_write_heap(fd, prof);
+  int err = writer(fd, prof);
   if (close(fd) != 0 && err == 0) err = errno;
   if (err == 0 && rename(tmp, path) != 0) err = errno;
   if (err != 0) unlink(tmp);
   return err;
 }
 
+/* Writes the contention profile to `path`. Needs mprof_dump_lock. */
+static int dump_mutex_locked(const char* path) {
+  mprof_mutex_profile_t prof;
+  size_t cap_bytes;
+  int err = mprof__mutex_snapshot(&prof, &cap_bytes);
+  if (err == 0) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    prof.time_nanos = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    err = write_file(path, write_mutex, &prof);
+    mprof__mutex_snapshot_free(&prof, cap_bytes);
+  }
+  return err;
+}
+
 /* Writes one profile to `path`. Needs mprof_dump_lock; counts the result in the stats. */
-static int dump_locked(const char* path) {
+static int dump_locked(const char* path, bool mutex) {
   int err = ENAMETOOLONG;
-  if (strlen(path) < PATH_MAX) {
+  if (strlen(path) < PATH_MAX && mutex) {
+    err = dump_mutex_locked(path);
+  } else if (strlen(path) < PATH_MAX) {
     mprof__cycle_publish_all();
     mprof_heap_profile_t prof;
     mprof_heap_rec_t* recs;
@@ -306,7 +334,7 @@ static int dump_locked(const char* path) {
       prof.recs = recs;
       prof.period = interval;
       prof.time_nanos = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-      err = write_file(path, &prof);
+      err = write_file(path, write_heap, &prof);
       mprof__meta_free(recs, cap_bytes);
     }
   }
@@ -315,18 +343,19 @@ static int dump_locked(const char* path) {
 }
 
 /* The next automatic name of `kind`. Needs mprof_dump_lock, so numbers follow the dump order. */
-static int auto_name_locked(char kind, char* buf, size_t len) {
+static int auto_name_locked(char kind, bool mutex, char* buf, size_t len) {
   if (mprof__opts.prof_prefix[0] == '\0') return EINVAL;
   int ki = kind == 'f' ? 0 : kind == 'i' ? 1 : kind == 'm' ? 2 : 3;
   uint64_t seq = dump_seq++;
-  uint64_t kseq = kind_seq[ki]++;
+  uint64_t kseq = kind_seq[mutex][ki]++;
+  const char* ext = mutex ? "mutex.pb.gz" : "pb.gz";
   int n;
   if (kind == 'f')
-    n = snprintf(buf, len, "%s.%ld.%llu.f.pb.gz", mprof__opts.prof_prefix, (long)getpid(),
-                 (unsigned long long)seq);
+    n = snprintf(buf, len, "%s.%ld.%llu.f.%s", mprof__opts.prof_prefix, (long)getpid(),
+                 (unsigned long long)seq, ext);
   else
-    n = snprintf(buf, len, "%s.%ld.%llu.%c%llu.pb.gz", mprof__opts.prof_prefix, (long)getpid(),
-                 (unsigned long long)seq, kind, (unsigned long long)kseq);
+    n = snprintf(buf, len, "%s.%ld.%llu.%c%llu.%s", mprof__opts.prof_prefix, (long)getpid(),
+                 (unsigned long long)seq, kind, (unsigned long long)kseq, ext);
   return (n < 0 || (size_t)n >= len) ? ENAMETOOLONG : 0;
 }
 
@@ -334,7 +363,7 @@ static int auto_name_locked(char kind, char* buf, size_t len) {
  * for automatic dumps taken from inside malloc, which must never wait for another dump (that
  * dump may be waiting for a lock that this thread holds, such as the dynamic loader's): such a
  * dump is skipped with EAGAIN, uses no sequence number, and the next trigger tries again. */
-static int dump(const char* path, char kind, bool wait, char* name, size_t namelen) {
+static int dump(const char* path, char kind, bool mutex, bool wait, char* name, size_t namelen) {
   if (!mprof__ready()) return ENOENT;
   mprof__enter();
   int err = 0;
@@ -347,10 +376,10 @@ static int dump(const char* path, char kind, bool wait, char* name, size_t namel
   if (atomic_load_explicit(&exit_state, memory_order_acquire) == EXIT_DONE) {
     err = ECANCELED; /* the process is ending: a dump now could be cut off half-written */
   } else if (path == NULL) {
-    err = auto_name_locked(kind, name, namelen);
+    err = auto_name_locked(kind, mutex, name, namelen);
     path = name;
   }
-  if (err == 0) err = dump_locked(path);
+  if (err == 0) err = dump_locked(path, mutex);
   mprof__cycle_dump_unlock();
   mprof__leave();
   return err;
@@ -358,17 +387,26 @@ static int dump(const char* path, char kind, bool wait, char* name, size_t namel
 
 int mprof__dump(const char* path) {
   char name[PATH_MAX];
-  return dump(path, 'm', true, name, sizeof name);
+  return dump(path, 'm', false, true, name, sizeof name);
 }
 
-int mprof__dump_auto(char kind) {
+int mprof__mutex_dump(const char* path) {
+  char name[PATH_MAX];
+  return dump(path, 'm', true, true, name, sizeof name);
+}
+
+static int dump_auto(char kind, bool mutex) {
   if (!mprof__ready()) return ENOENT;
   char name[PATH_MAX] = "";
-  int err = dump(NULL, kind, kind == 'f' || kind == 'm', name, sizeof name);
+  int err = dump(NULL, kind, mutex, kind == 'f' || kind == 'm', name, sizeof name);
   if (err == EAGAIN || err == ECANCELED) return err; /* skipped, not failed */
   if (err != 0 && !atomic_flag_test_and_set(&warned_dump))
     say("mprof: automatic profile dump to \"%s\" failed: %s", name, strerror(err));
   return err;
+}
+
+int mprof__dump_auto(char kind) {
+  return dump_auto(kind, false);
 }
 
 uint64_t mprof__epoch_advance(void) {
@@ -399,6 +437,11 @@ void mprof__stats_read(mprof_stats_t* s) {
   s->metadata_bytes = mprof__meta_mapped_bytes();
   s->dumps = atomic_load_explicit(&st_dumps, memory_order_relaxed);
   s->dump_errors = atomic_load_explicit(&st_dump_errors, memory_order_relaxed);
+  mprof_mutex_stats_t m;
+  mprof__mutex_stats(&m);
+  s->contentions = m.contentions;
+  s->contentions_lost = m.contentions_lost;
+  s->contention_buckets = m.buckets;
 }
 
 bool mprof__active_get(void) {
@@ -423,6 +466,7 @@ const char* mprof__host_name(void) {
 static void fork_prepare(void) {
   mprof__thread.busy++;
   mprof__cycle_fork_prepare();
+  mprof__mutex_fork_prepare();
   mprof__bucket_fork_prepare();
   mprof__blockmap_fork_prepare();
   mprof__meta_fork_prepare();
@@ -432,6 +476,7 @@ static void fork_parent(void) {
   mprof__meta_fork_parent();
   mprof__blockmap_fork_parent();
   mprof__bucket_fork_parent();
+  mprof__mutex_fork_parent();
   mprof__cycle_fork_parent();
   mprof__thread.busy--;
 }
@@ -440,6 +485,7 @@ static void fork_child(void) {
   mprof__meta_fork_child();
   mprof__blockmap_fork_child();
   mprof__bucket_fork_child();
+  mprof__mutex_fork_child();
   mprof__cycle_fork_child();
   mprof__thread.busy--;
 }
@@ -477,7 +523,13 @@ void mprof__at_exit(void) {
   }
   if (mprof__ready()) {
     mprof__thread.busy++;
-    if (mprof__opts.prof_final && mprof__opts.prof_prefix[0] != '\0') mprof__dump_auto('f');
+    if (mprof__opts.prof_final && mprof__opts.prof_prefix[0] != '\0') {
+      mprof__dump_auto('f');
+      /* The contention profile too, when it is on or has anything to show. */
+      mprof_mutex_stats_t m;
+      mprof__mutex_stats(&m);
+      if (mprof__mutex_fraction() != 0 || m.contentions != 0) dump_auto('f', true);
+    }
     if (mprof__opts.prof_leak) {
       mprof__cycle_publish_all();
       int64_t est = atomic_load_explicit(&inuse_est, memory_order_relaxed);
@@ -526,6 +578,7 @@ static const mprof_callbacks_t* start(const mprof_host_t* h) {
   }
   pthread_atfork(fork_prepare, fork_parent, fork_child);
   atexit(mprof__at_exit);
+  mprof__mutex_start(mprof__opts.prof_mutex_fraction, mprof__opts.prof_mutex_app);
   atomic_store_explicit(&init_state, INIT_ON, memory_order_release);
   mprof__thread.busy--;
   return &callbacks;

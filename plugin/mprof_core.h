@@ -23,6 +23,9 @@ typedef struct mprof_stats_s {
   uint64_t metadata_bytes; /* profiler memory mapped (buckets, block map, stack buffers, ...) */
   uint64_t dumps;          /* profiles written */
   uint64_t dump_errors;    /* dumps that failed */
+  uint64_t contentions;    /* sampled contended acquisitions recorded (weighted), lost included */
+  uint64_t contentions_lost;   /* of those, charged to the sentinel frame (weighted) */
+  uint64_t contention_buckets; /* distinct contention stacks */
 } mprof_stats_t;
 
 void mprof__stats_read(mprof_stats_t* out);
@@ -33,6 +36,10 @@ void mprof__active_set(bool on);
 /* Writes a heap profile. path NULL: the next automatic name of kind 'm' (manual). Returns 0 or
  * a positive errno; on failure no file is left at the path (an older file there is kept). */
 int mprof__dump(const char* path);
+
+/* Writes the contention profile; path NULL: the next automatic name of kind 'm'
+ * (<prefix>.<pid>.<seq>.m<n>.mutex.pb.gz). Returns 0 or a positive errno. */
+int mprof__mutex_dump(const char* path);
 
 /* Automatic dump of kind 'f' (final), 'i' (interval), 'u' (high-water) or 'm'. */
 int mprof__dump_auto(char kind);

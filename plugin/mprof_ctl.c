@@ -8,6 +8,7 @@
 
 #include "mprof_conf.h"
 #include "mprof_core.h"
+#include "mprof_mutex.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -59,19 +60,56 @@ static int ctl_epoch(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
   return read_out(oldp, oldlenp, &e, sizeof e);
 }
 
-static int ctl_prof_dump(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
+static int dump_ctl(int (*dump)(const char*), void* oldp, size_t* oldlenp, void* newp,
+                    size_t newlen) {
   if (!mprof__opts.prof) return ENOENT;
   if (wants_read(oldp, oldlenp)) return EPERM;
   if (newp == NULL && newlen == 0) {
-    int err = mprof__dump(NULL);
+    int err = dump(NULL);
     return err == ENOMEM ? EAGAIN : err;
   }
   if (newp == NULL || newlen != sizeof(const char*)) return EINVAL;
   const char* path;
   memcpy(&path, newp, sizeof path);
   if (path != NULL && path[0] == '\0') return EINVAL;
-  int err = mprof__dump(path);
+  int err = dump(path);
   return err == ENOMEM ? EAGAIN : err; /* out of profiler memory: the mallctl code */
+}
+
+static int ctl_prof_dump(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
+  return dump_ctl(mprof__dump, oldp, oldlenp, newp, newlen);
+}
+
+static int ctl_prof_mutex_dump(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
+  return dump_ctl(mprof__mutex_dump, oldp, oldlenp, newp, newlen);
+}
+
+static int ctl_prof_mutex_fraction(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
+  if (!mprof__opts.prof) return ENOENT;
+  unsigned old = mprof__mutex_fraction();
+  if (newp != NULL || newlen != 0) {
+    if (newp == NULL || newlen != sizeof(unsigned)) return EINVAL;
+    unsigned v;
+    memcpy(&v, newp, sizeof v);
+    if (v > INT32_MAX) return EINVAL;
+    if (wants_read(oldp, oldlenp) && *oldlenp != sizeof(unsigned)) return EINVAL;
+    mprof__mutex_set_fraction(v);
+  }
+  return read_out(oldp, oldlenp, &old, sizeof old);
+}
+
+static int ctl_prof_mutex_app(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
+  if (!mprof__opts.prof) return ENOENT;
+  bool old = mprof__mutex_app();
+  if (newp != NULL || newlen != 0) {
+    if (newp == NULL || newlen != sizeof(bool)) return EINVAL;
+    unsigned char v;
+    memcpy(&v, newp, 1);
+    if (v > 1) return EINVAL;
+    if (wants_read(oldp, oldlenp) && *oldlenp != sizeof(bool)) return EINVAL;
+    mprof__mutex_set_app(v != 0);
+  }
+  return read_out(oldp, oldlenp, &old, sizeof old);
 }
 
 static int ctl_prof_active(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
@@ -119,6 +157,9 @@ STAT_HANDLER(sampled_bytes_in_use)
 STAT_HANDLER(metadata_bytes)
 STAT_HANDLER(dumps)
 STAT_HANDLER(dump_errors)
+STAT_HANDLER(contentions)
+STAT_HANDLER(contentions_lost)
+STAT_HANDLER(contention_buckets)
 
 typedef struct ctl_node_s {
   const char* name;
@@ -133,6 +174,9 @@ static const ctl_node_t nodes[] = {
     {"prof.active", ctl_prof_active},
     {"prof.lg_sample", ctl_prof_lg_sample},
     {"prof.interval", ctl_prof_interval},
+    {"prof.mutex.dump", ctl_prof_mutex_dump},
+    {"prof.mutex_fraction", ctl_prof_mutex_fraction},
+    {"prof.mutex_app", ctl_prof_mutex_app},
     {"stats.samples", ctl_stats_samples},
     {"stats.frees", ctl_stats_frees},
     {"stats.dropped_samples", ctl_stats_dropped_samples},
@@ -142,6 +186,9 @@ static const ctl_node_t nodes[] = {
     {"stats.metadata_bytes", ctl_stats_metadata_bytes},
     {"stats.dumps", ctl_stats_dumps},
     {"stats.dump_errors", ctl_stats_dump_errors},
+    {"stats.contentions", ctl_stats_contentions},
+    {"stats.contentions_lost", ctl_stats_contentions_lost},
+    {"stats.contention_buckets", ctl_stats_contention_buckets},
 };
 
 static int ctl_opt(const mprof_opt_desc_t* d, void* oldp, size_t* oldlenp, void* newp,

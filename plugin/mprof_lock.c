@@ -1,5 +1,8 @@
-/* Lock wrapper: rank checking in debug builds (see mprof_lock.h for the order). */
+/* Lock wrapper: contention sampling, held-lock counting, and rank checking in debug builds (see
+ * mprof_lock.h for the order). */
 #include "mprof_lock.h"
+
+#include "mprof_mutex.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -23,11 +26,31 @@ void mprof__lock_assert_held(const mprof_lock_t* l) {
 }
 #endif
 
+/* The first try failed: wait, timing the wait if the contention profile samples it. */
+__attribute__((noinline)) static void lock_contended(mprof_lock_t* l) {
+  mprof_mtx_thread_t* t = &mprof__mtx_thread;
+  uint64_t weight = mprof__mutex_sample();
+  if (weight == 0) {
+    mprof__sys_mutex_lock(&l->mu);
+    t->held++;
+    return;
+  }
+  uint32_t n = mprof__mutex_capture(t, l->name);
+  uint64_t t0 = mprof__mutex_now();
+  mprof__sys_mutex_lock(&l->mu);
+  uint64_t t1 = mprof__mutex_now();
+  t->held++; /* it holds l now: the event waits in the pending slot until it holds none */
+  mprof__mutex_event(t, n, weight, t1 - t0);
+}
+
 void mprof__lock(mprof_lock_t* l) {
 #ifdef MPROF_DEBUG_LOCKS
   if (held_ranks >> l->rank) rank_violation("acquiring", l->rank);
 #endif
-  pthread_mutex_lock(&l->mu);
+  if (pthread_mutex_trylock(&l->mu) == 0)
+    mprof__mtx_thread.held++;
+  else
+    lock_contended(l);
 #ifdef MPROF_DEBUG_LOCKS
   held_ranks |= 1u << l->rank;
 #endif
@@ -38,6 +61,7 @@ bool mprof__trylock(mprof_lock_t* l) {
   if (held_ranks >> l->rank) rank_violation("trying", l->rank);
 #endif
   if (pthread_mutex_trylock(&l->mu) != 0) return false;
+  mprof__mtx_thread.held++;
 #ifdef MPROF_DEBUG_LOCKS
   held_ranks |= 1u << l->rank;
 #endif
@@ -49,10 +73,13 @@ void mprof__unlock(mprof_lock_t* l) {
   held_ranks &= ~(1u << l->rank);
 #endif
   pthread_mutex_unlock(&l->mu);
+  mprof_mtx_thread_t* t = &mprof__mtx_thread;
+  if (--t->held == 0 && t->pend_n != 0) mprof__mutex_flush();
 }
 
 void mprof__lock_reinit(mprof_lock_t* l) {
   pthread_mutex_init(&l->mu, NULL);
+  if (mprof__mtx_thread.held > 0) mprof__mtx_thread.held--;
 #ifdef MPROF_DEBUG_LOCKS
   held_ranks &= ~(1u << l->rank);
 #endif

@@ -14,8 +14,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MPROF_SELF_FRAMES_MAX 16
-
 __thread mprof_thread_t mprof__thread __attribute__((tls_model("initial-exec")));
 
 static uintptr_t self_lo, self_hi; /* written once at init, before any sample */
@@ -23,6 +21,10 @@ static uintptr_t self_lo, self_hi; /* written once at init, before any sample */
 void mprof__thread_set_self_range(uintptr_t lo, uintptr_t hi) {
   self_lo = lo;
   self_hi = hi;
+}
+
+bool mprof__thread_in_self(uintptr_t pc) {
+  return pc >= self_lo && pc < self_hi;
 }
 
 void mprof__thread_seed(mprof_thread_t* t) {
@@ -67,17 +69,21 @@ uint32_t mprof__thread_capture(mprof_thread_t* t, unsigned depth, unsigned skip)
     if (t->stack == NULL) return 0;
     t->stack_cap = want;
   }
-  int n = unw_backtrace((void**)t->stack, (int)want);
+  return mprof__thread_capture_into(t->stack, want, depth, skip);
+}
+
+uint32_t mprof__thread_capture_into(uintptr_t* buf, unsigned cap, unsigned depth, unsigned skip) {
+  int n = unw_backtrace((void**)buf, (int)cap);
   if (n <= 0) return 0;
   unsigned first = 0;
-  while (first < (unsigned)n && t->stack[first] >= self_lo && t->stack[first] < self_hi)
+  while (first < (unsigned)n && buf[first] >= self_lo && buf[first] < self_hi)
     first++;
   first += skip;
   if (first >= (unsigned)n) return 0;
   unsigned kept = (unsigned)n - first;
   if (kept > depth) kept = depth;
   for (unsigned i = 0; i < kept; i++)
-    t->stack[i] = t->stack[first + i];
+    buf[i] = buf[first + i];
   return kept;
 }
 

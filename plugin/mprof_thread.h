@@ -71,8 +71,18 @@ void mprof__thread_seed(mprof_thread_t* t);
  * frames kept (at most `depth`), 0 if no buffer could be had. Never allocates from the heap. */
 uint32_t mprof__thread_capture(mprof_thread_t* t, unsigned depth, unsigned skip);
 
+/* The same into buf (cap entries, cap >= depth + skip + MPROF_SELF_FRAMES_MAX): for callers that
+ * keep stacks of their own (the contention profile's per-thread slots). */
+uint32_t mprof__thread_capture_into(uintptr_t* buf, unsigned cap, unsigned depth, unsigned skip);
+
+/* Most leading frames of the profiler's own that a capture drops (room kept for them). */
+#define MPROF_SELF_FRAMES_MAX 16
+
 /* Leading frames with an address in [lo, hi) are the profiler's own and are dropped. */
 void mprof__thread_set_self_range(uintptr_t lo, uintptr_t hi);
+
+/* pc lies in the profiler's own code (the range above). */
+bool mprof__thread_in_self(uintptr_t pc);
 
 /* Releases the stack buffer (thread exit). */
 void mprof__thread_release(mprof_thread_t* t);

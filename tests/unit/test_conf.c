@@ -72,6 +72,8 @@ static void assert_opts_equal(const mprof_opts_t* a, const mprof_opts_t* b) {
   EXPECT_INT(a->prof_gdump, b->prof_gdump);
   EXPECT_INT(a->lg_prof_epoch, b->lg_prof_epoch);
   EXPECT_INT(a->prof_leak, b->prof_leak);
+  EXPECT_INT(a->prof_mutex_fraction, b->prof_mutex_fraction);
+  EXPECT_INT(a->prof_mutex_app, b->prof_mutex_app);
 }
 
 /* Reads a non-string option through its descriptor (the table itself is checked separately). */
@@ -139,6 +141,8 @@ static void test_defaults_are_the_documented_values(void** state) {
   assert_false(o.prof_gdump);
   EXPECT_INT(o.lg_prof_epoch, 30);
   assert_false(o.prof_leak);
+  EXPECT_INT(o.prof_mutex_fraction, 0);
+  assert_false(o.prof_mutex_app);
 }
 
 static void test_descriptor_table_lists_every_field_once_in_order(void** state) {
@@ -159,6 +163,9 @@ static void test_descriptor_table_lists_every_field_once_in_order(void** state) 
       {"prof_gdump", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_gdump), 0, 1},
       {"lg_prof_epoch", MPROF_OPT_SSIZE, offsetof(mprof_opts_t, lg_prof_epoch), -1, 62},
       {"prof_leak", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_leak), 0, 1},
+      {"prof_mutex_fraction", MPROF_OPT_UNSIGNED, offsetof(mprof_opts_t, prof_mutex_fraction), 0,
+       2147483647},
+      {"prof_mutex_app", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_mutex_app), 0, 1},
   };
   const size_t n = sizeof want / sizeof want[0];
   EXPECT_INT(mprof__opt_ndescs, n);
@@ -193,6 +200,8 @@ static void test_every_descriptor_parses_its_default_back(void** state) {
   o.prof_gdump = true;
   o.lg_prof_epoch = 4;
   o.prof_leak = true;
+  o.prof_mutex_fraction = 9;
+  o.prof_mutex_app = true;
 
   static char conf[4096];
   size_t len = 0;
