@@ -20,11 +20,11 @@ typedef struct mprof_stats_s {
   uint64_t buckets;         /* distinct heap call stacks */
   uint64_t sampled_blocks;  /* live sampled blocks */
   uint64_t sampled_bytes_in_use; /* requested bytes of live sampled blocks (raw, not scaled) */
-  uint64_t metadata_bytes; /* profiler memory mapped (buckets, block map, stack buffers, ...) */
-  uint64_t dumps;          /* profiles written */
-  uint64_t dump_errors;    /* dumps that failed */
-  uint64_t contentions;    /* sampled contended acquisitions recorded (weighted), lost included */
-  uint64_t contentions_lost;   /* of those, charged to the sentinel frame (weighted) */
+  uint64_t metadata_bytes;   /* profiler memory mapped (buckets, block map, stack buffers, ...) */
+  uint64_t dumps;            /* profiles written */
+  uint64_t dump_errors;      /* dumps that failed */
+  uint64_t contentions;      /* sampled contended acquisitions recorded (weighted), lost included */
+  uint64_t contentions_lost; /* of those, charged to the sentinel frame (weighted) */
   uint64_t contention_buckets; /* distinct contention stacks */
 } mprof_stats_t;
 

@@ -200,8 +200,8 @@ uint32_t mprof__mutex_capture(mprof_mtx_thread_t* t, const char* name) {
     t->scratch[0] = pc;
     off = 1;
   }
-  uint32_t n = mprof__thread_capture_into(t->scratch + off, t->cap - off,
-                                          mprof__opts.prof_stack_depth, 0);
+  uint32_t n =
+      mprof__thread_capture_into(t->scratch + off, t->cap - off, mprof__opts.prof_stack_depth, 0);
   if (n == 0 && off == 0) return 0;
   return n + off;
 }
@@ -223,8 +223,7 @@ static void record(mprof_mtx_thread_t* t, const uintptr_t* stk, uint32_t n, uint
   t->recording--;
 }
 
-static void event(mprof_mtx_thread_t* t, uint32_t n, uint64_t weight, uint64_t delay,
-                  bool defer) {
+static void event(mprof_mtx_thread_t* t, uint32_t n, uint64_t weight, uint64_t delay, bool defer) {
   if (n == 0 || t->recording != 0) {
     charge_sentinel(weight, delay);
     return;

@@ -35,7 +35,7 @@
 
 /* Pseudo return addresses for named frames: in the kernel half, never user code. */
 #define MPROF_PSEUDO_PC_BASE ((uintptr_t)0xffffffffff000000ull)
-#define MPROF_PSEUDO_MAX 256 /* distinct names; further names are charged to the sentinel */
+#define MPROF_PSEUDO_MAX 256    /* distinct names; further names are charged to the sentinel */
 #define MPROF_MUTEX_NAME_MAX 64 /* bytes kept of a name, with the NUL */
 #define MPROF_LOST_CONTENDED_LOCK "mprof_lost_contended_lock"
 
