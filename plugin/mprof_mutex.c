@@ -255,7 +255,7 @@ void mprof__mutex_event(mprof_mtx_thread_t* t, uint32_t n, uint64_t weight, uint
 
 void mprof__mutex_flush(void) {
   mprof_mtx_thread_t* t = &mprof__mtx_thread;
-  if (t->pend_n == 0 || t->held != 0 || t->recording != 0) return;
+  if (t->pend_n == 0 || t->held != 0 || t->recording != 0 || t->alloc_held != 0) return;
   uint32_t n = t->pend_n;
   t->pend_n = 0;
   /* Record from the pending buffer; contention met while recording does not touch it. */
@@ -263,9 +263,13 @@ void mprof__mutex_flush(void) {
 }
 
 void mprof__contention_report(const char* name, uint64_t wait_ns, bool holds_alloc_locks) {
-  uint64_t weight = mprof__mutex_sample();
-  if (weight == 0) return;
   mprof_mtx_thread_t* t = &mprof__mtx_thread;
+  t->alloc_held = holds_alloc_locks;
+  uint64_t weight = mprof__mutex_sample();
+  if (weight == 0) {
+    if (!holds_alloc_locks && t->pend_n != 0) mprof__mutex_flush();
+    return;
+  }
   mprof__thread.busy++;
   uint32_t n = mprof__mutex_capture(t, name);
   event(t, n, weight, wait_ns, holds_alloc_locks || t->held != 0);
@@ -273,12 +277,14 @@ void mprof__contention_report(const char* name, uint64_t wait_ns, bool holds_all
 }
 
 void mprof__contention_flush(void) {
+  mprof__mtx_thread.alloc_held = 0;
   if (mprof__mtx_thread.pend_n != 0) mprof__mutex_flush();
 }
 
 void mprof__mutex_thread_exit(void) {
   mprof_mtx_thread_t* t = &mprof__mtx_thread;
   mprof__thread.busy++;
+  t->alloc_held = 0; /* an exiting thread holds no allocator lock */
   mprof__mutex_flush();
   if (t->pend_n != 0) charge_sentinel(t->pend_weight, t->pend_delay);
   t->pend_n = 0;

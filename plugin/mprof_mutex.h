@@ -43,6 +43,7 @@
 typedef struct mprof_mtx_thread_s {
   uint32_t held;       /* profiler (and reported allocator) locks held by the thread */
   uint32_t recording;  /* nonzero while the thread records contention */
+  uint32_t alloc_held; /* the glue said the thread holds allocator locks (last report) */
   uint64_t rng;        /* sampling draws; 0 until seeded */
   uintptr_t* pend_stk; /* the pending slot's stack (cap entries, profiler memory) */
   uintptr_t* scratch;  /* where the next event's stack is captured; swapped with pend_stk */
@@ -118,7 +119,8 @@ bool mprof__contention_on(void);
 /* A glue's lock `name` (e.g. "jemalloc_mutex:arena"; becomes the leaf frame; copied, at most
  * MPROF_MUTEX_NAME_MAX - 1 bytes) was contended and the thread waited wait_ns for it; call after
  * acquiring it. holds_alloc_locks: the thread holds allocator locks (counting this one), so the
- * event is kept in its pending slot until mprof__contention_flush. Sampling (1 in N) is decided
+ * event is kept in its pending slot, and nothing pending is recorded, until
+ * mprof__contention_flush or a report with holds_alloc_locks false. Sampling (1 in N) is decided
  * here. Never allocates from the heap; takes profiler locks only when holds_alloc_locks is false. */
 void mprof__contention_report(const char* name, uint64_t wait_ns, bool holds_alloc_locks);
 

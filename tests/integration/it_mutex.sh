@@ -63,7 +63,9 @@ echo "alloc: contentions $n lost $lost"
 locks=$(go tool pprof -top -nodefraction=0 -sample_index=contentions "$work/alloc.pb.gz" 2>/dev/null | grep -c 'mprof_lock:' || true)
 [ "$locks" -gt 0 ] && ok "profiler locks appear as mprof_lock:<name> frames" || bad "no mprof_lock: frame"
 s=$(cum "$work/alloc.pb.gz" mprof_lost_contended_lock contentions)
-[ "$lost" -gt 0 ] && [ "$s" = "$lost" ] && ok "sentinel frame carries the $lost lost contentions" ||
+# How many are lost depends on the scheduling (usually dozens): what is lost must be in the
+# sentinel, exactly.
+[ "$s" = "$lost" ] && ok "sentinel frame carries the $lost lost contentions" ||
   bad "sentinel $s vs stats.contentions_lost $lost"
 t=$(total "$work/alloc.pb.gz" contentions)
 [ "$t" = "$n" ] && ok "profile total equals stats.contentions" || bad "profile total $t vs stats $n"
