@@ -57,7 +57,7 @@ extern __thread mprof_mtx_thread_t mprof__mtx_thread __attribute__((tls_model("i
 
 /* Nonzero when the program's mutexes are profiled (prof_mutex_app, fraction > 0, profiling on).
  * The interposers test only this. */
-extern _Atomic int mprof__mutex_app_on;
+extern _Atomic int mprof__mutex_app_on __attribute__((visibility("hidden")));
 
 /* Options in force: called at start-up, and by the control names. */
 void mprof__mutex_start(unsigned fraction, bool app);

@@ -77,10 +77,9 @@ static int timed_wait(pthread_mutex_t* m, const struct timespec* abstime, uint64
   return r;
 }
 
-__attribute__((noinline)) static int lock_profiled(pthread_mutex_t* m,
-                                                   const struct timespec* abstime, void* ra) {
-  int r = pthread_mutex_trylock(m);
-  if (r != EBUSY) return r; /* acquired (0, EOWNERDEAD) or an error lock would give too */
+/* The first try failed (EBUSY): the mutex is taken. */
+__attribute__((noinline)) static int lock_contended(pthread_mutex_t* m,
+                                                    const struct timespec* abstime, void* ra) {
   /* Not the program's: the profiler's own calls, and the glue's (libmprof.so's code). */
   bool mine = mprof__thread.busy || mprof__thread_in_self((uintptr_t)ra);
   uint64_t weight = mine ? 0 : mprof__mutex_sample();
@@ -93,11 +92,17 @@ __attribute__((noinline)) static int lock_profiled(pthread_mutex_t* m,
 MPROF_PUBLIC int pthread_mutex_lock(pthread_mutex_t* m) {
   if (__builtin_expect(!atomic_load_explicit(&mprof__mutex_app_on, memory_order_relaxed), 1))
     return atomic_load_explicit(&real_lock, memory_order_relaxed)(m);
-  return lock_profiled(m, NULL, __builtin_return_address(0));
+  /* Uncontended acquisitions are never timed: try first. Anything but EBUSY is what lock would
+   * have returned too (0, EOWNERDEAD for a robust mutex, EAGAIN at the recursion limit). */
+  int r = pthread_mutex_trylock(m);
+  if (__builtin_expect(r != EBUSY, 1)) return r;
+  return lock_contended(m, NULL, __builtin_return_address(0));
 }
 
 MPROF_PUBLIC int pthread_mutex_timedlock(pthread_mutex_t* m, const struct timespec* abstime) {
   if (__builtin_expect(!atomic_load_explicit(&mprof__mutex_app_on, memory_order_relaxed), 1))
     return atomic_load_explicit(&real_timedlock, memory_order_relaxed)(m, abstime);
-  return lock_profiled(m, abstime, __builtin_return_address(0));
+  int r = pthread_mutex_trylock(m);
+  if (__builtin_expect(r != EBUSY, 1)) return r;
+  return lock_contended(m, abstime, __builtin_return_address(0));
 }

@@ -1,0 +1,89 @@
+/* Costs and accuracy of the contention profile (docs/BENCHMARKS.md, "Contention profile").
+ *
+ *   bench_mutex pair N          N uncontended pthread_mutex_lock/unlock pairs in bench_mutex_loop
+ *                               (the function callgrind counts); prints ns per pair
+ *   bench_mutex contend N PATH  4 threads take one mutex N times each with a short critical
+ *                               section; each sums its own time inside pthread_mutex_lock; then
+ *                               the contention profile is written to PATH (prof.mutex.dump).
+ *                               Prints the measured wait and stats.contentions.
+ *
+ * Output lines: `RESULT key=value ...` (bench_common.h). */
+#include "bench_common.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+
+__attribute__((noinline)) void bench_mutex_loop(pthread_mutex_t* m, uint64_t n);
+__attribute__((noinline)) void bench_mutex_loop(pthread_mutex_t* m, uint64_t n) {
+  for (uint64_t i = 0; i < n; i++) {
+    pthread_mutex_lock(m);
+    __asm__ volatile("" ::: "memory");
+    pthread_mutex_unlock(m);
+  }
+}
+
+static int run_pair(uint64_t n) {
+  bench_mutex_loop(&mu, n / 10 + 1); /* warm up, resolve symbols */
+  uint64_t t0 = bench_now_ns();
+  bench_mutex_loop(&mu, n);
+  uint64_t t1 = bench_now_ns();
+  printf("RESULT test=pair n=%llu ns_per_pair=%.3f\n", (unsigned long long)n,
+         (double)(t1 - t0) / (double)n);
+  return 0;
+}
+
+static uint64_t rounds;
+static _Atomic uint64_t waited_ns, acquisitions;
+static volatile uint64_t counter;
+
+static void* contender(void* arg) {
+  (void)arg;
+  uint64_t w = 0, seed = (uintptr_t)&w;
+  for (uint64_t i = 0; i < rounds; i++) {
+    uint64_t t0 = bench_now_ns();
+    pthread_mutex_lock(&mu);
+    w += bench_now_ns() - t0;
+    for (int k = 0; k < 200; k++) /* ~0.2-0.5 us inside */
+      counter += bench_rand(&seed) & 1;
+    pthread_mutex_unlock(&mu);
+    for (int k = 0; k < 100; k++)
+      __asm__ volatile("" ::: "memory");
+  }
+  atomic_fetch_add(&waited_ns, w);
+  atomic_fetch_add(&acquisitions, rounds);
+  return NULL;
+}
+
+static int run_contend(uint64_t n, const char* path) {
+  rounds = n;
+  pthread_t th[4];
+  uint64_t t0 = bench_now_ns();
+  for (int i = 0; i < 4; i++)
+    pthread_create(&th[i], NULL, contender, NULL);
+  for (int i = 0; i < 4; i++)
+    pthread_join(th[i], NULL);
+  uint64_t t1 = bench_now_ns();
+  bench_ctl_fn ctl;
+  *(void**)&ctl = dlsym(RTLD_DEFAULT, "mprof_ctl");
+  uint64_t contentions = 0;
+  if (ctl != NULL) {
+    size_t len = sizeof contentions;
+    ctl("stats.contentions", &contentions, &len, NULL, 0);
+    int err = ctl("prof.mutex.dump", NULL, NULL, &path, sizeof path);
+    if (err != 0) fprintf(stderr, "prof.mutex.dump: %s\n", strerror(err));
+  }
+  printf("RESULT test=contend rounds=%llu waited_ns=%llu wall_ns=%llu contentions=%llu\n",
+         (unsigned long long)n, (unsigned long long)waited_ns, (unsigned long long)(t1 - t0),
+         (unsigned long long)contentions);
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  if (argc >= 3 && strcmp(argv[1], "pair") == 0) return run_pair(strtoull(argv[2], NULL, 10));
+  if (argc >= 4 && strcmp(argv[1], "contend") == 0)
+    return run_contend(strtoull(argv[2], NULL, 10), argv[3]);
+  fprintf(stderr, "usage: bench_mutex pair N | contend N PATH\n");
+  return 2;
+}
