@@ -35,11 +35,12 @@ __attribute__((noinline)) static void lock_contended(mprof_lock_t* l) {
     t->held++;
     return;
   }
-  uint32_t n = mprof__mutex_capture(t, l->name);
+  mprof__mutex_prepare(t);
   uint64_t t0 = mprof__mutex_now();
   mprof__sys_mutex_lock(&l->mu);
   uint64_t t1 = mprof__mutex_now();
   t->held++; /* it holds l now: the event waits in the pending slot until it holds none */
+  uint32_t n = mprof__mutex_capture(t, l->name);
   mprof__mutex_event(t, n, weight, t1 - t0);
 }
 

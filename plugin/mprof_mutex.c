@@ -167,7 +167,7 @@ static void charge_sentinel(uint64_t weight, uint64_t delay) {
 
 /* Allocates the thread's two stack buffers. Only while it holds no lock (profiler memory takes
  * mprof_meta_lock) and records nothing. */
-static bool ensure_buffers(mprof_mtx_thread_t* t) {
+bool mprof__mutex_prepare(mprof_mtx_thread_t* t) {
   if (t->cap != 0) return true;
   if (t->held != 0 || t->recording != 0) return false;
   unsigned cap = mprof__opts.prof_stack_depth + 1 + MPROF_SELF_FRAMES_MAX;
@@ -192,7 +192,7 @@ static bool ensure_buffers(mprof_mtx_thread_t* t) {
 }
 
 uint32_t mprof__mutex_capture(mprof_mtx_thread_t* t, const char* name) {
-  if (t->recording != 0 || !ensure_buffers(t)) return 0;
+  if (t->recording != 0 || t->cap == 0) return 0;
   uint32_t off = 0;
   if (name != NULL) {
     uintptr_t pc = mprof__mutex_name_pc(name);
@@ -271,6 +271,7 @@ void mprof__contention_report(const char* name, uint64_t wait_ns, bool holds_all
     return;
   }
   mprof__thread.busy++;
+  mprof__mutex_prepare(t);
   uint32_t n = mprof__mutex_capture(t, name);
   event(t, n, weight, wait_ns, holds_alloc_locks || t->held != 0);
   mprof__thread.busy--;

@@ -72,9 +72,16 @@ uint64_t mprof__mutex_sample(void);
 /* CLOCK_MONOTONIC in ns. */
 uint64_t mprof__mutex_now(void);
 
+/* Allocates the thread's two stack buffers if it has none yet, when it holds no lock and records
+ * nothing (profiler memory takes mprof_meta_lock). Returns whether it has them. Called before a
+ * sampled wait, so that the capture after it needs no memory. */
+bool mprof__mutex_prepare(mprof_mtx_thread_t* t);
+
 /* Captures the calling thread's stack into t->scratch, with a leaf frame naming the lock when
- * name is not NULL. Returns the frames captured, 0 if none could be (the event then goes to the
- * sentinel). Allocates the thread's buffers on first use when it holds no lock. */
+ * name is not NULL. Returns the frames captured, 0 if none could be (no buffers, or the thread
+ * is recording: the event then goes to the sentinel). Called once the lock is acquired: a
+ * capture before the wait would make the sampled thread late in the queue and its wait longer
+ * than the waits it stands for (measured: +40 % at fraction 10). Never allocates. */
 uint32_t mprof__mutex_capture(mprof_mtx_thread_t* t, const char* name);
 
 /* One sampled contended acquisition whose stack (n frames, 0 = none) is in t->scratch: recorded

@@ -60,8 +60,8 @@ int mprof__sys_mutex_lock(pthread_mutex_t* m) {
 /* A contended wait on a program's mutex, sampled with `weight`. */
 static int timed_wait(pthread_mutex_t* m, const struct timespec* abstime, uint64_t weight) {
   mprof_mtx_thread_t* t = &mprof__mtx_thread;
-  mprof__thread.busy++; /* capturing may allocate (libunwind's first use): not sampled */
-  uint32_t n = mprof__mutex_capture(t, NULL);
+  mprof__thread.busy++; /* allocations by what the profiler calls are not sampled */
+  mprof__mutex_prepare(t);
   mprof__thread.busy--;
   uint64_t t0 = mprof__mutex_now();
   int r = abstime ? atomic_load_explicit(&real_timedlock, memory_order_relaxed)(m, abstime)
@@ -70,6 +70,7 @@ static int timed_wait(pthread_mutex_t* m, const struct timespec* abstime, uint64
   if (r == 0 || r == EOWNERDEAD) {
     int saved = errno;
     mprof__thread.busy++;
+    uint32_t n = mprof__mutex_capture(t, NULL); /* holding m, see mprof_mutex.h */
     mprof__mutex_event(t, n, weight, t1 - t0);
     mprof__thread.busy--;
     errno = saved;

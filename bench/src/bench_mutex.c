@@ -2,8 +2,8 @@
  *
  *   bench_mutex pair N          N uncontended pthread_mutex_lock/unlock pairs in bench_mutex_loop
  *                               (the function callgrind counts); prints ns per pair
- *   bench_mutex contend N PATH  4 threads take one mutex N times each with a short critical
- *                               section; each sums its own time inside pthread_mutex_lock; then
+ *   bench_mutex contend N PATH  4 threads take one mutex N times each, sleeping ~10 us inside
+ *                               (so nearly every acquisition is contended); each sums its own time inside pthread_mutex_lock; then
  *                               the contention profile is written to PATH (prof.mutex.dump).
  *                               Prints the measured wait and stats.contentions.
  *
@@ -45,11 +45,12 @@ static void* contender(void* arg) {
     uint64_t t0 = bench_now_ns();
     pthread_mutex_lock(&mu);
     w += bench_now_ns() - t0;
-    for (int k = 0; k < 200; k++) /* ~0.2-0.5 us inside */
-      counter += bench_rand(&seed) & 1;
+    /* A critical section that sleeps (~60 us with the timer slack): the others queue on the
+     * mutex whatever the number of cores, so nearly every acquisition is contended. */
+    counter += bench_rand(&seed) & 1;
+    struct timespec ts = {0, 10000};
+    nanosleep(&ts, NULL);
     pthread_mutex_unlock(&mu);
-    for (int k = 0; k < 100; k++)
-      __asm__ volatile("" ::: "memory");
   }
   atomic_fetch_add(&waited_ns, w);
   atomic_fetch_add(&acquisitions, rounds);
