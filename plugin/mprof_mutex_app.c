@@ -2,9 +2,9 @@
  *
  * libmprof.so exports pthread_mutex_lock and pthread_mutex_timedlock, so the program's calls (and
  * its libraries') come here first. With the profile off each costs one flag test more than
- * glibc's (a load, a branch and a jump to glibc). With it on, the mutex is tried first; only when
- * that fails is the wait sampled, and a sampled wait is timed and recorded with the caller's
- * stack. Calls from inside the profiler and from libmprof.so's own code are passed through.
+ * glibc's (a load, a branch and a jump to glibc). With it on, a mutex that looks free goes
+ * straight to glibc too (two instructions more); one that looks taken is tried, and only when
+ * that fails is the wait sampled; a sampled wait is timed and recorded with the caller's stack. Calls from inside the profiler and from libmprof.so's own code are passed through.
  *
  * This file is linked into libmprof.so only, not into the static core the unit tests use.
  * pthread_mutex_unlock, trylock, rwlocks and spinlocks are not interposed (see docs/DESIGN.md). */
@@ -78,9 +78,13 @@ static int timed_wait(pthread_mutex_t* m, const struct timespec* abstime, uint64
   return r;
 }
 
-/* The first try failed (EBUSY): the mutex is taken. */
-__attribute__((noinline)) static int lock_contended(pthread_mutex_t* m,
-                                                    const struct timespec* abstime, void* ra) {
+/* The mutex looked taken: try it (it may have been freed since, or be ours if recursive); if
+ * that fails with EBUSY the acquisition is contended. Anything but EBUSY is what lock would have
+ * returned too (0, EOWNERDEAD for a robust mutex, EAGAIN at the recursion limit). */
+__attribute__((noinline)) static int lock_taken(pthread_mutex_t* m, const struct timespec* abstime,
+                                                void* ra) {
+  int r = pthread_mutex_trylock(m);
+  if (r != EBUSY) return r;
   /* Not the program's: the profiler's own calls, and the glue's (libmprof.so's code). */
   bool mine = mprof__thread.busy || mprof__thread_in_self((uintptr_t)ra);
   uint64_t weight = mine ? 0 : mprof__mutex_sample();
@@ -90,20 +94,25 @@ __attribute__((noinline)) static int lock_contended(pthread_mutex_t* m,
   return timed_wait(m, abstime, weight);
 }
 
+/* Whether the mutex is free: glibc's lock word (first member of every mutex type) is 0 then.
+ * A peek, not a try: glibc's pthread_mutex_trylock costs about twice its pthread_mutex_lock on
+ * an uncontended mutex (measured, docs/BENCHMARKS.md), which would be most of the cost of the
+ * profile on every lock. The price: a mutex taken by another thread in the few instructions
+ * between the peek and glibc's own attempt is waited for untimed. */
+static inline bool looks_free(pthread_mutex_t* m) {
+  return atomic_load_explicit((_Atomic int*)&m->__data.__lock, memory_order_relaxed) == 0;
+}
+
 MPROF_PUBLIC int pthread_mutex_lock(pthread_mutex_t* m) {
-  if (__builtin_expect(!atomic_load_explicit(&mprof__mutex_app_on, memory_order_relaxed), 1))
+  if (__builtin_expect(!atomic_load_explicit(&mprof__mutex_app_on, memory_order_relaxed), 1) ||
+      __builtin_expect(looks_free(m), 1))
     return atomic_load_explicit(&real_lock, memory_order_relaxed)(m);
-  /* Uncontended acquisitions are never timed: try first. Anything but EBUSY is what lock would
-   * have returned too (0, EOWNERDEAD for a robust mutex, EAGAIN at the recursion limit). */
-  int r = pthread_mutex_trylock(m);
-  if (__builtin_expect(r != EBUSY, 1)) return r;
-  return lock_contended(m, NULL, __builtin_return_address(0));
+  return lock_taken(m, NULL, __builtin_return_address(0));
 }
 
 MPROF_PUBLIC int pthread_mutex_timedlock(pthread_mutex_t* m, const struct timespec* abstime) {
-  if (__builtin_expect(!atomic_load_explicit(&mprof__mutex_app_on, memory_order_relaxed), 1))
+  if (__builtin_expect(!atomic_load_explicit(&mprof__mutex_app_on, memory_order_relaxed), 1) ||
+      __builtin_expect(looks_free(m), 1))
     return atomic_load_explicit(&real_timedlock, memory_order_relaxed)(m, abstime);
-  int r = pthread_mutex_trylock(m);
-  if (__builtin_expect(r != EBUSY, 1)) return r;
-  return lock_contended(m, abstime, __builtin_return_address(0));
+  return lock_taken(m, abstime, __builtin_return_address(0));
 }
