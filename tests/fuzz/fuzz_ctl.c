@@ -68,8 +68,14 @@ static known_t known[64] = {
     {"stats.metadata_bytes", sizeof(uint64_t), RO, false, false},
     {"stats.dumps", sizeof(uint64_t), RO, false, false},
     {"stats.dump_errors", sizeof(uint64_t), RO, false, false},
+    {"prof.mutex.dump", sizeof(const char*), WO, false, true},
+    {"prof.mutex_fraction", sizeof(unsigned), RW, false, false},
+    {"prof.mutex_app", sizeof(bool), RW, false, false},
+    {"stats.contentions", sizeof(uint64_t), RO, false, false},
+    {"stats.contentions_lost", sizeof(uint64_t), RO, false, false},
+    {"stats.contention_buckets", sizeof(uint64_t), RO, false, false},
 };
-static size_t nknown = 16;
+static size_t nknown = 22;
 static char opt_names[32][64];
 static unsigned char opt_first[32][64]; /* opt.* values read at start-up */
 
@@ -163,7 +169,9 @@ static void one_call(uint8_t flags, size_t oldlen_in, size_t newlen, const char*
   if (newp != NULL) {
     for (size_t i = 0; i < newlen; i++)
       newp[i] = nval ? val[i % nval] : 0;
-    if (k != NULL && strcmp(k->name, "prof.dump") == 0 && newlen == sizeof(char*)) {
+    if (k != NULL &&
+        (strcmp(k->name, "prof.dump") == 0 || strcmp(k->name, "prof.mutex.dump") == 0) &&
+        newlen == sizeof(char*)) {
       unsigned which = nval ? val[0] % 8 : 0;
       const char* p = which < 6 ? paths[which] : which == 6 ? "" : NULL;
       memcpy(newp, &p, sizeof p);
