@@ -4,7 +4,8 @@
 #
 #  1. callgrind: instructions per uncontended pthread_mutex_lock/unlock pair in bench_mutex_loop,
 #     glibc alone, libmprof.so with the profile off, and on (prof_mutex_app, fraction 1);
-#  2. ns per pair, the same three, best of 7 runs of 20M pairs each, interleaved;
+#  2. ns per pair, the same three, in one process under libmprof.so (glibc's function called
+#     directly, then the interposed one with prof_mutex_app off and on), interleaved rounds;
 #  3. 4 threads contending: the profile's total delay against the wait the threads measured,
 #     at fraction 1 (2 runs) and 10 (5 runs).
 set -euo pipefail
@@ -31,18 +32,14 @@ for c in glibc off on; do
   awk -v c=$c -v ir="$ir" 'BEGIN { printf "%-6s %.1f Ir/pair\n", c, ir / 110001 }'
 done
 
-echo "== ns per pair (best of 7 x 20M, interleaved)"
-declare -A best
-for i in 1 2 3 4 5 6 7; do
-  for c in glibc off on; do
-    ns=$(run_cfg $c "$prog" pair 20000000 | sed -n 's/.*ns_per_pair=//p')
-    best[$c]=$(awk -v a="${best[$c]:-1e9}" -v b="$ns" 'BEGIN { print (b < a ? b : a) }')
-  done
-done
-for c in glibc off on; do
-  awk -v c=$c -v ns="${best[$c]}" -v g="${best[glibc]}" \
-    'BEGIN { printf "%-6s %.2f ns/pair  (%+.2f ns vs glibc)\n", c, ns, ns - g }'
-done
+echo "== ns per pair: 41 interleaved rounds of 2M pairs in one process (min, median)"
+LD_PRELOAD=$lib "$prog" cost 41 2000000 |
+  awk '/test=cost/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+         c = v["config"]; mn[c] = v["min_ns"]; md[c] = v["median_ns"]; order[++n] = c }
+       END { for (i = 1; i <= n; i++) { c = order[i]
+               printf "%-6s min %6.2f ns/pair (%+.2f vs glibc)   median %6.2f ns/pair (%+.2f)\n",
+                      c, mn[c], mn[c] - mn["glibc"], md[c], md[c] - md["glibc"] } }'
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 echo "== 4 threads contending: recorded delay / measured wait"
 for f in 1 1 10 10 10 10 10; do
