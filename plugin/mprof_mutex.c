@@ -77,9 +77,24 @@ const char* mprof__mutex_pc_name(uintptr_t pc) {
 /* ---------------------------------------------------------------------------------------------
  * Options
  * ------------------------------------------------------------------------------------------- */
+/* Without the interposer (unit tests, the static core) there is nothing to switch. */
+__attribute__((weak)) void mprof__mutex_app_switch(bool on) {
+  (void)on;
+}
+
+static int app_wanted(void) {
+  return atomic_load(&started) && atomic_load(&app) && atomic_load(&fraction) > 0;
+}
+
 static void update_app_on(void) {
-  int on = atomic_load(&started) && atomic_load(&app) && atomic_load(&fraction) > 0;
-  atomic_store_explicit(&mprof__mutex_app_on, on, memory_order_relaxed);
+  /* Two threads changing the options at once: the last to store looks again, so the switch ends
+   * in the state the options say. */
+  int on;
+  do {
+    on = app_wanted();
+    atomic_store_explicit(&mprof__mutex_app_on, on, memory_order_relaxed);
+    mprof__mutex_app_switch(on);
+  } while (app_wanted() != on);
 }
 
 static void buf_key_dtor(void* arg) {

@@ -55,9 +55,12 @@ typedef struct mprof_mtx_thread_s {
 
 extern __thread mprof_mtx_thread_t mprof__mtx_thread __attribute__((tls_model("initial-exec")));
 
-/* Nonzero when the program's mutexes are profiled (prof_mutex_app, fraction > 0, profiling on).
- * The interposers test only this. */
-extern _Atomic int mprof__mutex_app_on __attribute__((visibility("hidden")));
+/* Nonzero when the program's mutexes are profiled (prof_mutex_app, fraction > 0, profiling on). */
+extern _Atomic int mprof__mutex_app_on;
+
+/* Defined by the interposer (mprof_mutex_app.c) where it is linked in: the program's mutexes
+ * start (on) or stop being profiled. A no-op otherwise. */
+void mprof__mutex_app_switch(bool on);
 
 /* Options in force: called at start-up, and by the control names. */
 void mprof__mutex_start(unsigned fraction, bool app);

@@ -1,10 +1,12 @@
 /* The program's own mutexes in the contention profile (prof_mutex_app).
  *
  * libmprof.so exports pthread_mutex_lock and pthread_mutex_timedlock, so the program's calls (and
- * its libraries') come here first. With the profile off each costs one flag test more than
- * glibc's (a load, a branch and a jump to glibc). With it on, a mutex that looks free goes
- * straight to glibc too (two instructions more); one that looks taken is tried, and only when
- * that fails is the wait sampled; a sampled wait is timed and recorded with the caller's stack. Calls from inside the profiler and from libmprof.so's own code are passed through.
+ * its libraries') come here first. Each is one indirect jump through a pointer: to glibc's
+ * function while the program's mutexes are not profiled (one instruction more than glibc alone),
+ * to lock_on/timedlock_on while they are. There a mutex that looks free goes straight to glibc
+ * (three instructions more); one that looks taken is tried, and only when that fails is the wait
+ * sampled; a sampled wait is timed and recorded with the caller's stack. Mutexes of libmprof.so
+ * itself (in its data) and calls from inside the profiler are passed through.
  *
  * This file is linked into libmprof.so only, not into the static core the unit tests use.
  * pthread_mutex_unlock, trylock, rwlocks and spinlocks are not interposed (see docs/DESIGN.md). */
@@ -12,6 +14,7 @@
 #include "mprof_thread.h"
 
 #include <dlfcn.h>
+#include <link.h>
 #include <errno.h>
 #include <time.h>
 
@@ -28,6 +31,46 @@ static int resolve_timedlock(pthread_mutex_t* m, const struct timespec* ts);
 static _Atomic(lock_fn) real_lock = resolve_lock;
 static _Atomic(timedlock_fn) real_timedlock = resolve_timedlock;
 
+static int lock_on(pthread_mutex_t* m);
+static int timedlock_on(pthread_mutex_t* m, const struct timespec* ts);
+
+/* Where the exported functions jump: glibc's, or the profiling versions. */
+static _Atomic(lock_fn) lock_impl = resolve_lock;
+static _Atomic(timedlock_fn) timedlock_impl = resolve_timedlock;
+static _Atomic int app_on;
+
+/* The writable segments of libmprof.so: a mutex there is the library's own. */
+static uintptr_t own_lo, own_hi;
+
+typedef struct own_range_s {
+  uintptr_t base, lo, hi;
+} own_range_t;
+
+static int find_own(struct dl_phdr_info* info, size_t size, void* arg) {
+  (void)size;
+  own_range_t* r = arg;
+  if (info->dlpi_addr != r->base) return 0;
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr)* ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W)) continue;
+    uintptr_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
+    if (r->lo == 0 || lo < r->lo) r->lo = lo;
+    if (hi > r->hi) r->hi = hi;
+  }
+  return 1;
+}
+
+static void switch_impl(void) {
+  bool on = atomic_load_explicit(&app_on, memory_order_relaxed);
+  atomic_store_explicit(&lock_impl,
+                        on ? lock_on : atomic_load_explicit(&real_lock, memory_order_relaxed),
+                        memory_order_relaxed);
+  atomic_store_explicit(&timedlock_impl,
+                        on ? timedlock_on
+                           : atomic_load_explicit(&real_timedlock, memory_order_relaxed),
+                        memory_order_relaxed);
+}
+
 static void resolve(void) {
   lock_fn l;
   timedlock_fn tl;
@@ -35,6 +78,7 @@ static void resolve(void) {
   *(void**)&tl = dlsym(RTLD_NEXT, "pthread_mutex_timedlock");
   if (l != NULL) atomic_store_explicit(&real_lock, l, memory_order_relaxed);
   if (tl != NULL) atomic_store_explicit(&real_timedlock, tl, memory_order_relaxed);
+  switch_impl();
 }
 
 static int resolve_lock(pthread_mutex_t* m) {
@@ -50,7 +94,20 @@ static int resolve_timedlock(pthread_mutex_t* m, const struct timespec* ts) {
 }
 
 __attribute__((constructor)) static void mprof_mutex_app_init(void) {
+  Dl_info info;
+  if (dladdr(&own_lo, &info) != 0) {
+    own_range_t r = {(uintptr_t)info.dli_fbase, 0, 0};
+    dl_iterate_phdr(find_own, &r);
+    own_lo = r.lo;
+    own_hi = r.hi;
+  }
   resolve();
+}
+
+/* Called by the core whenever the program's mutexes start or stop being profiled. */
+void mprof__mutex_app_switch(bool on) {
+  atomic_store_explicit(&app_on, on, memory_order_relaxed);
+  switch_impl();
 }
 
 int mprof__sys_mutex_lock(pthread_mutex_t* m) {
@@ -81,12 +138,12 @@ static int timed_wait(pthread_mutex_t* m, const struct timespec* abstime, uint64
 /* The mutex looked taken: try it (it may have been freed since, or be ours if recursive); if
  * that fails with EBUSY the acquisition is contended. Anything but EBUSY is what lock would have
  * returned too (0, EOWNERDEAD for a robust mutex, EAGAIN at the recursion limit). */
-__attribute__((noinline)) static int lock_taken(pthread_mutex_t* m, const struct timespec* abstime,
-                                                void* ra) {
+__attribute__((noinline)) static int lock_taken(pthread_mutex_t* m,
+                                                const struct timespec* abstime) {
   int r = pthread_mutex_trylock(m);
   if (r != EBUSY) return r;
-  /* Not the program's: the profiler's own calls, and the glue's (libmprof.so's code). */
-  bool mine = mprof__thread.busy || mprof__thread_in_self((uintptr_t)ra);
+  /* Not the program's: calls from inside the profiler, and libmprof.so's own mutexes. */
+  bool mine = mprof__thread.busy || ((uintptr_t)m - own_lo < own_hi - own_lo);
   uint64_t weight = mine ? 0 : mprof__mutex_sample();
   if (weight == 0)
     return abstime ? atomic_load_explicit(&real_timedlock, memory_order_relaxed)(m, abstime)
@@ -103,16 +160,22 @@ static inline bool looks_free(pthread_mutex_t* m) {
   return atomic_load_explicit((_Atomic int*)&m->__data.__lock, memory_order_relaxed) == 0;
 }
 
-MPROF_PUBLIC int pthread_mutex_lock(pthread_mutex_t* m) {
-  if (__builtin_expect(!atomic_load_explicit(&mprof__mutex_app_on, memory_order_relaxed), 1) ||
-      __builtin_expect(looks_free(m), 1))
+static int lock_on(pthread_mutex_t* m) {
+  if (__builtin_expect(looks_free(m), 1))
     return atomic_load_explicit(&real_lock, memory_order_relaxed)(m);
-  return lock_taken(m, NULL, __builtin_return_address(0));
+  return lock_taken(m, NULL);
+}
+
+static int timedlock_on(pthread_mutex_t* m, const struct timespec* abstime) {
+  if (__builtin_expect(looks_free(m), 1))
+    return atomic_load_explicit(&real_timedlock, memory_order_relaxed)(m, abstime);
+  return lock_taken(m, abstime);
+}
+
+MPROF_PUBLIC int pthread_mutex_lock(pthread_mutex_t* m) {
+  return atomic_load_explicit(&lock_impl, memory_order_relaxed)(m);
 }
 
 MPROF_PUBLIC int pthread_mutex_timedlock(pthread_mutex_t* m, const struct timespec* abstime) {
-  if (__builtin_expect(!atomic_load_explicit(&mprof__mutex_app_on, memory_order_relaxed), 1) ||
-      __builtin_expect(looks_free(m), 1))
-    return atomic_load_explicit(&real_timedlock, memory_order_relaxed)(m, abstime);
-  return lock_taken(m, abstime, __builtin_return_address(0));
+  return atomic_load_explicit(&timedlock_impl, memory_order_relaxed)(m, abstime);
 }

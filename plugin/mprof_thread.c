@@ -23,10 +23,6 @@ void mprof__thread_set_self_range(uintptr_t lo, uintptr_t hi) {
   self_hi = hi;
 }
 
-bool mprof__thread_in_self(uintptr_t pc) {
-  return pc >= self_lo && pc < self_hi;
-}
-
 void mprof__thread_seed(mprof_thread_t* t) {
   static _Atomic uint64_t counter;
   struct timespec ts;

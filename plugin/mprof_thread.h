@@ -81,9 +81,6 @@ uint32_t mprof__thread_capture_into(uintptr_t* buf, unsigned cap, unsigned depth
 /* Leading frames with an address in [lo, hi) are the profiler's own and are dropped. */
 void mprof__thread_set_self_range(uintptr_t lo, uintptr_t hi);
 
-/* pc lies in the profiler's own code (the range above). */
-bool mprof__thread_in_self(uintptr_t pc);
-
 /* Releases the stack buffer (thread exit). */
 void mprof__thread_release(mprof_thread_t* t);
 
