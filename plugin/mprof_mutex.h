@@ -131,7 +131,8 @@ bool mprof__contention_on(void);
  * acquiring it. holds_alloc_locks: the thread holds allocator locks (counting this one), so the
  * event is kept in its pending slot, and nothing pending is recorded, until
  * mprof__contention_flush or a report with holds_alloc_locks false. Sampling (1 in N) is decided
- * here. Never allocates from the heap; takes profiler locks only when holds_alloc_locks is false. */
+ * here. Never allocates from the heap; takes profiler locks only when holds_alloc_locks is
+ * false. */
 void mprof__contention_report(const char* name, uint64_t wait_ns, bool holds_alloc_locks);
 
 /* The thread holds no allocator lock any more: records its pending event, if any. Cheap. */

@@ -5,8 +5,9 @@
  * function while the program's mutexes are not profiled (one instruction more than glibc alone),
  * to lock_on/timedlock_on while they are. There a mutex that looks free goes straight to glibc
  * (five instructions more than glibc alone); one that looks taken is tried, and only when that
- * fails is the wait sampled; a sampled wait is timed and recorded with the caller's stack. Mutexes of libmprof.so
- * itself (in its data) and calls from inside the profiler are passed through.
+ * fails is the wait sampled; a sampled wait is timed and recorded with the caller's stack.
+ * Mutexes of libmprof.so itself (in its data) and calls from inside the profiler are passed
+ * through.
  *
  * This file is linked into libmprof.so only, not into the static core the unit tests use.
  * pthread_mutex_unlock, trylock, rwlocks and spinlocks are not interposed (see docs/DESIGN.md). */

@@ -7,9 +7,10 @@
  *                               profile off, and on (prof.mutex_app, fraction 1); min and median
  *                               ns per pair of each
  *   bench_mutex contend N PATH  4 threads take one mutex N times each, sleeping ~10 us inside
- *                               (so nearly every acquisition is contended); each sums its own time inside pthread_mutex_lock; then
- *                               the contention profile is written to PATH (prof.mutex.dump).
- *                               Prints the measured wait and stats.contentions.
+ *                               (so nearly every acquisition is contended); each sums its own
+ *                               time inside pthread_mutex_lock; then the contention profile
+ *                               is written to PATH (prof.mutex.dump). Prints the measured
+ *                               wait and stats.contentions.
  *
  * Output lines: `RESULT key=value ...` (bench_common.h). */
 #include "bench_common.h"
