@@ -61,15 +61,24 @@ static int find_own(struct dl_phdr_info* info, size_t size, void* arg) {
   return 1;
 }
 
+static void find_own_range(void) {
+  Dl_info info;
+  if (own_hi != 0 || dladdr(&own_lo, &info) == 0) return;
+  own_range_t r = {(uintptr_t)info.dli_fbase, 0, 0};
+  dl_iterate_phdr(find_own, &r);
+  own_lo = r.lo;
+  own_hi = r.hi;
+}
+
+/* Points the exported functions at what app_on says; a switch that raced with another looks
+ * again, so the last one wins. */
 static void switch_impl(void) {
-  bool on = atomic_load_explicit(&app_on, memory_order_relaxed);
-  atomic_store_explicit(&lock_impl,
-                        on ? lock_on : atomic_load_explicit(&real_lock, memory_order_relaxed),
-                        memory_order_relaxed);
-  atomic_store_explicit(&timedlock_impl,
-                        on ? timedlock_on
-                           : atomic_load_explicit(&real_timedlock, memory_order_relaxed),
-                        memory_order_relaxed);
+  bool on;
+  do {
+    on = atomic_load(&app_on);
+    atomic_store(&lock_impl, on ? lock_on : atomic_load(&real_lock));
+    atomic_store(&timedlock_impl, on ? timedlock_on : atomic_load(&real_timedlock));
+  } while (atomic_load(&app_on) != on);
 }
 
 static void resolve(void) {
@@ -95,19 +104,15 @@ static int resolve_timedlock(pthread_mutex_t* m, const struct timespec* ts) {
 }
 
 __attribute__((constructor)) static void mprof_mutex_app_init(void) {
-  Dl_info info;
-  if (dladdr(&own_lo, &info) != 0) {
-    own_range_t r = {(uintptr_t)info.dli_fbase, 0, 0};
-    dl_iterate_phdr(find_own, &r);
-    own_lo = r.lo;
-    own_hi = r.hi;
-  }
+  find_own_range();
   resolve();
 }
 
-/* Called by the core whenever the program's mutexes start or stop being profiled. */
+/* Called by the core whenever the program's mutexes start or stop being profiled (maybe before
+ * this file's constructor ran: the core starts from the glue's). */
 void mprof__mutex_app_switch(bool on) {
-  atomic_store_explicit(&app_on, on, memory_order_relaxed);
+  if (on) find_own_range();
+  atomic_store(&app_on, on);
   switch_impl();
 }
 
