@@ -1,7 +1,7 @@
 /* Contention scenarios for the contention profile, run with libmprof.so.
  *
- *   it_mutex app DIR     4 threads contend on one pthread mutex, two in contend_alpha and two in
- *                        contend_beta; each measures its own time in pthread_mutex_lock and
+ *   it_mutex app DIR     4 threads contend on one pthread mutex (sleeping inside it), two in
+ *                        contend_alpha and two in contend_beta; each measures its own time in pthread_mutex_lock and
  *                        prints the sums ("measured alpha_ns beta_ns"); writes DIR/app.pb.gz
  *                        with prof.mutex.dump
  *   it_mutex alloc DIR   8 threads hammer malloc/free (sampling every allocation), so the
@@ -52,9 +52,12 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static volatile uint64_t shared_counter;
 static _Atomic uint64_t waited[2];
 
-#define ROUNDS 4000
+#define ROUNDS 1500
 
-/* One critical section of ~20 us per round; the time spent in pthread_mutex_lock is summed. */
+/* One critical section per round that sleeps (~60 us with the timer slack), so the other threads
+ * queue on the mutex whatever the number of cores and their waits are alike (a spinning one on a
+ * busy machine gives few, long, preemption-made waits: a poor sample). The time spent in
+ * pthread_mutex_lock is summed. */
 static void contend(int which) {
   uint64_t w = 0;
   for (int i = 0; i < ROUNDS; i++) {
@@ -62,9 +65,9 @@ static void contend(int which) {
     pthread_mutex_lock(&mu);
     w += now_ns() - t0;
     shared_counter++;
-    spin_ns(20000);
+    struct timespec ts = {0, 10000};
+    nanosleep(&ts, NULL);
     pthread_mutex_unlock(&mu);
-    spin_ns(2000);
   }
   atomic_fetch_add(&waited[which], w);
 }

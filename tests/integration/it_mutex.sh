@@ -24,7 +24,7 @@ ratio_in() { # ratio_in NUM DEN LO HI
 
 # --- the program's mutexes, fraction 1 and 4 ------------------------------------------------
 for frac in 1 4; do
-  case $frac in 1) lo=0.80 hi=1.05 ;; *) lo=0.45 hi=1.8 ;; esac
+  case $frac in 1) lo=0.80 hi=1.05 ;; *) lo=0.6 hi=1.5 ;; esac
   out=$(MPROF_CONF="prof_mutex_fraction:$frac,prof_mutex_app:true" LD_PRELOAD="$lib" "$prog" app "$work") ||
     { bad "app run (fraction $frac) failed"; continue; }
   read -r _ wa wb <<<"$out"
