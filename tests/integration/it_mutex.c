@@ -4,6 +4,8 @@
  *                        contend_alpha and two in contend_beta; each measures its own time in pthread_mutex_lock and
  *                        prints the sums ("measured alpha_ns beta_ns"); writes DIR/app.pb.gz
  *                        with prof.mutex.dump
+ *   it_mutex toggle DIR  the same, alpha with prof_mutex_app off, then prof.mutex_app written true
+ *                        and beta; writes DIR/toggle.pb.gz
  *   it_mutex alloc DIR   8 threads hammer malloc/free (sampling every allocation), so the
  *                        profiler's own locks are contended; writes DIR/alloc.pb.gz
  *   it_mutex fork        threads wait on a mutex while the main thread forks; the child locks
@@ -14,6 +16,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,6 +115,36 @@ static int run_app(const char* dir) {
   return 0;
 }
 
+/* prof.mutex_app switched at run time: a first round with it off (profile on), a second with it
+ * on; the profile must show only contend_beta (the second round's function). */
+static int run_toggle(const char* dir) {
+  pthread_t th[4];
+  for (int i = 0; i < 4; i++)
+    pthread_create(&th[i], NULL, alpha_main, NULL);
+  for (int i = 0; i < 4; i++)
+    pthread_join(th[i], NULL);
+  bool on = true;
+  int err = ctl()("prof.mutex_app", NULL, NULL, &on, sizeof on);
+  if (err) {
+    fprintf(stderr, "prof.mutex_app: %s\n", strerror(err));
+    return 1;
+  }
+  for (int i = 0; i < 4; i++)
+    pthread_create(&th[i], NULL, beta_main, NULL);
+  for (int i = 0; i < 4; i++)
+    pthread_join(th[i], NULL);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/toggle.pb.gz", dir);
+  const char* p = path;
+  err = ctl()("prof.mutex.dump", NULL, NULL, &p, sizeof p);
+  if (err) {
+    fprintf(stderr, "prof.mutex.dump: %s\n", strerror(err));
+    return 1;
+  }
+  printf("measured %llu %llu\n", (unsigned long long)waited[0], (unsigned long long)waited[1]);
+  return 0;
+}
+
 static void* hammer(void* arg) {
   (void)arg;
   void* keep[64] = {0};
@@ -196,8 +229,9 @@ static int run_exit(void) {
 int main(int argc, char** argv) {
   if (argc >= 3 && strcmp(argv[1], "app") == 0) return run_app(argv[2]);
   if (argc >= 3 && strcmp(argv[1], "alloc") == 0) return run_alloc(argv[2]);
+  if (argc >= 3 && strcmp(argv[1], "toggle") == 0) return run_toggle(argv[2]);
   if (argc >= 2 && strcmp(argv[1], "fork") == 0) return run_fork();
   if (argc >= 2 && strcmp(argv[1], "exit") == 0) return run_exit();
-  fprintf(stderr, "usage: it_mutex app|alloc DIR | fork | exit\n");
+  fprintf(stderr, "usage: it_mutex app|toggle|alloc DIR | fork | exit\n");
   return 2;
 }

@@ -5,6 +5,7 @@
 #  - threads hammering the allocator show the profiler's own locks, and the sentinel frame
 #    carries exactly what stats.contentions_lost counted;
 #  - fork and exit while threads wait on mutexes work, and the final dump writes a mutex profile;
+#  - prof.mutex_app written at run time takes effect;
 #  - with the option off, nothing is recorded and the program runs as before.
 . "$(dirname "$0")/it_lib.sh"
 
@@ -54,6 +55,13 @@ n=$(total "$work/app.pb.gz" contentions)
 out=$(MPROF_CONF="prof_mutex_fraction:1" LD_PRELOAD="$lib" "$prog" app "$work") || bad "app run, app off"
 da=$(cum "$work/app.pb.gz" contend_alpha delay)
 [ "$da" = 0 ] && ok "prof_mutex_app:false: the program's mutexes are not recorded" || bad "app mutex recorded with prof_mutex_app:false"
+
+# --- prof.mutex_app switched on at run time -------------------------------------------------
+out=$(MPROF_CONF="prof_mutex_fraction:1" LD_PRELOAD="$lib" "$prog" toggle "$work") || bad "toggle run failed"
+da=$(cum "$work/toggle.pb.gz" contend_alpha delay)
+db=$(cum "$work/toggle.pb.gz" contend_beta delay)
+[ "$da" = 0 ] && [ "$db" -gt 0 ] && ok "prof.mutex_app written at run time: recorded from then on" ||
+  bad "toggle: alpha $da (want 0), beta $db (want > 0)"
 
 # --- the profiler's own locks -----------------------------------------------------------------
 out=$(MPROF_CONF="prof_mutex_fraction:1,lg_prof_sample:0" LD_PRELOAD="$lib" "$prog" alloc "$work") ||
