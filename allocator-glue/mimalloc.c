@@ -1,292 +1,279 @@
-/* The mimalloc glue: libmprof.so serves the malloc family from mimalloc and connects it to the
- * profiling core through the callbacks of mprof_hooks.h.
+/* The mimalloc glue: libmprof.so is mimalloc 2.0.9, compiled from its source with the profiler
+ * bound to mimalloc's own tool hooks (mimalloc_hooks.h), plus this file. This file is that
+ * compilation unit: it includes the hook header, then mimalloc's src/static.c (all of mimalloc),
+ * then adds what the glue needs.
  *
- * mimalloc 2.0.9 has no profiling hooks, so this file does the allocator's part itself:
- *   - the fast path of every allocation is the core's per-thread countdown (one compare, one
- *     subtraction, a predictable branch) in front of the plain mi_ call;
- *   - a sampled allocation is placed in one heap of an *exclusive arena* reserved at start-up
- *     (mi_reserve_os_memory_ex with exclusive=true, mi_heap_new_in_arena);
- *   - free() tells sampled blocks apart with one range compare against that arena. A hit is
- *     confirmed in the sampled-block map (mprof_blockmap.h): the range test is only a sound
- *     negative filter, since mimalloc does not promise that no other block lands in the arena;
- *   - the sample records live in that map, in profiler memory, not next to the blocks.
+ * What mimalloc provides: the mi_* API, per-thread heaps in which sampled blocks are ordinary
+ * blocks of the allocating thread, a hook at the end of every allocation and at every free, and
+ * a free fast path that tests one page-flags byte.
  *
- * Why one heap, and why it has its own thread: in mimalloc 2.0.9 a thread that exits with a
- * non-default heap (deleted by mimalloc's thread teardown, or by mi_heap_delete) can leave other
- * threads' non-default heaps spinning forever (reproduced here with plain mimalloc: 4 threads
- * each with its own mi_heap_new() heap hang in a few runs out of four). So the sampled heap
- * belongs to a thread that never exits: "mprof-heap", started on the first sample with every
- * signal blocked, which creates the heap and sleeps. Any thread allocates from that heap and
- * frees into it under mprof_sampled_lock, so mimalloc never sees two threads in the heap at once
- * (its heap code is single-threaded by design). The lock is taken only for sampled blocks, once
- * per 2^lg_prof_sample bytes on average, and nothing else is taken while it is held.
- *
- * POSIX behaviour kept: errno = ENOMEM on failure, free(NULL), realloc(p, 0) frees and returns
- * NULL as glibc does, calloc/reallocarray overflow checks, alignment checks (EINVAL). */
+ * What this file adds:
+ *   - the slow paths of the hooks: the sampling decision (the core's countdown and
+ *     mprof__sample_decide), recording a sampled block (the core's on_alloc, the record kept in
+ *     the core's block map since mimalloc 2.0.9 has no room for per-block data), marking its page
+ *     so that its free reaches the generic path, and recording the free (on_free);
+ *   - the malloc family with POSIX and glibc behaviour: malloc and free are aliases of mi_malloc
+ *     and mi_free (no extra instruction); calloc, realloc and the aligned functions check their
+ *     arguments as glibc does and set errno (mimalloc's own overrides, left out of this build,
+ *     differ: realloc(p, 0) returns a block, calloc overflow leaves errno alone, some alignments
+ *     come back misaligned). C++ operator new/delete stay libstdc++'s, which call malloc and free
+ *     and throw std::bad_alloc (mimalloc's, compiled as C, abort instead);
+ *   - exit(): the final dump must finish before another thread ends the process;
+ *   - pipe2(), where the core uses libunwind (not x86-64): libunwind's validation pipe is kept
+ *     out of the program's low descriptors;
+ *   - start-up: the core is initialised from a constructor, with the library's own code range so
+ *     that the allocator's and profiler's frames are dropped from the leaf end of stacks.
+ * There is no thread, lock or memory reservation of the glue's own. */
+#include "mimalloc_hooks.h"
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpedantic"
+#pragma GCC diagnostic ignored "-Wcast-qual"
+#pragma GCC diagnostic ignored "-Wshadow"
+#pragma GCC diagnostic ignored "-Wstrict-prototypes"
+#pragma GCC diagnostic ignored "-Wmissing-prototypes"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+#pragma GCC diagnostic ignored "-Wundef"
+#include "static.c" /* mimalloc 2.0.9: src/static.c of the source tree */
+#pragma GCC diagnostic pop
+
 #include "mprof_blockmap.h"
 #include "mprof_hooks.h"
 #include "mprof_thread.h"
 
 #include <dlfcn.h>
-#include <fcntl.h>
-#include <linux/futex.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <link.h>
-#include <malloc.h>
-#include <mimalloc.h>
-#include <pthread.h>
-#include <sched.h>
-#include <signal.h>
 #include <stdatomic.h>
+#include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define MPROF_PUBLIC __attribute__((visibility("default")))
-#define likely(x) __builtin_expect(!!(x), 1)
-#define unlikely(x) __builtin_expect(!!(x), 0)
 
-/* Written once by the constructor, read-only afterwards. arena_len == 0 until then (and when
- * profiling is off), which makes the free-path range test always false. */
+/* Written once by the constructor (NULL while profiling is off), read-only afterwards. */
 static const mprof_callbacks_t* cb;
-static uintptr_t arena_lo;
-static size_t arena_len;
-static mi_arena_id_t arena_id;
 
-/* The heap for sampled blocks: created once by the mprof-heap thread, then immutable. */
-enum { HEAP_NONE = 0, HEAP_STARTING, HEAP_READY, HEAP_FAILED };
-static _Atomic int heap_state;
-static mi_heap_t* sampled_heap; /* set before heap_state becomes HEAP_READY (release) */
-static pthread_mutex_t mprof_sampled_lock = PTHREAD_MUTEX_INITIALIZER; /* every use of the heap */
+/* The thread's latest sampled block and the countdown it had before that allocation: what the
+ * aligned fallback needs to take the sample back when it re-reports the block (see
+ * mimalloc_hooks.h). Cleared by the next sample and by the block's free. */
+static __thread struct {
+  void* block;
+  uint64_t countdown_before;
+} last_sample __attribute__((tls_model("initial-exec")));
 
-static inline bool in_arena(const void* p) {
-  return (uintptr_t)p - arena_lo < arena_len;
+/* A sampled block on another thread's page that an in-place realloc just ended on this thread:
+ * its page mark was not lowered (only the owner may), so the realloc's new block at the same
+ * address may take it over. Set and cleared by each in-place realloc, cleared by each sample. */
+static __thread void* foreign_slot __attribute__((tls_model("initial-exec")));
+
+/* ---------------------------------------------------------------------------------------------
+ * Page marks: bits 2..7 of mi_page_t.flags.full_aligned count the page's live sampled blocks.
+ * Only the page's owner thread writes them (mimalloc writes its own two bits the same way).
+ * ------------------------------------------------------------------------------------------- */
+static inline unsigned page_marks(const mi_page_t* page) {
+  return (page->flags.full_aligned & MPROF_MI_SAMPLED_MASK) >> MPROF_MI_SAMPLED_SHIFT;
 }
 
-/* mimalloc 2.0.9 does not set errno when an allocation fails, but reports the failure to its
- * error callback first (ENOMEM, or EOVERFLOW for impossible sizes): setting errno there lets the
- * fast paths tail-call mimalloc. The slow paths check for NULL themselves as well. */
+static inline void page_set_marks(mi_page_t* page, unsigned n) {
+  uint8_t f = page->flags.full_aligned & (uint8_t)~MPROF_MI_SAMPLED_MASK;
+  page->flags.full_aligned = (uint8_t)(f | (n << MPROF_MI_SAMPLED_SHIFT));
+}
+
+static inline bool page_is_local(const void* p) {
+  return _mi_ptr_segment(p)->thread_id == _mi_thread_id();
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * A filter in front of the block map. A marked page's frees are mostly of unsampled blocks (a
+ * sampled block shares its page with many others), and each would take a block-map shard lock
+ * to find nothing. So every live sampled block also counts in one of FILTER_SIZE counters,
+ * chosen by its address: a free whose counter is zero is not of a sampled block, known with one
+ * load. Counters rise before a block enters the map and fall after it leaves, so a zero never
+ * hides a live block. The array is in .bss: untouched until the first sample, and 2 bytes per
+ * counter resident only where touched.
+ * ------------------------------------------------------------------------------------------- */
+#define FILTER_SIZE (1u << 16)
+static _Atomic uint16_t filter[FILTER_SIZE];
+
+static inline _Atomic uint16_t* filter_slot(const void* p) {
+  uint64_t h = ((uint64_t)(uintptr_t)p >> 3) * 0x9e3779b97f4a7c15ull;
+  return &filter[h >> 48];
+}
+
+static inline bool maybe_sampled(const void* p) {
+  return atomic_load_explicit(filter_slot(p), memory_order_acquire) != 0;
+}
+
+/* Removes p from the block map if it is there (a sampled block). */
+static bool take_record(const void* p, mprof_sample_t* d) {
+  if (!maybe_sampled(p) || !mprof__blockmap_remove(p, d)) return false;
+  atomic_fetch_sub_explicit(filter_slot(p), 1, memory_order_release);
+  return true;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Hook slow paths
+ * ------------------------------------------------------------------------------------------- */
+static void record(void* p, size_t n, uint64_t before) {
+  mi_page_t* page = _mi_ptr_page(p);
+  bool local = page_is_local(p);
+  bool inherit = !local && p == foreign_slot;
+  foreign_slot = NULL;
+  if (!local && !inherit) {
+    /* An in-place realloc of an unsampled block that another thread's page holds: only that
+     * thread may write the page's mark, and an unmarked page's frees never reach the hook. */
+    mprof__sample_dropped();
+    return;
+  }
+  mprof_sample_t d;
+  cb->on_alloc(&d, p, n);
+  if (d.bucket == NULL) return; /* not recorded (counted as dropped by the core) */
+  atomic_fetch_add_explicit(filter_slot(p), 1, memory_order_relaxed);
+  if (mprof__blockmap_insert(p, &d) != 0) {
+    atomic_fetch_sub_explicit(filter_slot(p), 1, memory_order_relaxed);
+    mprof__sample_cancel(&d);
+    mprof__sample_dropped();
+    return;
+  }
+  if (!inherit) {
+    unsigned m = page_marks(page);
+    if (m < (MPROF_MI_SAMPLED_MASK >> MPROF_MI_SAMPLED_SHIFT)) page_set_marks(page, m + 1);
+  }
+  last_sample.block = p;
+  last_sample.countdown_before = before;
+}
+
+/* mi_track_malloc, when the countdown borrowed: this allocation crossed a sample point. */
+__attribute__((noinline, cold)) void* mprof__mi_malloc_slow(void* p, size_t n) {
+  mprof_thread_t* t = &mprof__thread;
+  uint64_t before = t->countdown + n; /* the countdown before the fast path's subtraction */
+  if (p == NULL) {
+    t->countdown = before; /* nothing was allocated */
+    return p;
+  }
+  int saved = errno;
+  last_sample.block = NULL;
+  if (mprof__sample_decide(n) && cb != NULL) record(p, n, before);
+  errno = saved;
+  return p;
+}
+
+static void unmark(mi_page_t* page) {
+  unsigned m = page_marks(page);
+  if (m > 0 && m < (MPROF_MI_SAMPLED_MASK >> MPROF_MI_SAMPLED_SHIFT)) page_set_marks(page, m - 1);
+}
+
+/* The free of p on a marked page: true if p was a sampled block. */
+static bool free_on_marked_page(void* p, mi_page_t* page, bool is_local) {
+  mprof_sample_t d;
+  bool sampled = take_record(p, &d);
+  if (sampled) {
+    int saved = errno;
+    if (p == last_sample.block) last_sample.block = NULL;
+    cb->on_free(&d, p);
+    if (is_local) unmark(page);
+    errno = saved;
+  }
+  /* The page's last block: whatever the marks say (frees from other threads cannot lower
+   * them), nothing sampled is left on it. */
+  if (is_local && page->used <= 1) page_set_marks(page, 0);
+  return sampled;
+}
+
+/* mi_track_free on a marked page. */
+__attribute__((noinline, cold)) void mprof__mi_free_marked(void* p, void* page, bool is_local) {
+  free_on_marked_page(p, page, is_local);
+}
+
+/* Gives back what the report of `p` (n bytes) took: its sample if it was the thread's latest
+ * and is still live (with the countdown it had before), else its bytes to the countdown. */
+static void unreport(void* p, size_t n) {
+  mprof_thread_t* t = &mprof__thread;
+  mprof_sample_t d;
+  if (p == last_sample.block && take_record(p, &d)) {
+    last_sample.block = NULL;
+    mprof__sample_cancel(&d);
+    unmark(_mi_ptr_page(p));
+    t->countdown = last_sample.countdown_before;
+    return;
+  }
+  if (t->countdown <= UINT64_MAX - n) t->countdown += n;
+}
+
+/* mi_track_free_size: `aligned` is the aligned fallback's aligned_p, or NULL in a realloc. */
+void mprof__mi_free_size(void* p, size_t size, const void* aligned) {
+  if (cb == NULL || p == NULL) return;
+  int saved = errno;
+  if (aligned != NULL) {
+    unreport(p, size); /* the aligned block is reported next, by mi_track_malloc */
+  } else {
+    /* An in-place realloc: the old block ends here; the new size is reported next. (The only
+     * way to a sample on another thread's page, so foreign_slot is always set here first.) */
+    foreign_slot = NULL;
+    mi_page_t* page = _mi_ptr_page(p);
+    if ((page->flags.full_aligned & MPROF_MI_SAMPLED_MASK) != 0) {
+      bool local = page_is_local(p);
+      if (free_on_marked_page(p, page, local) && !local) foreign_slot = p;
+    }
+  }
+  errno = saved;
+}
+
+/* mi_track_resize: the aligned fallback's over-allocation was aligned already; its real size is
+ * newsize. Decide again as for an allocation of newsize alone. */
+void mprof__mi_resize(void* p, size_t oldsize, size_t newsize) {
+  if (cb == NULL || p == NULL) return;
+  int saved = errno;
+  unreport(p, oldsize);
+  if (mprof__thread_countdown_expired(newsize)) mprof__mi_malloc_slow(p, newsize);
+  errno = saved;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * errno: mimalloc 2.0.9 reports a failed allocation to its error callback (ENOMEM, or EOVERFLOW
+ * for impossible sizes) but does not set errno, which POSIX malloc must.
+ * ------------------------------------------------------------------------------------------- */
 static void on_mi_error(int err, void* arg) {
   (void)arg;
   if (err == ENOMEM || err == EOVERFLOW) errno = ENOMEM;
 }
 
-static inline void* enomem(void* p) {
-  if (unlikely(p == NULL)) errno = ENOMEM;
-  return p;
-}
-
-/* ---------------------------------------------------------------------------------------------
- * Sampled allocations
- * ------------------------------------------------------------------------------------------- */
-static void say(const char* msg) {
-  ssize_t w = write(STDERR_FILENO, msg, strlen(msg));
-  (void)w;
-}
-
-/* Set when the main thread calls pthread_exit(). glibc then ends the process only when the last
- * other thread exits, and the mprof-heap thread never does; so from then on that thread watches
- * the thread count and, once it is the only thread left, calls exit(0) itself, as glibc's last
- * thread would have (exit handlers, the final dump and stdio flushing run as usual). */
-static _Atomic int main_exited;
-
-/* Number of threads of this process that have not exited (a main thread that called
- * pthread_exit stays listed as a zombie until the process ends). Reads /proc with system calls
- * only; -1 if it cannot. */
-static int live_threads(void) {
-  int dir = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir < 0) return -1;
-  int live = 0;
-  char buf[4096];
-  long n;
-  while ((n = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
-    for (long off = 0; off < n;) {
-      struct {
-        uint64_t ino;
-        int64_t off;
-        unsigned short reclen;
-        unsigned char type;
-        char name[];
-      }* d = (void*)(buf + off);
-      off += d->reclen;
-      if (d->name[0] < '0' || d->name[0] > '9') continue;
-      char path[64], stat[512];
-      snprintf(path, sizeof path, "%s/stat", d->name);
-      int fd = openat(dir, path, O_RDONLY | O_CLOEXEC);
-      if (fd < 0) continue; /* exited meanwhile */
-      ssize_t len = read(fd, stat, sizeof stat - 1);
-      close(fd);
-      if (len <= 0) continue;
-      stat[len] = '\0';
-      const char* state = strrchr(stat, ')'); /* the name may contain spaces and parentheses */
-      if (state != NULL && state[1] == ' ' && state[2] != 'Z' && state[2] != 'X') live++;
-    }
-  }
-  close(dir);
-  return n < 0 ? -1 : live;
-}
-
-static void* heap_owner(void* arg) {
-  (void)arg;
-  mprof__enter(); /* this thread never samples what it allocates itself */
-  mi_heap_t* h = mi_heap_new_in_arena(arena_id);
-  sampled_heap = h;
-  atomic_store_explicit(&heap_state, h != NULL ? HEAP_READY : HEAP_FAILED, memory_order_release);
-  if (h == NULL) return NULL;
-  /* Never returns, so the heap is never deleted. Every signal is blocked here. */
-  for (;;) {
-    if (!atomic_load(&main_exited)) {
-      syscall(SYS_futex, &main_exited, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
-      continue;
-    }
-    if (live_threads() == 1) exit(0); /* only this thread is left */
-    struct timespec ts = {0, 20 * 1000 * 1000};
-    nanosleep(&ts, NULL);
-  }
-}
-
-/* The sampled heap, starting its thread on first use. NULL if it cannot be had. */
-static mi_heap_t* get_sampled_heap(void) {
-  int st = atomic_load_explicit(&heap_state, memory_order_acquire);
-  if (likely(st == HEAP_READY)) return sampled_heap;
-  if (st == HEAP_NONE && atomic_compare_exchange_strong(&heap_state, &st, HEAP_STARTING)) {
-    mprof__enter(); /* pthread_create allocates: served unsampled */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 64 * 1024);
-    pthread_t tid;
-    int err = pthread_create(&tid, &attr, heap_owner, NULL);
-    pthread_attr_destroy(&attr);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (err == 0) {
-      pthread_setname_np(tid, "mprof-heap");
-    } else {
-      atomic_store(&heap_state, HEAP_FAILED);
-      say("mprof: cannot start the thread that owns sampled blocks; samples are dropped\n");
-    }
-    mprof__leave();
-  }
-  while ((st = atomic_load_explicit(&heap_state, memory_order_acquire)) == HEAP_STARTING)
-    sched_yield(); /* the heap thread needs microseconds */
-  return st == HEAP_READY ? sampled_heap : NULL;
-}
-
-static void record(void* p, size_t n) {
-  mprof_sample_t d;
-  cb->on_alloc(&d, p, n);
-  if (d.bucket == NULL) return; /* not recorded (counted as dropped by the core) */
-  if (mprof__blockmap_insert(p, &d) != 0) {
-    cb->on_free(&d, p); /* keep in-use exact: the block will free as unsampled */
-    mprof__sample_dropped();
-  }
-}
-
-/* mimalloc 2.0.9 returns misaligned blocks from mi_malloc_aligned when the size is a multiple of
- * an alignment of 256 bytes or more (it assumes such blocks are naturally aligned, which its
- * page layout does not guarantee). One more byte takes it down its over-allocating path, which
- * is correct. Measured: 600 misaligned results in 5000 calls without this, none with it. */
-static inline size_t aligned_size(size_t n, size_t align) {
-  return (align > 16 && n != 0 && (n & (align - 1)) == 0) ? n + 1 : n;
-}
-
-static void* plain_alloc(size_t n, size_t align, bool zero) {
-  if (align != 0) return mi_malloc_aligned(aligned_size(n, align), align);
-  return zero ? mi_zalloc(n) : mi_malloc(n);
-}
-
-/* The allocation was chosen for sampling: place it in the sampled arena and record it. */
-static void* alloc_sampled(size_t n, size_t align, bool zero) {
-  mi_heap_t* h = get_sampled_heap();
-  void* p = NULL;
-  if (h != NULL) {
-    pthread_mutex_lock(&mprof_sampled_lock);
-    if (align != 0)
-      p = mi_heap_malloc_aligned(h, aligned_size(n, align), align);
-    else
-      p = zero ? mi_heap_zalloc(h, n) : mi_heap_malloc(h, n);
-    pthread_mutex_unlock(&mprof_sampled_lock);
-  }
-  if (unlikely(p == NULL)) {
-    /* Arena full, alignment it cannot give, or a thread in teardown: serve it unsampled. */
-    p = plain_alloc(n, align, zero);
-    if (p != NULL) mprof__sample_dropped();
-    return enomem(p);
-  }
-  record(p, n);
-  return p;
-}
-
-__attribute__((noinline)) static void* alloc_slow(size_t n, size_t align, bool zero) {
-  /* Always ask: the decision also resets the countdown, which the fast path has just run below
-   * zero (even before start-up, or when there is nowhere to put sampled blocks: cb == NULL). */
-  if (mprof__sample_decide(n) && cb != NULL) return alloc_sampled(n, align, zero);
-  return enomem(plain_alloc(n, align, zero));
-}
-
-__attribute__((noinline)) static void free_slow(void* p) {
-  mprof_sample_t d;
-  if (mprof__blockmap_remove(p, &d)) cb->on_free(&d, p);
-  pthread_mutex_lock(&mprof_sampled_lock);
-  mi_free(p);
-  pthread_mutex_unlock(&mprof_sampled_lock);
-}
-
 /* ---------------------------------------------------------------------------------------------
  * The malloc family
  * ------------------------------------------------------------------------------------------- */
-MPROF_PUBLIC void* malloc(size_t n) {
-  if (unlikely(mprof__thread_countdown_expired(n))) return alloc_slow(n, 0, false);
-  return mi_malloc(n); /* a tail call: on failure on_mi_error has set errno */
-}
-
-MPROF_PUBLIC void free(void* p) {
-  if (unlikely(in_arena(p))) {
-    free_slow(p);
-    return;
-  }
-  mi_free(p);
-}
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wattributes" /* aliases of functions with more attributes */
+#define MPROF_ALIAS(fn) __attribute__((alias(#fn), used, visibility("default"), copy(fn)))
+MPROF_PUBLIC void* malloc(size_t n) MPROF_ALIAS(mi_malloc);
+MPROF_PUBLIC void free(void* p) MPROF_ALIAS(mi_free);
+MPROF_PUBLIC void cfree(void* p) MPROF_ALIAS(mi_free);
+MPROF_PUBLIC void* __libc_malloc(size_t n) MPROF_ALIAS(mi_malloc);
+MPROF_PUBLIC void __libc_free(void* p) MPROF_ALIAS(mi_free);
+#pragma GCC diagnostic pop
 
 MPROF_PUBLIC void* calloc(size_t count, size_t size) {
   size_t n;
-  if (unlikely(__builtin_mul_overflow(count, size, &n))) {
+  if (__builtin_mul_overflow(count, size, &n)) {
     errno = ENOMEM;
     return NULL;
   }
-  if (unlikely(mprof__thread_countdown_expired(n))) return alloc_slow(n, 0, true);
   return mi_zalloc(n);
 }
 
-__attribute__((noinline)) static void* realloc_slow(void* p, size_t n, bool expired) {
-  bool sample = expired && mprof__sample_decide(n) && cb != NULL;
-  if (!sample && !in_arena(p)) return enomem(mi_realloc(p, n));
-  /* The old block lives in the sampled heap (which only free() may touch, under its lock), or
-   * the new one must be sampled: move it. */
-  void* q = sample ? alloc_sampled(n, 0, false) : enomem(mi_malloc(n));
-  if (q == NULL) return NULL; /* p is untouched and still owned by the caller */
-  size_t old = mi_usable_size(p);
-  memcpy(q, p, old < n ? old : n);
-  free(p);
-  return q;
-}
-
 MPROF_PUBLIC void* realloc(void* p, size_t n) {
-  if (p == NULL) return malloc(n);
-  if (unlikely(n == 0)) {
-    free(p);
+  if (p == NULL) return mi_malloc(n);
+  if (n == 0) { /* glibc: frees p and returns NULL */
+    mi_free(p);
     return NULL;
   }
-  bool expired = mprof__thread_countdown_expired(n);
-  if (unlikely(expired || in_arena(p))) return realloc_slow(p, n, expired);
-  return mi_realloc(p, n);
+  return mi_realloc(p, n); /* NULL leaves p untouched */
 }
 
 MPROF_PUBLIC void* reallocarray(void* p, size_t count, size_t size) {
@@ -302,21 +289,43 @@ static inline bool is_pow2(size_t x) {
   return x != 0 && (x & (x - 1)) == 0;
 }
 
+/* mimalloc 2.0.9 returns misaligned blocks from mi_malloc_aligned when the size is a multiple of
+ * an alignment of 256 bytes or more (it assumes such blocks are naturally aligned, which its
+ * page layout does not guarantee). One more byte takes it down its over-allocating path, which
+ * is correct. */
+static inline size_t aligned_size(size_t n, size_t align) {
+  return (align > 16 && n != 0 && (n & (align - 1)) == 0) ? n + 1 : n;
+}
+
 static void* aligned(size_t align, size_t n) {
   /* mimalloc aligns blocks of more than 8 bytes to 16, and those of 8 or less to 8. */
-  if (align <= sizeof(void*) || (align <= 16 && n > 8)) return malloc(n);
-  if (unlikely(mprof__thread_countdown_expired(n))) return alloc_slow(n, align, false);
-  return enomem(mi_malloc_aligned(aligned_size(n, align), align));
+  if (align <= sizeof(void*) || (align <= 16 && n > 8)) return mi_malloc(n);
+  if (n > PTRDIFF_MAX) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  /* The aligned paths report an over-allocation before the block (see mimalloc_hooks.h), and
+   * aligned_size may add a byte: here the sampling decision is taken once, for the n bytes the
+   * caller asked for, with the hooks inside seeing no sample point. */
+  mprof_thread_t* t = &mprof__thread;
+  uint64_t countdown = t->countdown;
+  t->countdown = UINT64_MAX;
+  void* p = mi_malloc_aligned(aligned_size(n, align), align);
+  t->countdown = countdown;
+  if (p == NULL) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  if (mprof__thread_countdown_expired(n)) return mprof__mi_malloc_slow(p, n);
+  return p;
 }
 
 MPROF_PUBLIC int posix_memalign(void** out, size_t align, size_t n) {
   if (!is_pow2(align) || align % sizeof(void*) != 0) return EINVAL;
   int saved = errno;
   void* p = aligned(align, n);
-  if (p == NULL) {
-    errno = saved;
-    return ENOMEM;
-  }
+  errno = saved;
+  if (p == NULL) return ENOMEM;
   *out = p;
   return 0;
 }
@@ -360,8 +369,19 @@ MPROF_PUBLIC void* pvalloc(size_t n) {
 }
 
 MPROF_PUBLIC size_t malloc_usable_size(void* p) {
-  return p == NULL ? 0 : mi_usable_size(p);
+  return mi_usable_size(p);
 }
+
+/* glibc's internal names, called by some programs and libraries directly. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wattributes"
+#pragma GCC diagnostic ignored "-Wmissing-prototypes"
+MPROF_PUBLIC void* __libc_calloc(size_t count, size_t size) MPROF_ALIAS(calloc);
+MPROF_PUBLIC void* __libc_realloc(void* p, size_t n) MPROF_ALIAS(realloc);
+MPROF_PUBLIC void* __libc_memalign(size_t align, size_t n) MPROF_ALIAS(memalign);
+MPROF_PUBLIC void* __libc_valloc(size_t n) MPROF_ALIAS(valloc);
+MPROF_PUBLIC void* __libc_pvalloc(size_t n) MPROF_ALIAS(pvalloc);
+#pragma GCC diagnostic pop
 
 /* ---------------------------------------------------------------------------------------------
  * pipe2(): libunwind (1.6) opens a pipe on its first unwind, keeps it for good, and uses it to
@@ -371,7 +391,9 @@ MPROF_PUBLIC size_t malloc_usable_size(void* p) {
  * validation would read from and write to the program's files. So a pipe created while this
  * thread is inside the profiler is moved to the top of the descriptor range (just under
  * min(RLIMIT_NOFILE, 4096)), where programs rarely have files, close-on-exec as it was asked.
+ * Only where the core uses libunwind: on x86-64 it walks stacks itself and opens nothing.
  * ------------------------------------------------------------------------------------------- */
+#if !defined(__x86_64__)
 static int (*real_pipe2)(int[2], int); /* libc's, found by the constructor */
 
 static void move_high(int* fd) {
@@ -393,26 +415,14 @@ MPROF_PUBLIC int pipe2(int fds[2], int flags) {
   }
   int r = real_pipe2(fds, flags);
   if (r == 0 && mprof__thread.busy && (flags & O_CLOEXEC)) {
+    int saved = errno;
     move_high(&fds[0]);
     move_high(&fds[1]);
+    errno = saved;
   }
   return r;
 }
-
-/* ---------------------------------------------------------------------------------------------
- * pthread_exit() from the main thread: see main_exited.
- * ------------------------------------------------------------------------------------------- */
-static void (*real_pthread_exit)(void*); /* libc's, found by the constructor */
-
-MPROF_PUBLIC _Noreturn void pthread_exit(void* retval) {
-  if (syscall(SYS_gettid) == getpid()) {
-    atomic_store(&main_exited, 1);
-    syscall(SYS_futex, &main_exited, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-  }
-  if (real_pthread_exit == NULL) *(void**)&real_pthread_exit = dlsym(RTLD_NEXT, "pthread_exit");
-  real_pthread_exit(retval);
-  __builtin_unreachable(); /* libc's pthread_exit does not return */
-}
+#endif
 
 /* ---------------------------------------------------------------------------------------------
  * exit(): the final dump must finish before any thread ends the process (mprof__exit_wait).
@@ -448,25 +458,21 @@ static int find_self(struct dl_phdr_info* info, size_t size, void* arg) {
   return 0;
 }
 
-static void sampled_fork_prepare(void) {
-  pthread_mutex_lock(&mprof_sampled_lock);
-}
-
-static void sampled_fork_parent(void) {
-  pthread_mutex_unlock(&mprof_sampled_lock);
-}
-
-static void sampled_fork_child(void) {
-  pthread_mutex_init(&mprof_sampled_lock, NULL);
-  /* A heap thread that was starting in the parent does not exist here. */
-  int st = HEAP_STARTING;
-  atomic_compare_exchange_strong(&heap_state, &st, HEAP_FAILED);
+/* The allocator's own figures for the reconciliation (mprof_hooks.h). mi_process_info reads
+ * mimalloc's counters and getrusage(2); it does not allocate. On Linux mimalloc 2.0.9 reports
+ * its committed bytes as the current RSS, and ru_maxrss as the peak. */
+static int glue_alloc_stats(mprof_alloc_stats_t* out) {
+  size_t elapsed, utime, stime, rss, peak_rss, commit, peak_commit, faults;
+  mi_process_info(&elapsed, &utime, &stime, &rss, &peak_rss, &commit, &peak_commit, &faults);
+  *out =
+      (mprof_alloc_stats_t){commit, peak_commit, rss, peak_rss, UINT64_MAX, UINT64_MAX, UINT64_MAX};
+  return 0;
 }
 
 __attribute__((constructor)) static void mprof_glue_init(void) {
   self_range_t self = {0, 0, 0};
   Dl_info info;
-  if (dladdr(&arena_lo, &info) != 0) { /* any object of this library */
+  if (dladdr(&cb, &info) != 0) { /* any object of this library */
     self.base = (uintptr_t)info.dli_fbase;
     dl_iterate_phdr(find_self, &self);
   }
@@ -474,27 +480,17 @@ __attribute__((constructor)) static void mprof_glue_init(void) {
   snprintf(name, sizeof name, "mimalloc %d.%d.%d", MI_MALLOC_VERSION / 100,
            (MI_MALLOC_VERSION / 10) % 10, MI_MALLOC_VERSION % 10);
   mi_register_error(on_mi_error, NULL);
+  /* mimalloc's first allocation on the main thread sets errno (ENOENT, from probing the system
+   * once); a successful malloc must not, so that probing happens here, errno kept. */
+  int saved = errno;
+  mprof__enter(); /* not sampled, and the thread's countdown is left as it was */
+  mi_free(mi_malloc(16));
+  mprof__leave();
+  errno = saved;
   *(void**)&real_exit = dlsym(RTLD_NEXT, "exit");
+#if !defined(__x86_64__)
   *(void**)&real_pipe2 = dlsym(RTLD_NEXT, "pipe2");
-  *(void**)&real_pthread_exit = dlsym(RTLD_NEXT, "pthread_exit");
-  pthread_atfork(sampled_fork_prepare, sampled_fork_parent, sampled_fork_child);
-  mprof_host_t host = {name, self.lo, self.hi};
-  const mprof_callbacks_t* c = mprof__init(&host);
-  if (c == NULL) return;
-  /* Reserve address space (not memory) for sampled blocks: 64 GiB, or less if the process may
-   * not map that much (RLIMIT_AS). */
-  for (size_t size = (size_t)64 << 30; size >= ((size_t)64 << 20); size /= 4) {
-    mi_arena_id_t id;
-    if (mi_reserve_os_memory_ex(size, false, false, true, &id) == 0) {
-      size_t got = 0;
-      void* lo = mi_arena_area(id, &got);
-      if (lo == NULL || got == 0) continue;
-      arena_id = id;
-      arena_lo = (uintptr_t)lo;
-      arena_len = got;
-      cb = c;
-      return;
-    }
-  }
-  say("mprof: cannot reserve address space for sampled blocks; profiling is off\n");
+#endif
+  mprof_host_t host = {name, self.lo, self.hi, glue_alloc_stats};
+  cb = mprof__init(&host);
 }

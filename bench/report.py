@@ -145,6 +145,28 @@ def targets(d):
                     ", ".join("d%d %s%s" % (k, fmt_ns(v["median"]), " (CPU %s)" % fmt_ns(v["cpu"]["median"])
                                             if v.get("cpu") else "") for k, v in sorted(shallow)),
                     verdict(worst <= 1000)))
+    sth = d.get("sample_threads")
+    if sth and "1" in sth and "2" in sth:
+        one, two = sth["1"], sth["2"]
+        out.append(("One sample at depth 8 ≤ 400 ns (median, one thread), no dearer on two threads at once",
+                    "1 thread %s (CPU %s), 2 threads %s (CPU %s)" % (
+                        fmt_ns(one["median"]), fmt_ns(one["cpu"]["median"]),
+                        fmt_ns(two["median"]), fmt_ns(two["cpu"]["median"])),
+                    verdict(one["cpu"]["median"] <= 400 and two["cpu"]["median"] <= 1.1 * one["cpu"]["median"])))
+    th = d.get("threads")
+    if th and th["ratios"].get("mprof-512k"):
+        r = th["ratios"]["mprof-512k"]
+        c = th["cpu_ratios"].get("mprof-512k")
+        out.append(("%d short-lived allocating threads within +3 %% of plain mimalloc at the default rate"
+                    % th["threads"],
+                    fmt_ratio(r) + (" (CPU %+.1f %%)" % pct(c["median"]) if c else ""),
+                    verdict(pct(r["median"]) <= 3)))
+        fs = th.get("first_sample", {}).get("mprof")
+        if fs:
+            out.append(("A thread's first sample costs at most a few µs",
+                        "first malloc of a thread %s, second %s (every allocation sampled)"
+                        % (fmt_ns(fs["first"]["median"]), fmt_ns(fs["second"]["median"])),
+                        verdict(fs["first"]["median"] <= 5000)))
     st = d.get("scale", {}).get("mprof")
     if st and st["stages"]:
         first, last = st["stages"][0], st["stages"][-1]
@@ -270,6 +292,39 @@ def markdown(d, img_prefix):
             rows.append(row)
         s.append(table(["depth"] + [h for p in profs for h in ("%s, wall" % p, "%s, CPU" % p)], rows))
         s.append("\n![sample cost by depth](%ssample_cost.png)\n" % img_prefix)
+    sth = d.get("sample_threads")
+    if sth:
+        s.append("\n### One sample at depth 8, on one thread and on two threads at once\n")
+        s.append("bench_alloc small at depth 8 with 1 and with 2 threads, lg_prof_sample:0 against "
+                 "prof_active:false: wall = difference of loop times per malloc/free pair of one "
+                 "thread (the threads run side by side), CPU = difference of process CPU time per "
+                 "pair of all threads. Median [interquartile range] over rounds.\n\n")
+        rows = []
+        for k in sorted(sth, key=int):
+            v = sth[k]
+            c = v["cpu"]
+            rows.append([k, "%s [%s, %s]" % (fmt_ns(v["median"]), fmt_ns(v["p25"]), fmt_ns(v["p75"])),
+                         "%s [%s, %s]" % (fmt_ns(c["median"]), fmt_ns(c["p25"]), fmt_ns(c["p75"]))])
+        s.append(table(["threads sampling", "per sample, wall", "per sample, CPU"], rows))
+    th = d.get("threads")
+    if th:
+        s.append("\n### Thread churn: %d short-lived allocating threads\n" % th["threads"])
+        s.append("`%s`: 4 threads at a time, each allocating 1 MiB in 16 B–4 KiB blocks (about two "
+                 "samples per thread at the default rate). Median [interquartile range] over rounds of "
+                 "(time with the configuration) / (time of its allocator alone, same round).\n\n"
+                 % " ".join(["bench_threads"] + th["cmd"][1:]))
+        rows = []
+        for name, r in th["ratios"].items():
+            c = th["cpu_ratios"].get(name)
+            rows.append([name, fmt_ratio(r), fmt_ratio(c) if c else "—", r["base"]])
+        s.append(table(["configuration", "wall", "CPU", "against"], rows))
+        fs = th.get("first_sample", {})
+        if fs:
+            s.append("\nFirst and second malloc of each thread (`bench_threads --batch 1 --bytes 0`; "
+                     "profilers sample every allocation), medians over the threads, then over rounds:\n\n")
+            s.append(table(["allocator", "first malloc", "second malloc"],
+                           [[n, fmt_ns(v["first"]["median"]), fmt_ns(v["second"]["median"])]
+                            for n, v in fs.items()]))
     prof = d.get("sample_profile")
     if prof and prof.get("by_object"):
         s.append("\nWhere a sample's time goes (`perf record -e cpu-clock` of the lg_prof_sample:0 loop "

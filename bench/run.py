@@ -32,15 +32,17 @@ MODES = {
     "full": dict(rounds=15, real_rounds=7, warmup=True, ops_small=2_000_000, ops_large=20_000,
                  ops_realloc=300_000, ops_deep=500_000, cost_ops=100_000, cost_rounds=7,
                  stacks=100_000, dumps=5, cg_ops=(100_000, 300_000), sqlite_rows=200_000,
-                 py_scale=8000, depths=(8, 16, 32, 64, 128)),
+                 py_scale=8000, depths=(8, 16, 32, 64, 128), thread_rounds=15, threads=400,
+                 thread_ops=200_000),
     "quick": dict(rounds=3, real_rounds=2, warmup=False, ops_small=300_000, ops_large=3000,
                   ops_realloc=60_000, ops_deep=150_000, cost_ops=20_000, cost_rounds=3,
                   stacks=10_000, dumps=2, cg_ops=(20_000, 60_000), sqlite_rows=20_000,
-                  py_scale=800, depths=(8, 32, 128)),
+                  py_scale=800, depths=(8, 32, 128), thread_rounds=5, threads=400,
+                  thread_ops=50_000),
     "smoke": dict(rounds=1, real_rounds=0, warmup=False, ops_small=20_000, ops_large=200,
                   ops_realloc=20_000, ops_deep=10_000, cost_ops=2000, cost_rounds=1,
                   stacks=1000, dumps=1, cg_ops=None, sqlite_rows=0, py_scale=0,
-                  depths=(8, 32)),
+                  depths=(8, 32), thread_rounds=1, threads=40, thread_ops=2000),
 }
 
 # Environment variables of the allocators compared: cleared before every run, then set per config.
@@ -475,6 +477,106 @@ class Suite:
                                          ops=ops, cpu=summary(cpu_costs))
         self.data["sample_cost"] = res
 
+    # -- 3b. one sample at depth 8, on one thread and on two threads at once --------------------------
+    def bench_sample_threads(self):
+        """st-small and mt-small at depth 8, lg_prof_sample:0 against prof_active:false: what one
+        sample costs when one thread samples and when two sample at once (a process-wide lock on
+        the sampled path would make the second dearer)."""
+        mp = self.libmprof
+        on = {"LD_PRELOAD": mp, "MPROF_CONF": "lg_prof_sample:0"}
+        off = {"LD_PRELOAD": mp, "MPROF_CONF": "prof_active:false"}
+        ops = self.p["thread_ops"]
+        rounds = max(1, self.p["cost_rounds"])
+        log("bench: sample cost at depth 8 on 1 and 2 threads, %d rounds" % rounds)
+        res = {}
+        for threads in (1, 2):
+            cmd = [self.bin("bench_alloc"), "--workload", "small", "--threads", str(threads),
+                   "--frames", "8", "--ops", str(ops)]
+            wall, cpu, samples = [], [], []
+            for r in range(rounds):
+                t = {}
+                order = [("on", on), ("off", off)] if r % 2 == 0 else [("off", off), ("on", on)]
+                for which, env in order:
+                    _, out, _ = self.run(cmd, dict(name="mprof-" + which, env=env))
+                    row = parse_results(out)[0]
+                    t[which], t["cpu_" + which] = row["seconds"], row["cpu_seconds"]
+                    if which == "on":
+                        samples.append(row.get("samples", -1))
+                # Each thread does `ops` pairs, the threads side by side: wall per pair of one
+                # thread, CPU per pair of all of them.
+                wall.append((t["on"] - t["off"]) * 1e9 / ops)
+                cpu.append((t["cpu_on"] - t["cpu_off"]) * 1e9 / (ops * threads))
+            res[str(threads)] = dict(summary(wall), all=wall, cpu=dict(summary(cpu), all=cpu),
+                                     ops=ops, threads=threads, samples=samples)
+        self.data["sample_threads"] = res
+
+    # -- 3c. thread churn: 400 short-lived allocating threads -----------------------------------------
+    def bench_threads(self):
+        """bench_threads (400 threads, 4 at a time, 1 MiB allocated each) under plain mimalloc and
+        mprof (prof:false, default rate, prof_active:false), and jemalloc with and without its
+        profiler, interleaved in rounds; ratios to the allocator's own baseline of the same round.
+        Then the first two mallocs of each thread with every allocation sampled: what a thread's
+        first sample costs beyond a later one."""
+        L = self.libs
+        mp = self.libmprof
+        confs = []
+        if L["mimalloc"]:
+            confs.append(dict(name="mimalloc", group="mimalloc", base=True, env={"LD_PRELOAD": L["mimalloc"]}))
+        confs += [dict(name="mprof-off", group="mimalloc", base=False,
+                       env={"LD_PRELOAD": mp, "MPROF_CONF": "prof:false"}),
+                  dict(name="mprof-512k", group="mimalloc", base=False, env={"LD_PRELOAD": mp, "MPROF_CONF": ""}),
+                  dict(name="mprof-inactive", group="mimalloc", base=False,
+                       env={"LD_PRELOAD": mp, "MPROF_CONF": "prof_active:false"})]
+        if self.mode != "smoke" and L["jemalloc"]:
+            confs += [dict(name="jemalloc", group="jemalloc", base=True, env={"LD_PRELOAD": L["jemalloc"]}),
+                      dict(name="jemalloc-512k", group="jemalloc", base=False,
+                           env={"LD_PRELOAD": L["jemalloc"], "MALLOC_CONF": "prof:true,lg_prof_sample:19"})]
+        n = self.p["threads"]
+        cmd = [self.bin("bench_threads"), "--threads", str(n), "--batch", "4", "--bytes", str(1 << 20)]
+        rounds = self.p["thread_rounds"]
+        log("bench: thread churn, %d threads, %d configs x %d rounds" % (n, len(confs), rounds))
+        runs = {c["name"]: [] for c in confs}
+        for r in range(rounds + (1 if self.p["warmup"] else 0)):
+            k = r % len(confs)
+            order = confs[k:] + confs[:k]
+            for c in (order[::-1] if r % 2 else order):
+                _, out, _ = self.run(cmd, c)
+                if self.p["warmup"] and r == 0:
+                    continue
+                row = parse_results(out)[0]
+                runs[c["name"]].append(dict(seconds=row["seconds"], cpu_seconds=row["cpu_seconds"],
+                                            samples=row.get("samples", -1)))
+        res = dict(cmd=cmd, threads=n, runs=runs, ratios={}, cpu_ratios={}, time={})
+        for c in confs:
+            res["time"][c["name"]] = summary([x["seconds"] for x in runs[c["name"]]])
+            base = next((b for b in confs if b["group"] == c["group"] and b["base"]), None)
+            if base is None or c["base"]:
+                continue
+            w = [a["seconds"] / b["seconds"] for a, b in zip(runs[c["name"]], runs[base["name"]])]
+            u = [a["cpu_seconds"] / b["cpu_seconds"] for a, b in zip(runs[c["name"]], runs[base["name"]])]
+            res["ratios"][c["name"]] = dict(summary(w), base=base["name"], all=w)
+            res["cpu_ratios"][c["name"]] = dict(summary(u), base=base["name"], all=u)
+        # The first sample of a thread against its second, every allocation sampled.
+        first = {}
+        fcmd = [self.bin("bench_threads"), "--threads", str(n), "--batch", "1", "--bytes", "0"]
+        fconfs = [("mprof", {"LD_PRELOAD": mp, "MPROF_CONF": "lg_prof_sample:0"})]
+        if L["mimalloc"]:
+            fconfs.append(("mimalloc", {"LD_PRELOAD": L["mimalloc"]}))
+        if self.mode != "smoke" and L["jemalloc"]:
+            fconfs.append(("jemalloc", {"LD_PRELOAD": L["jemalloc"],
+                                        "MALLOC_CONF": "prof:true,lg_prof_sample:0"}))
+        for name, env in fconfs:
+            f, sec = [], []
+            for r in range(max(1, rounds // 3)):
+                _, out, _ = self.run(fcmd, dict(name=name, env=env))
+                row = parse_results(out)[0]
+                f.append(row["first_malloc_ns"])
+                sec.append(row["second_malloc_ns"])
+            first[name] = dict(first=summary(f), second=summary(sec),
+                               extra=summary([a - b for a, b in zip(f, sec)]))
+        res["first_sample"] = first
+        self.data["threads"] = res
+
     def profile_sample_path(self):
         """Where the time of a sample goes: perf (cpu-clock, works without hardware counters)
         on the lg_prof_sample:0 loop at depth 32, flat by object and by symbol."""
@@ -552,8 +654,9 @@ class Suite:
         """Structural checks only (never a time): every part produced parseable numbers, and
         mprof recorded about as many samples as its rate predicts."""
         errs = []
+        ran = self.args.only.split(",") if self.args.only else list(self.SECTIONS)
         ov = self.data.get("overhead", {})
-        if not ov:
+        if not ov and "overhead" in ran:
             errs.append("no overhead results")
         for wl, e in ov.items():
             for name, r in e["ratios"].items():
@@ -575,18 +678,35 @@ class Suite:
                                  "for %d allocations (depth %s): the sample-cost numbers do not "
                                  "measure sampling" % (r["samples"], r["ops"], d))
         sc = self.data.get("scale", {}).get("mprof")
-        if not sc or not sc["stages"] or "dump" not in sc["latency"]:
+        if "scale" in ran and (not sc or not sc["stages"] or "dump" not in sc["latency"]):
             errs.append("no scale results")
+        th = self.data.get("threads")
+        if "threads" in ran:
+            if not th or not th["ratios"].get("mprof-512k"):
+                errs.append("no thread-churn results")
+            elif not all(math.isfinite(x) and x > 0 for r in th["ratios"].values() for x in r["all"]):
+                errs.append("bad thread-churn ratio")
+        st = self.data.get("sample_threads")
+        if "sample-threads" in ran and (not st or not all(math.isfinite(v["median"]) for v in st.values())):
+            errs.append("no sample cost on 1 and 2 threads")
         return errs
+
+    SECTIONS = ("overhead", "sample-cost", "sample-threads", "threads", "profile", "tcmalloc",
+                "scale", "callgrind")
 
     def run_all(self):
         t0 = time.time()
-        self.bench_overhead()
-        self.bench_sample_cost()
-        self.profile_sample_path()
-        self.tcmalloc_check()
-        self.bench_scale()
-        self.bench_callgrind()
+        steps = dict(zip(self.SECTIONS, (self.bench_overhead, self.bench_sample_cost,
+                                         self.bench_sample_threads, self.bench_threads,
+                                         self.profile_sample_path, self.tcmalloc_check,
+                                         self.bench_scale, self.bench_callgrind)))
+        only = self.args.only.split(",") if self.args.only else list(self.SECTIONS)
+        for name in only:
+            if name not in steps:
+                sys.exit("bench: unknown section %r (sections: %s)" % (name, ", ".join(self.SECTIONS)))
+        for name in self.SECTIONS:
+            if name in only:
+                steps[name]()
         self.data["seconds"] = time.time() - t0
         self.data["machine"] = machine_info(self.libs)
         self.data["tree"] = tree_info(self.build, bool(self.args.mprof_lib))
@@ -664,6 +784,8 @@ def main():
     ap.add_argument("--results", default=os.path.join(BENCH_DIR, "results"),
                     help="where results go (default: bench/results/)")
     ap.add_argument("--mprof-lib", help="measure this libmprof.so instead of the built one")
+    ap.add_argument("--only", help="run only these sections, comma-separated: " + ", ".join(Suite.SECTIONS) +
+                    " (docs/BENCHMARKS.md is then not rewritten unless --docs yes)")
     ap.add_argument("--docs", choices=("auto", "yes", "no"), default="auto",
                     help="write docs/BENCHMARKS.md and docs/bench/*.png (auto: full mode only)")
     args = ap.parse_args()
@@ -671,7 +793,7 @@ def main():
     # ctest runs the smoke mode on the build it belongs to: never rebuild that one.
     if not args.no_build and args.mode != "smoke":
         build(os.path.abspath(args.build_dir))
-    for exe in ("bench_alloc", "bench_stacks", "bench_exec", "libbench_statdump.so"):
+    for exe in ("bench_alloc", "bench_threads", "bench_stacks", "bench_exec", "libbench_statdump.so"):
         if not os.path.exists(os.path.join(args.build_dir, "bench", exe)):
             sys.exit("bench: %s not built in %s" % (exe, args.build_dir))
     suite = Suite(args)
@@ -685,7 +807,7 @@ def main():
         json.dump(suite.data, f, indent=1)
     shutil.copyfile(path, os.path.join(suite.results, "latest-%s.json" % suite.mode))
     import report  # bench/report.py: tables, plots, docs
-    write_docs = args.docs == "yes" or (args.docs == "auto" and suite.mode == "full")
+    write_docs = args.docs == "yes" or (args.docs == "auto" and suite.mode == "full" and not args.only)
     report.write_all(suite.data, suite.results, REPO if write_docs else None)
     log("bench: results in %s (%.0f s)" % (path, suite.data["seconds"]))
     for p in suite.data["problems"]:

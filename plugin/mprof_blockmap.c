@@ -16,7 +16,7 @@
 
 #define EMPTY ((uintptr_t)0)
 #define TOMB ((uintptr_t)1)
-#define MIN_CAP 64
+#define MIN_CAP 4 /* 160 bytes: a shard holding a few blocks costs a few cache lines */
 
 typedef struct entry_s {
   uintptr_t key;
@@ -146,6 +146,19 @@ bool mprof__blockmap_remove(const void* p, mprof_sample_t* out) {
   return found;
 }
 
+void mprof__blockmap_walk(void (*fn)(void* arg, const mprof_sample_t* rec), void* arg) {
+  init_shards();
+  for (int i = 0; i < MPROF_BLOCKMAP_SHARDS; i++) {
+    shard_t* s = &shards[i];
+    mprof__lock(&s->lock);
+    for (size_t k = 0; k < s->cap; k++) {
+      const entry_t* e = &s->slots[k];
+      if (e->key != EMPTY && e->key != TOMB) fn(arg, &e->rec);
+    }
+    mprof__unlock(&s->lock);
+  }
+}
+
 size_t mprof__blockmap_count(void) {
   return atomic_load_explicit(&total_live, memory_order_relaxed);
 }
@@ -158,7 +171,7 @@ void mprof__blockmap_fork_prepare(void) {
   init_shards();
   /* All shard locks share a rank: taken raw, in index order, as the one sanctioned exception. */
   for (int i = 0; i < MPROF_BLOCKMAP_SHARDS; i++)
-    pthread_mutex_lock(&shards[i].lock.mu);
+    mprof__sys_mutex_lock(&shards[i].lock.mu);
 }
 
 void mprof__blockmap_fork_parent(void) {

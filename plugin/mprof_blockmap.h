@@ -23,6 +23,12 @@ int mprof__blockmap_insert(const void* p, const mprof_sample_t* s);
 /* Removes p; true and *out filled if p was a sampled block. */
 bool mprof__blockmap_remove(const void* p, mprof_sample_t* out);
 
+/* Calls fn(arg, record) for every block in the map, one shard at a time under that shard's lock
+ * (so a thread freeing a sampled block of that shard waits at most for one shard's walk). fn must
+ * take no lock of lower rank than the block map's (it may allocate profiler memory). Blocks
+ * inserted or removed during the walk may or may not be seen. */
+void mprof__blockmap_walk(void (*fn)(void* arg, const mprof_sample_t* rec), void* arg);
+
 /* Sampled blocks currently in the map, and profiler bytes the map uses. */
 size_t mprof__blockmap_count(void);
 size_t mprof__blockmap_bytes(void);

@@ -1,9 +1,19 @@
 /* The bucket table (see mprof_bucket.h).
  *
- * A fixed array of MPROF_BUCKET_HASH_SIZE chain heads, mapped on first use (untouched pages cost
- * nothing). 2^16 heads (512 KiB) keep chains short up to a few hundred thousand stacks; beyond that a
- * lookup walks longer chains but stays correct. Chain heads and list heads are atomics written
- * with release under mprof_insert_lock and read with acquire without it. */
+ * An open-addressing table of bucket pointers with linear probing, its capacity a power of two,
+ * kept at most half full. It starts at MPROF_BUCKET_TABLE_MIN slots (2 KiB) on the first insertion
+ * and doubles when an insertion would pass half: a program with few stacks pays a few KiB, and a
+ * lookup probes about 1.5 slots whatever the number of stacks.
+ *
+ * Growth never disturbs a reader. Slots are atomics: an insertion fills an empty slot with a
+ * release store (the bucket is fully written before), and a filled slot never changes. To grow,
+ * the inserter (under mprof_insert_lock) fills a new table twice the size with every bucket and
+ * publishes it with a release store of `current`. A reader that loaded the old table keeps
+ * walking it: it is never modified or freed again, so every bucket it held is still found there,
+ * and one inserted after the switch is missing only from it, which sends the reader to the insert
+ * path; that path looks again in the newest table under the lock. The retired tables stay mapped
+ * for good (there is no way to know when the last reader has left them); being half, a quarter, ...
+ * of the current one, they add at most its size again. */
 #include "mprof_bucket.h"
 
 #include "mprof_lock.h"
@@ -11,15 +21,22 @@
 
 #include <string.h>
 
-#define MPROF_BUCKET_HASH_SIZE ((size_t)1 << 16)
+#define MPROF_BUCKET_TABLE_MIN ((size_t)1 << 8)
+
+typedef struct table_s {
+  size_t mask;                    /* capacity - 1; immutable */
+  _Atomic(mprof_bucket_t*)* slot; /* capacity slots, profiler memory; each written once */
+  struct table_s* older;          /* the table this one replaced; immutable */
+} table_t;
 
 static mprof_lock_t mprof_insert_lock = MPROF_LOCK_INIT(MPROF_RANK_INSERT, "insert");
-static _Atomic(mprof_bucket_t*)* _Atomic table; /* chain heads; set once under the insert lock */
+static _Atomic(table_t*) current; /* newest table; replaced (release) under the insert lock */
 static _Atomic(mprof_bucket_t*) all[MPROF_BUCKET_NTYPES]; /* per-type lists, written under lock */
 static _Atomic size_t counts[MPROF_BUCKET_NTYPES];
+static size_t total; /* buckets of every type in the table; mprof_insert_lock */
 
 static uint64_t hash_stack(uint32_t type, const uintptr_t* stk, uint32_t nstk) {
-  uint64_t h = 0x84222325cbf29ce4ull ^ type;
+  uint64_t h = 0x84222325cbf29ce4ull ^ type; /* type holds the tag in its upper 16 bits */
   for (uint32_t i = 0; i < nstk; i++) {
     h ^= stk[i];
     h *= 0x100000001b3ull;
@@ -31,53 +48,96 @@ static uint64_t hash_stack(uint32_t type, const uintptr_t* stk, uint32_t nstk) {
   return h;
 }
 
-static mprof_bucket_t* find(_Atomic(mprof_bucket_t*)* tab, uint64_t h, uint32_t type,
-                            const uintptr_t* stk, uint32_t nstk) {
-  mprof_bucket_t* b =
-      atomic_load_explicit(&tab[h & (MPROF_BUCKET_HASH_SIZE - 1)], memory_order_acquire);
-  for (; b != NULL; b = b->next) {
-    if (b->hash == h && b->type == type && b->nstk == nstk &&
+static mprof_bucket_t* find(const table_t* t, uint64_t h, uint32_t type, const uintptr_t* stk,
+                            uint32_t nstk) {
+  for (size_t i = (size_t)h & t->mask;; i = (i + 1) & t->mask) {
+    mprof_bucket_t* b = atomic_load_explicit(&t->slot[i], memory_order_acquire);
+    if (b == NULL) return NULL; /* a table is never full: there is always an empty slot */
+    if (b->hash == h && b->type == (type & 0xffff) && b->tag == type >> 16 && b->nstk == nstk &&
         memcmp(b->stk, stk, nstk * sizeof(uintptr_t)) == 0)
       return b;
   }
-  return NULL;
+}
+
+/* Puts b in the first empty slot of its probe sequence. Needs mprof_insert_lock. */
+static void place_locked(table_t* t, mprof_bucket_t* b) {
+  size_t i = (size_t)b->hash & t->mask;
+  while (atomic_load_explicit(&t->slot[i], memory_order_relaxed) != NULL)
+    i = (i + 1) & t->mask;
+  atomic_store_explicit(&t->slot[i], b, memory_order_release);
+}
+
+/* A new table of `cap` slots holding every bucket of `old` (which may be NULL). Needs
+ * mprof_insert_lock. NULL when profiler memory is exhausted. */
+static table_t* grow_locked(table_t* old, size_t cap) {
+  table_t* t = mprof__meta_alloc(sizeof *t);
+  if (t == NULL) return NULL;
+  t->slot = mprof__meta_alloc(cap * sizeof *t->slot);
+  if (t->slot == NULL) {
+    mprof__meta_free(t, sizeof *t);
+    return NULL;
+  }
+  t->mask = cap - 1;
+  t->older = old;
+  if (old != NULL) {
+    for (size_t i = 0; i <= old->mask; i++) {
+      mprof_bucket_t* b = atomic_load_explicit(&old->slot[i], memory_order_relaxed);
+      if (b != NULL) place_locked(t, b);
+    }
+  }
+  return t;
 }
 
 mprof_bucket_t* mprof__bucket_get(mprof_bucket_type_t type, const uintptr_t* stk, uint32_t nstk,
                                   int create) {
-  uint64_t h = hash_stack((uint32_t)type, stk, nstk);
-  _Atomic(mprof_bucket_t*)* tab = atomic_load_explicit(&table, memory_order_acquire);
-  if (tab != NULL) {
-    mprof_bucket_t* b = find(tab, h, (uint32_t)type, stk, nstk);
-    if (b != NULL || !create) return b;
-  } else if (!create) {
-    return NULL;
+  return mprof__bucket_get_tagged(type, 0, stk, nstk, create);
+}
+
+mprof_bucket_t* mprof__bucket_get_tagged(mprof_bucket_type_t type, uint16_t tag,
+                                         const uintptr_t* stk, uint32_t nstk, int create) {
+  uint32_t key = (uint32_t)type | (uint32_t)tag << 16;
+  uint64_t h = hash_stack(key, stk, nstk);
+  table_t* t = atomic_load_explicit(&current, memory_order_acquire);
+  if (t != NULL) {
+    mprof_bucket_t* b = find(t, h, key, stk, nstk);
+    if (b != NULL) return b;
+  }
+  if (!create) {
+    if (t == NULL) return NULL;
+    /* A bucket inserted while the table grew is only in the newer table: look there. */
+    table_t* now = atomic_load_explicit(&current, memory_order_acquire);
+    return now == t ? NULL : find(now, h, key, stk, nstk);
   }
 
   mprof_bucket_t* b = NULL;
   mprof__lock(&mprof_insert_lock);
-  tab = atomic_load_explicit(&table, memory_order_relaxed);
-  if (tab == NULL) {
-    size_t tsize = MPROF_BUCKET_HASH_SIZE * sizeof(*tab);
-    tab = mprof__meta_alloc(tsize);
-    if (tab == NULL) goto out;
-    atomic_store_explicit(&table, tab, memory_order_release);
+  t = atomic_load_explicit(&current, memory_order_relaxed);
+  if (t != NULL) {
+    b = find(t, h, key, stk, nstk); /* another thread may have inserted it */
+    if (b != NULL) goto out;
   }
-  b = find(tab, h, (uint32_t)type, stk, nstk); /* another thread may have inserted it */
-  if (b != NULL) goto out;
+  if (t == NULL || (total + 1) * 2 > t->mask + 1) {
+    table_t* bigger = grow_locked(t, t == NULL ? MPROF_BUCKET_TABLE_MIN : (t->mask + 1) * 2);
+    /* Out of memory: go on in the old table while it has room (it stays correct, only slower
+     * past half full), else give up on this bucket. */
+    if (bigger != NULL)
+      atomic_store_explicit(&current, t = bigger, memory_order_release);
+    else if (t == NULL || total + 2 > t->mask + 1)
+      goto out;
+  }
   size_t size = sizeof(mprof_bucket_t) + nstk * sizeof(uintptr_t);
   b = mprof__meta_alloc(size);
   if (b == NULL) goto out;
   b->hash = h;
   b->nstk = nstk;
-  b->type = (uint32_t)type;
+  b->type = (uint16_t)type;
+  b->tag = tag;
   memcpy(b->stk, stk, nstk * sizeof(uintptr_t));
-  _Atomic(mprof_bucket_t*)* head = &tab[h & (MPROF_BUCKET_HASH_SIZE - 1)];
-  b->next = atomic_load_explicit(head, memory_order_relaxed);
   b->allnext = atomic_load_explicit(&all[type], memory_order_relaxed);
-  atomic_store_explicit(head, b, memory_order_release);
+  place_locked(t, b);
   atomic_store_explicit(&all[type], b, memory_order_release);
   atomic_fetch_add_explicit(&counts[type], 1, memory_order_relaxed);
+  total++;
 out:
   mprof__unlock(&mprof_insert_lock);
   return b;
@@ -89,6 +149,11 @@ mprof_bucket_t* mprof__bucket_list(mprof_bucket_type_t type) {
 
 size_t mprof__bucket_count(mprof_bucket_type_t type) {
   return atomic_load_explicit(&counts[type], memory_order_relaxed);
+}
+
+size_t mprof__bucket_table_slots(void) {
+  table_t* t = atomic_load_explicit(&current, memory_order_acquire);
+  return t == NULL ? 0 : t->mask + 1;
 }
 
 void mprof__bucket_fork_prepare(void) {

@@ -10,6 +10,7 @@
 #include "mprof_conf.h"
 
 #include <limits.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,32 +18,46 @@
 #define LINE_MAX_BYTES 512 /* report lines, including the NUL */
 #define QUOTE_MAX 200      /* bytes of quoted input in a report line, escapes included */
 
+static const char* check_signal(const char* v, size_t n);
+
 const mprof_opt_desc_t mprof__opt_descs[] = {
     {"prof", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof), 0, 1,
-     "Profiling is enabled in this process; false means no allocation is ever sampled."},
+     "Profiling is enabled in this process; false means no allocation is ever sampled.", NULL},
     {"prof_active", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_active), 0, 1,
-     "Sampling is on at start; it can be switched at run time through prof.active."},
+     "Sampling is on at start; it can be switched at run time through prof.active.", NULL},
     {"lg_prof_sample", MPROF_OPT_SIZE, offsetof(mprof_opts_t, lg_prof_sample), 0, 62,
-     "Mean sampling interval is 2^n bytes allocated; 0 samples every allocation."},
+     "Mean sampling interval is 2^n bytes allocated; 0 samples every allocation.", NULL},
     {"prof_stack_depth", MPROF_OPT_UNSIGNED, offsetof(mprof_opts_t, prof_stack_depth), 1, 1024,
-     "Maximum number of frames kept per sampled stack."},
+     "Maximum number of frames kept per sampled stack.", NULL},
     {"prof_prefix", MPROF_OPT_STRING, offsetof(mprof_opts_t, prof_prefix), 0, MPROF_PREFIX_MAX - 1,
-     "Path prefix of automatic dump files (cannot contain a comma); empty disables them."},
+     "Path prefix of automatic dump files (cannot contain a comma); empty disables them.", NULL},
     {"prof_final", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_final), 0, 1,
-     "Write a dump when the process exits."},
+     "Write a dump when the process exits.", NULL},
     {"lg_prof_interval", MPROF_OPT_SSIZE, offsetof(mprof_opts_t, lg_prof_interval), -1, 62,
-     "Write a dump every 2^n bytes allocated on average; -1 disables interval dumps."},
+     "Write a dump every 2^n bytes allocated on average; -1 disables interval dumps.", NULL},
     {"prof_gdump", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_gdump), 0, 1,
-     "Write a dump at each new high-water mark of sampled in-use bytes."},
+     "Write a dump at each new high-water mark of sampled in-use bytes.", NULL},
     {"lg_prof_epoch", MPROF_OPT_SSIZE, offsetof(mprof_opts_t, lg_prof_epoch), -1, 62,
-     "Start a new epoch every 2^n bytes allocated (estimated); -1 disables automatic epochs."},
+     "Start a new epoch every 2^n bytes allocated (estimated); -1 disables automatic epochs.",
+     NULL},
     {"prof_leak", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_leak), 0, 1,
-     "Print a one-line summary of sampled memory still in use to stderr at exit."},
+     "Print a one-line summary of sampled memory still in use to stderr at exit.", NULL},
+    {"prof_age", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_age), 0, 1,
+     "Heap dumps split each stack's in-use figures by age in epochs (label age_epochs).", NULL},
+    {"prof_peak", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_peak), 0, 1,
+     "Keep the sampled in-use state at its peak, written by prof.peak.dump and at exit.", NULL},
+    {"prof_thread_labels", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_thread_labels), 0, 1,
+     "Label heap samples with the name (else the id) of the thread that allocated.", NULL},
+    {"prof_dump_signal", MPROF_OPT_STRING, offsetof(mprof_opts_t, prof_dump_signal), 0,
+     MPROF_SIGNAL_MAX - 1, "Signal (name or number) on which a dump is written; empty: none.",
+     check_signal},
+    {"prof_dump_over", MPROF_OPT_SIZE, offsetof(mprof_opts_t, prof_dump_over), 0, LLONG_MAX,
+     "One dump the first time estimated in-use bytes reach this many; 0 disables it.", NULL},
     {"prof_mutex_fraction", MPROF_OPT_UNSIGNED, offsetof(mprof_opts_t, prof_mutex_fraction), 0,
      INT32_MAX,
-     "Contention profile: one in n contended lock acquisitions is recorded; 0 disables it."},
+     "Contention profile: one in n contended lock acquisitions is recorded; 0 disables it.", NULL},
     {"prof_mutex_app", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_mutex_app), 0, 1,
-     "The contention profile includes the program's own pthread mutexes."},
+     "The contention profile includes the program's own pthread mutexes.", NULL},
 };
 const size_t mprof__opt_ndescs = sizeof mprof__opt_descs / sizeof mprof__opt_descs[0];
 
@@ -58,6 +73,11 @@ void mprof__opts_default(mprof_opts_t* o) {
   o->prof_gdump = false;
   o->lg_prof_epoch = 30;
   o->prof_leak = false;
+  o->prof_age = true;
+  o->prof_peak = false;
+  o->prof_thread_labels = false;
+  o->prof_dump_signal[0] = '\0';
+  o->prof_dump_over = 0;
   o->prof_mutex_fraction = 0;
   o->prof_mutex_app = false;
 }
@@ -283,9 +303,95 @@ static void apply_pair(sink_t* sk, mprof_opts_t* opts, const char* key, size_t k
       invalid_pair(sk, key, plen, "too long", d);
       return;
     }
+    if (d->check != NULL) {
+      const char* why = d->check(val, vlen);
+      if (why != NULL) {
+        invalid_pair(sk, key, plen, why, NULL);
+        return;
+      }
+    }
     memcpy(field, val, vlen);
     field[vlen] = '\0';
     return;
+  }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Signals
+ * ------------------------------------------------------------------------------------------- */
+
+static const struct {
+  const char* name;
+  int sig;
+} signal_names[] = {
+    {"HUP", SIGHUP},       {"INT", SIGINT},   {"QUIT", SIGQUIT},     {"ILL", SIGILL},
+    {"TRAP", SIGTRAP},     {"ABRT", SIGABRT}, {"IOT", SIGIOT},       {"BUS", SIGBUS},
+    {"FPE", SIGFPE},       {"KILL", SIGKILL}, {"USR1", SIGUSR1},     {"SEGV", SIGSEGV},
+    {"USR2", SIGUSR2},     {"PIPE", SIGPIPE}, {"ALRM", SIGALRM},     {"TERM", SIGTERM},
+    {"STKFLT", SIGSTKFLT}, {"CHLD", SIGCHLD}, {"CONT", SIGCONT},     {"STOP", SIGSTOP},
+    {"TSTP", SIGTSTP},     {"TTIN", SIGTTIN}, {"TTOU", SIGTTOU},     {"URG", SIGURG},
+    {"XCPU", SIGXCPU},     {"XFSZ", SIGXFSZ}, {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF},
+    {"WINCH", SIGWINCH},   {"IO", SIGIO},     {"POLL", SIGPOLL},     {"PWR", SIGPWR},
+    {"SYS", SIGSYS},
+};
+
+/* A decimal number in s[0..n) without sign, at most 3 digits; -1 otherwise. */
+static int small_decimal(const char* s, size_t n) {
+  if (n == 0 || n > 3) return -1;
+  int v = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] < '0' || s[i] > '9') return -1;
+    v = v * 10 + (s[i] - '0');
+  }
+  return v;
+}
+
+int mprof__signal_parse(const char* s, size_t n) {
+  if (n == 0) return 0;
+  int sig = small_decimal(s, n);
+  if (sig < 0) {
+    if (n > 3 && memcmp(s, "SIG", 3) == 0) {
+      s += 3;
+      n -= 3;
+    }
+    if (n >= 5 && (memcmp(s, "RTMIN", 5) == 0 || memcmp(s, "RTMAX", 5) == 0)) {
+      bool min = s[4] == 'N';
+      int off = 0;
+      if (n > 5) {
+        if (s[5] != (min ? '+' : '-')) return -1;
+        off = small_decimal(s + 6, n - 6);
+        if (off < 0) return -1;
+      }
+      sig = min ? SIGRTMIN + off : SIGRTMAX - off;
+      if (sig < SIGRTMIN || sig > SIGRTMAX) return -1;
+    } else {
+      for (size_t i = 0; i < sizeof signal_names / sizeof signal_names[0] && sig < 0; i++)
+        if (strlen(signal_names[i].name) == n && memcmp(signal_names[i].name, s, n) == 0)
+          sig = signal_names[i].sig;
+      if (sig < 0) return -1;
+    }
+  }
+  if (sig < 1 || sig > SIGRTMAX) return -1;
+  if (sig == SIGKILL || sig == SIGSTOP) return -2;
+  if (sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE || sig == SIGILL || sig == SIGTRAP ||
+      sig == SIGSYS)
+    return -3;
+  if (sig > SIGSYS && sig < SIGRTMIN) return -4;
+  return sig;
+}
+
+static const char* check_signal(const char* v, size_t n) {
+  switch (mprof__signal_parse(v, n)) {
+  case -1:
+    return "not a signal name or number";
+  case -2:
+    return "a signal mprof cannot use (it cannot be caught)";
+  case -3:
+    return "a signal mprof cannot use (raised by faults)";
+  case -4:
+    return "a signal mprof cannot use (reserved by the C library)";
+  default:
+    return NULL;
   }
 }
 

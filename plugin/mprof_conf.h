@@ -17,6 +17,7 @@
 #include <sys/types.h>
 
 #define MPROF_PREFIX_MAX 1024 /* bytes of prof_prefix, including the NUL */
+#define MPROF_SIGNAL_MAX 16   /* bytes of prof_dump_signal, including the NUL */
 
 /* Options as read at start-up: defaults, then each configuration source parsed on top. Meant to
  * be filled before sampling starts and read-only afterwards (run-time state, such as the current
@@ -42,6 +43,17 @@ typedef struct mprof_opts_s {
   ssize_t lg_prof_epoch;
   /* default false: print a one-line leak summary to stderr at exit */
   bool prof_leak;
+  /* default true: heap dumps split in-use figures by age class (label age_epochs) */
+  bool prof_age;
+  /* default false: keep the sampled in-use state at the peak; prof.peak.dump and *.peak.pb.gz */
+  bool prof_peak;
+  /* default false: label heap samples with the allocating thread's name (label thread) */
+  bool prof_thread_labels;
+  /* default "" (off): signal, by name (SIGUSR2, USR2, SIGRTMIN+1) or number, that asks for a
+     dump of kind 's'; checked by mprof__signal_parse */
+  char prof_dump_signal[MPROF_SIGNAL_MAX];
+  /* default 0 (off): one dump of kind 'o' the first time estimated in-use bytes reach this */
+  size_t prof_dump_over;
   /* default 0 (off): one in n contended lock acquisitions is recorded; 0..INT32_MAX */
   unsigned prof_mutex_fraction;
   /* default false: the contention profile includes the program's pthread mutexes */
@@ -64,6 +76,8 @@ typedef struct {
   size_t offset; /* offsetof(mprof_opts_t, field) */
   long long min, max;
   const char* doc; /* one sentence, for generated documentation */
+  /* Strings only, or NULL: the REASON when value[0..len) is not acceptable, NULL when it is. */
+  const char* (*check)(const char* value, size_t len);
 } mprof_opt_desc_t;
 
 /* Every field of mprof_opts_t, once each, in declaration order. Immutable. */
@@ -84,6 +98,7 @@ void mprof__opts_default(mprof_opts_t* o);
  *   mprof: invalid conf pair "KEY:VALUE": REASON
  *       REASON: unknown option | not a boolean (expected true or false) | not an integer
  *             | out of range (MIN..MAX) | too long (at most MAX bytes)
+ *             | not a signal name or number | a signal mprof cannot use (REASON2)
  *   mprof: malformed conf string at "REST": REASON
  *       REASON: empty key | missing ':' after key | invalid character in key | trailing comma
  *
@@ -94,6 +109,13 @@ void mprof__opts_default(mprof_opts_t* o);
  * followed by `...`. Allocates nothing, takes no lock, keeps no state. */
 unsigned mprof__conf_parse(const char* conf, mprof_opts_t* opts,
                            void (*report)(const char* line, void* arg), void* arg);
+
+/* The signal number named by s[0..len): "SIGUSR2", "USR2", "SIGRTMIN+3", "SIGRTMAX-1" or a
+ * decimal number. 0 for the empty string (off), -1 for something that is not a signal, -2 for a
+ * signal that cannot be caught (SIGKILL, SIGSTOP), -3 for one raised by faults (SIGSEGV, SIGBUS,
+ * SIGFPE, SIGILL, SIGTRAP, SIGSYS: a handler that returns would fault again) and -4 for the
+ * real-time signals glibc keeps for itself (32, 33). Allocates nothing. */
+int mprof__signal_parse(const char* s, size_t len);
 
 /* The value of MPROF_CONF, read with secure_getenv (so NULL in set-uid programs), or NULL. */
 const char* mprof__conf_from_env(void);

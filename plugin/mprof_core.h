@@ -30,22 +30,41 @@ typedef struct mprof_stats_s {
 
 void mprof__stats_read(mprof_stats_t* out);
 
+/* The reconciliation figures: the sampled estimate next to what the allocator and the kernel
+ * say. Unknown values are UINT64_MAX. */
+typedef struct mprof_recon_s {
+  uint64_t estimated_inuse; /* estimated bytes in use, from the samples (sum of weight x size) */
+  uint64_t process_rss;     /* the process's resident set (/proc/self/statm) */
+  uint64_t committed, peak_committed, rss, peak_rss; /* the allocator's (mprof_alloc_stats_t) */
+  uint64_t allocated, active, resident;
+} mprof_recon_t;
+
+void mprof__recon_read(mprof_recon_t* out);
+
 bool mprof__active_get(void);
 void mprof__active_set(bool on);
 
 /* Writes a heap profile. path NULL: the next automatic name of kind 'm' (manual). Returns 0 or
- * a positive errno; on failure no file is left at the path (an older file there is kept). */
+ * a positive errno; on failure no file is left at the path (an older file there is kept).
+ * EDEADLK when the calling thread already holds a profiler lock (a signal handler that
+ * interrupted the profiler): dumping is not async-signal-safe. */
 int mprof__dump(const char* path);
 
 /* Writes the contention profile; path NULL: the next automatic name of kind 'm'
  * (<prefix>.<pid>.<seq>.m<n>.mutex.pb.gz). Returns 0 or a positive errno. */
 int mprof__mutex_dump(const char* path);
 
-/* Automatic dump of kind 'f' (final), 'i' (interval), 'u' (high-water) or 'm'. */
+/* Writes the heap at its peak (prof_peak; ENOENT without it), like mprof__dump; path NULL: the
+ * next automatic name of kind 'm' with the suffix ".peak". */
+int mprof__dump_peak(const char* path);
+
+/* Automatic dump of kind 'f' (final), 'i' (interval), 'u' (high-water), 'm' (manual), 's'
+ * (prof_dump_signal) or 'o' (prof_dump_over). */
 int mprof__dump_auto(char kind);
 
-/* Epoch boundary from the control interface: advance and flush. Returns the new epoch. */
-uint64_t mprof__epoch_advance(void);
+/* Epoch boundary from the control interface: advance and flush. Returns 0, or EDEADLK when the
+ * calling thread already holds a profiler lock (a signal handler that interrupted the profiler). */
+int mprof__epoch_advance(void);
 uint64_t mprof__epoch_read(void);
 
 /* The mean sampling interval in bytes (2^lg_prof_sample). */

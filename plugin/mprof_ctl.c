@@ -2,8 +2,9 @@
  *
  * Names live in one static table of {name, handler}; `opt.*` names are generated from the
  * option descriptors of mprof_conf.h, so every option is readable under its own name without
- * being listed twice. Handlers validate sizes and direction first and return 0 or a positive
- * errno. Nothing here allocates. */
+ * being listed twice. Handlers validate every size, direction and value before they act, so a
+ * call that fails with EINVAL or EPERM changes nothing, and return 0 or a positive errno.
+ * Nothing here allocates. */
 #include "mprof.h"
 
 #include "mprof_conf.h"
@@ -54,34 +55,44 @@ static int ctl_epoch(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
   if (!mprof__opts.prof) return ENOENT;
   if (newp != NULL || newlen != 0) {
     if (newp == NULL || newlen != sizeof(uint64_t)) return EINVAL;
-    mprof__epoch_advance();
+    if (wants_read(oldp, oldlenp) && *oldlenp != sizeof(uint64_t)) {
+      uint64_t e = mprof__epoch_read(); /* copy what fits; the write is not done */
+      return read_out(oldp, oldlenp, &e, sizeof e);
+    }
+    int err = mprof__epoch_advance();
+    if (err != 0) return err;
   }
   uint64_t e = mprof__epoch_read();
   return read_out(oldp, oldlenp, &e, sizeof e);
 }
 
-static int dump_ctl(int (*dump)(const char*), void* oldp, size_t* oldlenp, void* newp,
-                    size_t newlen) {
-  if (!mprof__opts.prof) return ENOENT;
+static int dump_to(int (*fn)(const char*), void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
   if (wants_read(oldp, oldlenp)) return EPERM;
   if (newp == NULL && newlen == 0) {
-    int err = dump(NULL);
+    int err = fn(NULL);
     return err == ENOMEM ? EAGAIN : err;
   }
   if (newp == NULL || newlen != sizeof(const char*)) return EINVAL;
   const char* path;
   memcpy(&path, newp, sizeof path);
   if (path != NULL && path[0] == '\0') return EINVAL;
-  int err = dump(path);
+  int err = fn(path);
   return err == ENOMEM ? EAGAIN : err; /* out of profiler memory: the mallctl code */
 }
 
 static int ctl_prof_dump(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
-  return dump_ctl(mprof__dump, oldp, oldlenp, newp, newlen);
+  if (!mprof__opts.prof) return ENOENT;
+  return dump_to(mprof__dump, oldp, oldlenp, newp, newlen);
+}
+
+static int ctl_prof_peak_dump(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
+  if (!mprof__opts.prof || !mprof__opts.prof_peak) return ENOENT;
+  return dump_to(mprof__dump_peak, oldp, oldlenp, newp, newlen);
 }
 
 static int ctl_prof_mutex_dump(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
-  return dump_ctl(mprof__mutex_dump, oldp, oldlenp, newp, newlen);
+  if (!mprof__opts.prof) return ENOENT;
+  return dump_to(mprof__mutex_dump, oldp, oldlenp, newp, newlen);
 }
 
 static int ctl_prof_mutex_fraction(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
@@ -92,7 +103,8 @@ static int ctl_prof_mutex_fraction(void* oldp, size_t* oldlenp, void* newp, size
     unsigned v;
     memcpy(&v, newp, sizeof v);
     if (v > INT32_MAX) return EINVAL;
-    if (wants_read(oldp, oldlenp) && *oldlenp != sizeof(unsigned)) return EINVAL;
+    if (wants_read(oldp, oldlenp) && *oldlenp != sizeof(unsigned))
+      return read_out(oldp, oldlenp, &old, sizeof old); /* EINVAL; the write is not done */
     mprof__mutex_set_fraction(v);
   }
   return read_out(oldp, oldlenp, &old, sizeof old);
@@ -106,7 +118,8 @@ static int ctl_prof_mutex_app(void* oldp, size_t* oldlenp, void* newp, size_t ne
     unsigned char v;
     memcpy(&v, newp, 1);
     if (v > 1) return EINVAL;
-    if (wants_read(oldp, oldlenp) && *oldlenp != sizeof(bool)) return EINVAL;
+    if (wants_read(oldp, oldlenp) && *oldlenp != sizeof(bool))
+      return read_out(oldp, oldlenp, &old, sizeof old); /* EINVAL; the write is not done */
     mprof__mutex_set_app(v != 0);
   }
   return read_out(oldp, oldlenp, &old, sizeof old);
@@ -120,7 +133,8 @@ static int ctl_prof_active(void* oldp, size_t* oldlenp, void* newp, size_t newle
     unsigned char v;
     memcpy(&v, newp, 1);
     if (v > 1) return EINVAL;
-    if (wants_read(oldp, oldlenp) && *oldlenp != sizeof(bool)) return EINVAL;
+    if (wants_read(oldp, oldlenp) && *oldlenp != sizeof(bool))
+      return read_out(oldp, oldlenp, &old, sizeof old); /* EINVAL; the write is not done */
     mprof__active_set(v != 0);
   }
   return read_out(oldp, oldlenp, &old, sizeof old);
@@ -161,6 +175,24 @@ STAT_HANDLER(contentions)
 STAT_HANDLER(contentions_lost)
 STAT_HANDLER(contention_buckets)
 
+#define RECON_HANDLER(name, field)                                                                 \
+  static int ctl_stats_##name(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {            \
+    READ_ONLY();                                                                                   \
+    mprof_recon_t r;                                                                               \
+    mprof__recon_read(&r);                                                                         \
+    uint64_t v = r.field;                                                                          \
+    return read_out(oldp, oldlenp, &v, sizeof v);                                                  \
+  }
+RECON_HANDLER(estimated_bytes_in_use, estimated_inuse)
+RECON_HANDLER(process_rss, process_rss)
+RECON_HANDLER(allocator_committed, committed)
+RECON_HANDLER(allocator_peak_committed, peak_committed)
+RECON_HANDLER(allocator_rss, rss)
+RECON_HANDLER(allocator_peak_rss, peak_rss)
+RECON_HANDLER(allocator_allocated, allocated)
+RECON_HANDLER(allocator_active, active)
+RECON_HANDLER(allocator_resident, resident)
+
 typedef struct ctl_node_s {
   const char* name;
   ctl_handler_t handler;
@@ -171,6 +203,7 @@ static const ctl_node_t nodes[] = {
     {"allocator", ctl_allocator},
     {"epoch", ctl_epoch},
     {"prof.dump", ctl_prof_dump},
+    {"prof.peak.dump", ctl_prof_peak_dump},
     {"prof.active", ctl_prof_active},
     {"prof.lg_sample", ctl_prof_lg_sample},
     {"prof.interval", ctl_prof_interval},
@@ -186,6 +219,15 @@ static const ctl_node_t nodes[] = {
     {"stats.metadata_bytes", ctl_stats_metadata_bytes},
     {"stats.dumps", ctl_stats_dumps},
     {"stats.dump_errors", ctl_stats_dump_errors},
+    {"stats.estimated_bytes_in_use", ctl_stats_estimated_bytes_in_use},
+    {"stats.process_rss", ctl_stats_process_rss},
+    {"stats.allocator.committed", ctl_stats_allocator_committed},
+    {"stats.allocator.peak_committed", ctl_stats_allocator_peak_committed},
+    {"stats.allocator.rss", ctl_stats_allocator_rss},
+    {"stats.allocator.peak_rss", ctl_stats_allocator_peak_rss},
+    {"stats.allocator.allocated", ctl_stats_allocator_allocated},
+    {"stats.allocator.active", ctl_stats_allocator_active},
+    {"stats.allocator.resident", ctl_stats_allocator_resident},
     {"stats.contentions", ctl_stats_contentions},
     {"stats.contentions_lost", ctl_stats_contentions_lost},
     {"stats.contention_buckets", ctl_stats_contention_buckets},

@@ -6,6 +6,7 @@
 
 #include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 
 static mprof_lock_t mprof_dump_lock = MPROF_LOCK_INIT(MPROF_RANK_DUMP, "dump");
 static mprof_lock_t mprof_cycle_lock = MPROF_LOCK_INIT(MPROF_RANK_CYCLE, "cycle");
@@ -30,9 +31,47 @@ static unsigned stripe_of(const struct mprof_bucket_s* b) {
 static _Atomic uint64_t cycle;
 /* Cycle most recently folded into active; mprof_cycle_lock. Equal to `cycle` once flushed. */
 static uint64_t flushed;
+/* The same, written under mprof_active_lock when the fold is complete: `active` is the state at
+ * the end of this cycle for whoever holds mprof_active_lock. */
+static uint64_t active_cycle;
 /* Buckets of stripe k with events in slot i, linked through rec.mem.dirty_next[i];
  * mprof_future_lock[i][k]. */
 static struct mprof_bucket_s* dirty_head[3][MPROF_FUTURE_STRIPES];
+
+/* Start times (CLOCK_MONOTONIC ns) of the last MPROF_CYCLE_TIMES cycles, cycle c at index
+ * c % MPROF_CYCLE_TIMES; written under mprof_cycle_lock before C moves to c (release), read
+ * without a lock. */
+static _Atomic int64_t start_ns[MPROF_CYCLE_TIMES];
+
+/* prof_peak (mprof_cycle_lock): the current peak generation (0: no peak yet) and the cycle at
+ * whose end the peak state is taken. */
+static uint64_t peak_gen;
+static uint64_t peak_cycle;
+
+static int64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void mprof__cycle_init_time(void) {
+  int64_t zero = 0;
+  atomic_compare_exchange_strong(&start_ns[0], &zero, now_ns());
+}
+
+int64_t mprof__cycle_start_ns(uint64_t c) {
+  uint64_t cur = atomic_load_explicit(&cycle, memory_order_acquire);
+  if (c > cur) return 0;
+  if (cur - c >= MPROF_CYCLE_TIMES - 1) c = cur - (MPROF_CYCLE_TIMES - 2); /* oldest kept */
+  return atomic_load_explicit(&start_ns[c % MPROF_CYCLE_TIMES], memory_order_relaxed);
+}
+
+/* C = C + 1, recording when the new cycle starts. Needs mprof_cycle_lock. */
+static void advance_locked(void) {
+  uint64_t c = atomic_load_explicit(&cycle, memory_order_relaxed) + 1;
+  atomic_store_explicit(&start_ns[c % MPROF_CYCLE_TIMES], now_ns(), memory_order_relaxed);
+  atomic_store_explicit(&cycle, c, memory_order_release);
+}
 
 /* Puts b on its touched list of slot s. Needs b's stripe lock of slot s. */
 static void mark_dirty_locked(struct mprof_bucket_s* b, unsigned s) {
@@ -102,6 +141,39 @@ void mprof__cycle_record_free(struct mprof_bucket_s* b, uint64_t size, double we
   mprof__unlock(lk);
 }
 
+void mprof__cycle_cancel_malloc(struct mprof_bucket_s* b, uint64_t size, double weight,
+                                uint64_t malloc_cycle) {
+  unsigned k = stripe_of(b);
+  for (;;) {
+    /* The malloc sits in slot C_m+2, which is folded only once C reaches C_m+2: until then it
+     * can be taken out again (that slot is C+2 or C+1 for recorders now). Later, count a free. */
+    uint64_t c = atomic_load_explicit(&cycle, memory_order_acquire);
+    int uncount = c <= malloc_cycle + 1;
+    uint64_t target = uncount ? malloc_cycle + 2 : c + 1;
+    unsigned s = (unsigned)(target % 3);
+    mprof__lock(&mprof_future_lock[s][k]);
+    if (atomic_load_explicit(&cycle, memory_order_acquire) != c) {
+      mprof__unlock(&mprof_future_lock[s][k]);
+      continue;
+    }
+    mprof_mem_cycle_t* mc = &b->rec.mem.future[s];
+    mark_dirty_locked(b, s);
+    if (uncount) {
+      mc->allocs--;
+      mc->alloc_bytes -= size;
+      mc->walloc_objs -= weight;
+      mc->walloc_bytes -= weight * (double)size;
+    } else {
+      mc->frees++;
+      mc->free_bytes += size;
+      mc->wfree_objs += weight;
+      mc->wfree_bytes += weight * (double)size;
+    }
+    mprof__unlock(&mprof_future_lock[s][k]);
+    return;
+  }
+}
+
 uint64_t mprof__cycle_current(void) {
   return atomic_load_explicit(&cycle, memory_order_acquire);
 }
@@ -124,6 +196,10 @@ static void flush_locked(void) {
     while (b != NULL) {
       mprof_mem_record_t* r = &b->rec.mem;
       mprof_bucket_t* next = r->dirty_next[s];
+      if (peak_gen != 0 && c > peak_cycle && r->peak_gen != peak_gen) {
+        r->peak = r->active; /* active is still the state at the end of the peak's cycle */
+        r->peak_gen = peak_gen;
+      }
       add_cycle(&r->active, &r->future[s]);
       memset(&r->future[s], 0, sizeof r->future[s]);
       r->dirty[s] = 0;
@@ -131,6 +207,7 @@ static void flush_locked(void) {
       b = next;
     }
   }
+  active_cycle = c;
   mprof__unlock(&mprof_active_lock);
   flushed = c;
 }
@@ -144,19 +221,55 @@ void mprof__cycle_flush(void) {
 void mprof__cycle_advance(void) {
   mprof__lock(&mprof_cycle_lock);
   flush_locked(); /* no-op unless the previous boundary's flush has not run yet */
-  atomic_store_explicit(&cycle, atomic_load_explicit(&cycle, memory_order_relaxed) + 1,
-                        memory_order_release);
+  advance_locked();
   mprof__unlock(&mprof_cycle_lock);
 }
 
 bool mprof__cycle_try_epoch(void) {
   if (!mprof__trylock(&mprof_cycle_lock)) return false;
   flush_locked();
-  atomic_store_explicit(&cycle, atomic_load_explicit(&cycle, memory_order_relaxed) + 1,
-                        memory_order_release);
+  advance_locked();
   flush_locked();
   mprof__unlock(&mprof_cycle_lock);
   return true;
+}
+
+/* Events counted before the call are in cycles up to C+2. After two boundaries C' = C+2, so a
+ * malloc counts into C+4 and a free into C+3 or later: the state at the end of cycle C+2 is
+ * exactly the events before the call. The flush of C+2 is left to the next boundary. */
+bool mprof__cycle_try_peak(void) {
+  if (!mprof__trylock(&mprof_cycle_lock)) return false;
+  flush_locked();
+  advance_locked();
+  flush_locked();
+  advance_locked();
+  peak_gen++;
+  peak_cycle = atomic_load_explicit(&cycle, memory_order_relaxed);
+  mprof__unlock(&mprof_cycle_lock);
+  return true;
+}
+
+bool mprof__cycle_peak_lock(void) {
+  mprof__lock(&mprof_cycle_lock);
+  if (peak_gen != 0 && flushed < peak_cycle) {
+    mprof__unlock(&mprof_cycle_lock);
+    return false;
+  }
+  mprof__lock(&mprof_active_lock);
+  return true;
+}
+
+void mprof__cycle_peak_unlock(void) {
+  mprof__unlock(&mprof_active_lock);
+  mprof__unlock(&mprof_cycle_lock);
+}
+
+const mprof_mem_cycle_t* mprof__cycle_peak_of_locked(const struct mprof_bucket_s* b) {
+  static const mprof_mem_cycle_t none;
+  mprof__lock_assert_held(&mprof_cycle_lock);
+  mprof__lock_assert_held(&mprof_active_lock);
+  if (peak_gen == 0) return &none;
+  return b->rec.mem.peak_gen == peak_gen ? &b->rec.mem.peak : &b->rec.mem.active;
 }
 
 void mprof__cycle_publish_all(void) {
@@ -164,6 +277,11 @@ void mprof__cycle_publish_all(void) {
     mprof__cycle_advance();
     mprof__cycle_flush();
   }
+}
+
+uint64_t mprof__cycle_active_cycle_locked(void) {
+  mprof__lock_assert_held(&mprof_active_lock);
+  return active_cycle;
 }
 
 void mprof__cycle_active_lock(void) {
@@ -196,7 +314,7 @@ void mprof__cycle_fork_prepare(void) {
    * sanctioned exception, done with the raw mutex so the debug rank check does not object. */
   for (int i = 0; i < 3; i++)
     for (int k = 0; k < MPROF_FUTURE_STRIPES; k++)
-      pthread_mutex_lock(&mprof_future_lock[i][k].mu);
+      mprof__sys_mutex_lock(&mprof_future_lock[i][k].mu);
 }
 
 void mprof__cycle_fork_parent(void) {

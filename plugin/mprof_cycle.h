@@ -63,6 +63,16 @@ typedef struct mprof_mem_record_s {
   mprof_mem_cycle_t future[3]; /* cycles C, C+1, C+2 (index mod 3); stripe lock of slot i */
   struct mprof_bucket_s* dirty_next[3]; /* next bucket touched in slot i; same lock */
   uint8_t dirty[3];                     /* on slot i's touched list; same lock */
+  /* prof_peak: `active` as it was at the end of the peak's cycle, copied by the first flush
+   * that folds a later cycle into this bucket (see mprof__cycle_try_peak); valid only while
+   * peak_gen is the current peak generation, otherwise `active` itself is that state.
+   * Both mprof_active_lock. */
+  uint64_t peak_gen;
+  mprof_mem_cycle_t peak;
+  /* The heap snapshot being built (mprof_snap.c) marks the buckets it copies: its number and
+   * this bucket's index in it. mprof_dump_lock (only snapshots touch them). */
+  uint64_t snap_gen;
+  uint32_t snap_idx;
 } mprof_mem_record_t;
 
 struct mprof_bucket_s;
@@ -74,6 +84,12 @@ uint64_t mprof__cycle_record_malloc(struct mprof_bucket_s* b, uint64_t size, dou
 /* Counts the free of a sampled block whose malloc returned `malloc_cycle`. */
 void mprof__cycle_record_free(struct mprof_bucket_s* b, uint64_t size, double weight,
                               uint64_t malloc_cycle);
+
+/* Uncounts a malloc counted moments ago: its slot (malloc_cycle + 2) is folded only when C
+ * reaches that cycle, so until then the malloc is taken out of it again; after that (two epoch
+ * boundaries in between) a free is counted instead, which keeps in-use figures exact. */
+void mprof__cycle_cancel_malloc(struct mprof_bucket_s* b, uint64_t size, double weight,
+                                uint64_t malloc_cycle);
 
 /* The current cycle C. */
 uint64_t mprof__cycle_current(void);
@@ -93,9 +109,37 @@ bool mprof__cycle_try_epoch(void);
 /* Publishes every event counted before the call: advance + flush twice (cycles C+1 and C+2). */
 void mprof__cycle_publish_all(void);
 
+/* prof_peak: a new peak of the estimated in-use bytes. Unless another boundary or a dump is
+ * under way (then it returns false and does nothing; the caller tries again later), it makes
+ * the state at the end of the current cycle's events the new peak: two epoch boundaries (so that
+ * nothing counted afterwards can land in a cycle up to the peak's) and one flush, the same work
+ * as an automatic epoch; nothing is copied here. Each later flush copies a bucket's `active`
+ * into its `peak` before it first changes it (O(1) per bucket it folds anyway). */
+bool mprof__cycle_try_peak(void);
+
+/* Snapshot of the peak: holds mprof_cycle_lock and mprof_active_lock. Returns false (holding
+ * nothing) when the peak's cycle is not flushed yet: publish and call again. */
+bool mprof__cycle_peak_lock(void);
+void mprof__cycle_peak_unlock(void);
+/* The record of b at the peak (zeroes before any peak). Needs mprof__cycle_peak_lock. */
+const mprof_mem_cycle_t* mprof__cycle_peak_of_locked(const struct mprof_bucket_s* b);
+
+/* CLOCK_MONOTONIC nanoseconds at the start of cycle c, or a later time when c is too old to be
+ * remembered (the last MPROF_CYCLE_TIMES cycles are), so that now - result is always a lower
+ * bound on the time since c began. 0 if unknown. */
+#define MPROF_CYCLE_TIMES 1024
+int64_t mprof__cycle_start_ns(uint64_t c);
+
+/* Records the start time of cycle 0 (start-up). */
+void mprof__cycle_init_time(void);
+
 /* Snapshot readers: hold the active lock while copying active records. */
 void mprof__cycle_active_lock(void);
 void mprof__cycle_active_unlock(void);
+/* The last cycle folded into active: active holds exactly the events counted into cycles up to
+ * it, so a block whose malloc returned cycle c is in it iff c + 2 <= the result. Needs the
+ * active lock. */
+uint64_t mprof__cycle_active_cycle_locked(void);
 
 void mprof__cycle_fork_prepare(void);
 void mprof__cycle_fork_parent(void);

@@ -1,24 +1,28 @@
-/* The contract between the profiling core and an allocator glue.
+/* The contract between the profiling core and an allocator glue: what an allocator calls.
  *
  * The core knows no allocator. A glue (allocator-glue/<allocator>.c) connects one allocator to
- * the core with three callbacks, in the shape of the profiler interface that newer upstream
- * mimalloc offers natively (mimalloc-profile.h: on_alloc returning the next sampling threshold,
- * on_free, per-sample data the allocator keeps with each sampled block):
+ * the core. The allocator's part, done inside the allocator's own allocation and free paths:
+ *
+ *   - keep the thread's byte countdown (mprof_thread.h): every allocation of n bytes subtracts
+ *     n; only when that borrows does it call mprof__sample_decide(n), which says whether this
+ *     allocation is sampled and leaves a fresh countdown;
+ *   - for a sampled block, call on_alloc once the block exists and keep the record it fills
+ *     with the block (or in the core's block map, mprof_blockmap.h, where the allocator has no
+ *     room for per-block data, as mimalloc 2.0.9 and jemalloc do not), and recognise the block
+ *     when it is freed without cost to the frees of unsampled blocks;
+ *   - call on_free with that record before the block's memory is reused;
+ *   - call on_epoch at its epoch boundaries, if it has any (mprof_cycle.h). The core also
+ *     makes boundaries of its own every 2^lg_prof_epoch sampled bytes and at each dump.
  *
  *   on_alloc(data, ptr, size)  a sampled allocation of `size` requested bytes now lives at ptr.
- *                              The core fills *data (the sample record the allocator must keep
- *                              with the block) and returns the number of bytes to allocate on
- *                              this thread before the next sample.
+ *                              The core fills *data and returns the thread's new countdown.
  *   on_free(data, ptr)         a block that on_alloc saw is being freed; `data` is its record.
- *                              Called before the memory is released.
- *   on_epoch()                 an allocator epoch boundary (see mprof_cycle.h).
+ *   on_epoch()                 an allocator epoch boundary.
  *
- * A glue for an allocator with native hooks passes these to it. A glue for an allocator without
- * them (mimalloc 2.0.9, jemalloc) interposes malloc and friends and does the allocator's part
- * itself: it keeps the thread's countdown (mprof_thread.h), asks mprof__sample_decide on the slow
- * path, places sampled blocks where it can tell them apart on free, and keeps the sample records
- * (mprof_blockmap.h can do that). Everything else (configuration, control, dumps, fork, exit) is
- * the core's. */
+ * The shape follows a profiler interface proposed for mimalloc (microsoft/mimalloc pull request
+ * #1266, not merged and in no released mimalloc: on_alloc returning the bytes until the next
+ * sample, on_free, a per-sample record kept with the block). Everything else — configuration,
+ * control, dumps, fork, exit — is the core's. */
 #ifndef MPROF_HOOKS_H
 #define MPROF_HOOKS_H
 
@@ -44,11 +48,28 @@ typedef struct mprof_callbacks_s {
   void (*on_epoch)(void);
 } mprof_callbacks_t;
 
+/* What the allocator itself knows about its memory, in bytes, for the reconciliation of the
+ * sampled estimate with exact figures (docs/OPTIONS.md, stats.allocator.*). A field the allocator
+ * does not know is UINT64_MAX. */
+typedef struct mprof_alloc_stats_s {
+  uint64_t committed;      /* mimalloc: memory committed from the OS now */
+  uint64_t peak_committed; /* mimalloc: highest committed */
+  uint64_t rss;            /* mimalloc: process RSS as the allocator reports it */
+  uint64_t peak_rss;       /* mimalloc: highest RSS */
+  uint64_t allocated;      /* jemalloc stats.allocated: bytes in blocks the program holds */
+  uint64_t active;         /* jemalloc stats.active: bytes in pages holding such blocks */
+  uint64_t resident;       /* jemalloc stats.resident: allocator pages resident in memory */
+} mprof_alloc_stats_t;
+
 /* What the glue tells the core about itself. */
 typedef struct mprof_host_s {
   const char* name;           /* e.g. "mimalloc 2.0.9", reported by the `version` ctl */
   uintptr_t self_lo, self_hi; /* address range of the glue's own code: frames in it are dropped
                                  from the leaf end of captured stacks */
+  /* Optional (NULL: unknown). Fills *out with the allocator's own figures and returns 0, or a
+   * positive errno. Called from dumps and mprof_ctl, possibly inside an allocation: it must not
+   * allocate from the heap it describes. */
+  int (*alloc_stats)(mprof_alloc_stats_t* out);
 } mprof_host_t;
 
 /* Initialises the core once (reads MPROF_CONF, installs fork and exit handlers) and returns the
@@ -66,8 +87,13 @@ bool mprof__ready(void);
  * thread is already inside the profiler. */
 bool mprof__sample_decide(size_t n);
 
-/* A sample was decided but the glue could not place it (e.g. its sampled-block area is full). */
+/* A sample was decided but the glue could not place or keep it (no room for its record). */
 void mprof__sample_dropped(void);
+
+/* Takes back a sample that on_alloc recorded moments ago on this thread, as if it had never
+ * been made (the allocator re-reported the block, or its record could not be kept): the malloc
+ * is uncounted rather than a free counted, so allocation totals do not grow. */
+void mprof__sample_cancel(const mprof_sample_t* data);
 
 /* The work done at exit (final dump, leak summary), once; an atexit handler registered by
  * mprof__init. Later callers wait until it is done. */

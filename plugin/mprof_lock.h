@@ -19,15 +19,23 @@
  * blockmap -> meta. A flush takes active and then future[C%3]; a dump takes dump, cycle, active.
  * fork() takes every lock in this order in the prepare handler.
  *
+ * No pthread_cancel can leave a lock held: while a thread holds mprof_dump_lock (the only
+ * sections with cancellation points: a dump's open, write and close) its cancellation is
+ * disabled (pthread_setcancelstate; the previous state comes back with the unlock), so a cancel
+ * takes effect at the thread's next cancellation point outside the profiler. The sections under
+ * the other locks touch memory only, which deferred cancellation cannot interrupt.
+ *
  * Every lock has a name; a contended acquisition (the first try fails) may be sampled for the
  * contention profile (mprof_mutex.h), whose records end in a frame `mprof_lock:<name>`. Each
- * thread counts the profiler locks it holds, so that contention met while holding one is kept
- * in the thread's pending slot and recorded once it holds none. */
+ * thread counts the profiler locks it holds or is taking (mprof__lock_depth), one count for two
+ * uses: re-entry from a signal handler is refused while it is nonzero (EDEADLK), and contention
+ * met while it is nonzero is kept in the thread's pending slot and recorded when it drops to 0. */
 #ifndef MPROF_LOCK_H
 #define MPROF_LOCK_H
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 typedef enum mprof_rank_e {
   MPROF_RANK_NONE = 0,
@@ -53,9 +61,29 @@ typedef struct mprof_lock_s {
 void mprof__lock(mprof_lock_t* l);
 void mprof__unlock(mprof_lock_t* l);
 bool mprof__trylock(mprof_lock_t* l);
-/* After fork() in the child: the lock is released and usable, whoever held it (the forking
- * thread held it: it is no longer counted among the locks that thread holds). */
+/* After fork() in the child: the lock, which the forking thread took with mprof__lock in the
+ * prepare handler, is released and usable again (and no longer counted among the locks that
+ * thread holds). */
 void mprof__lock_reinit(mprof_lock_t* l);
+
+/* Profiler locks the calling thread holds or is taking (see above). */
+extern __thread volatile unsigned mprof__lock_depth __attribute__((tls_model("initial-exec")));
+
+/* The contention profile's part (mprof_mutex.c installs it when it starts, so that this module
+ * also links without it): `contended` acquires a lock whose first try failed, timing the wait if
+ * it samples it; `idle` runs on a thread whose count drops to 0 while mprof__lock_deferred is
+ * nonzero (the profile keeps an event of the thread for that moment). Until then a contended lock
+ * is just waited for. */
+void mprof__lock_set_contention(void (*contended)(mprof_lock_t* l), void (*idle)(void));
+extern __thread uint32_t mprof__lock_deferred __attribute__((tls_model("initial-exec")));
+
+/* The pthread mutex lock the profiler's own waits use: glibc's, bypassing the interposer of the
+ * program's mutexes (mprof_mutex_app.c) where that is linked in. */
+int mprof__sys_mutex_lock(pthread_mutex_t* m);
+
+/* True while the calling thread holds (or is taking) a profiler lock: code that would take a
+ * lock again from a signal handler or another re-entry must refuse (EDEADLK) instead. */
+bool mprof__lock_held_by_thread(void);
 
 #ifdef MPROF_DEBUG_LOCKS
 void mprof__lock_assert_held(const mprof_lock_t* l);

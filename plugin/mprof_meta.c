@@ -3,7 +3,12 @@
  * Size classes are powers of two from 16 bytes to MPROF_META_SMALL_MAX. A freed small block goes
  * on its class's free list (the first word links the list) and is zeroed again when reused.
  * Chunks are never returned to the system: metadata only grows with the number of distinct call
- * stacks and live sampled blocks, and reusing freed blocks bounds the rest. */
+ * stacks and live sampled blocks, and reusing freed blocks bounds the rest.
+ *
+ * Chunks grow geometrically: the first is CHUNK_MIN (16 KiB), each next one twice the previous,
+ * up to CHUNK_MAX (256 KiB). A program that samples little maps a few pages, one that keeps many
+ * stacks maps few, large chunks; either way the unused tail of the newest chunk is at most as
+ * large as everything carved before it (or 256 KiB). */
 #include "mprof_meta.h"
 
 #include "mprof_lock.h"
@@ -13,7 +18,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#define CHUNK_SIZE ((size_t)1 << 18)
+#define CHUNK_MIN ((size_t)1 << 14)
+#define CHUNK_MAX ((size_t)1 << 18)
 #define MIN_SHIFT 4
 #define NCLASSES 9 /* 16 B .. 4 KiB */
 
@@ -25,6 +31,7 @@ static mprof_lock_t mprof_meta_lock = MPROF_LOCK_INIT(MPROF_RANK_META, "meta");
 static free_block_t* free_lists[NCLASSES]; /* guarded by mprof_meta_lock */
 static char* chunk_cur;                    /* guarded by mprof_meta_lock: next free byte */
 static char* chunk_end;                    /* guarded by mprof_meta_lock */
+static size_t chunk_next = CHUNK_MIN;      /* guarded by mprof_meta_lock: size of the next chunk */
 static _Atomic size_t mapped_bytes;        /* all mappings made here, less those unmapped */
 
 static void* map_pages(size_t size) {
@@ -61,11 +68,12 @@ void* mprof__meta_alloc(size_t size) {
     p = b;
   } else {
     if ((size_t)(chunk_end - chunk_cur) < csize) {
-      char* chunk = map_pages(CHUNK_SIZE);
+      char* chunk = map_pages(chunk_next);
       if (chunk != NULL) {
-        /* The tail of the old chunk is lost; at most 4 KiB per 256 KiB. */
+        /* The tail of the old chunk is lost: less than the largest class, 4 KiB. */
         chunk_cur = chunk;
-        chunk_end = chunk + CHUNK_SIZE;
+        chunk_end = chunk + chunk_next;
+        if (chunk_next < CHUNK_MAX) chunk_next *= 2;
       }
     }
     if ((size_t)(chunk_end - chunk_cur) >= csize) {

@@ -3,8 +3,9 @@
  * Everything the profiler keeps (buckets, per-thread stack buffers, the sampled-block map, dump
  * buffers, zlib state) comes from here, never from the profiled heap: profiler metadata must not
  * show up in the profile it produces, must not be sampled, and must not call back into malloc.
- * Memory comes from anonymous mmap. Small requests are carved from 256 KiB chunks and recycled
- * through per-size-class free lists; requests above MPROF_META_SMALL_MAX are mapped one by one.
+ * Memory comes from anonymous mmap. Small requests are carved from chunks that grow from 16 KiB
+ * to 256 KiB and are recycled through per-size-class free lists; requests above
+ * MPROF_META_SMALL_MAX are mapped one by one.
  * Every byte handed out is zeroed. */
 #ifndef MPROF_META_H
 #define MPROF_META_H

@@ -26,12 +26,6 @@ static _Atomic uint64_t recorded;               /* weighted events recorded, sen
 static pthread_key_t buf_key; /* releases a thread's buffers at its exit */
 static _Atomic bool buf_key_ok;
 
-/* Without the interposer (unit tests, the static core) glibc's own; mprof_mutex_app.c replaces
- * it in libmprof.so. */
-__attribute__((weak)) int mprof__sys_mutex_lock(pthread_mutex_t* m) {
-  return pthread_mutex_lock(m);
-}
-
 /* ---------------------------------------------------------------------------------------------
  * Names of pseudo frames. Entries are claimed with a counter, filled, then published; a name
  * registered twice at once may get two entries, which pprof merges by name.
@@ -102,7 +96,10 @@ static void buf_key_dtor(void* arg) {
   mprof__mutex_thread_exit();
 }
 
+static void lock_contended(mprof_lock_t* l);
+
 void mprof__mutex_start(unsigned f, bool a) {
+  mprof__lock_set_contention(lock_contended, mprof__mutex_flush);
   if (pthread_key_create(&buf_key, buf_key_dtor) == 0) atomic_store(&buf_key_ok, true);
   atomic_store(&fraction, f);
   atomic_store(&app, a);
@@ -182,10 +179,16 @@ static void charge_sentinel(uint64_t weight, uint64_t delay) {
 
 /* Allocates the thread's two stack buffers. Only while it holds no lock (profiler memory takes
  * mprof_meta_lock) and records nothing. */
-bool mprof__mutex_prepare(mprof_mtx_thread_t* t) {
+bool mprof__mutex_prepare(mprof_mtx_thread_t* t, unsigned taking) {
   if (t->cap != 0) return true;
-  if (t->held != 0 || t->recording != 0) return false;
+  if (mprof__lock_depth != taking || t->recording != 0) return false;
+    /* The stack and the lock's frame; off x86-64 also room for the profiler's own frames, which
+   * libunwind returns and the capture drops afterwards (the x86-64 walker drops them as it goes). */
+#if defined(__x86_64__)
+  unsigned cap = mprof__opts.prof_stack_depth + 1;
+#else
   unsigned cap = mprof__opts.prof_stack_depth + 1 + MPROF_SELF_FRAMES_MAX;
+#endif
   t->recording++; /* contention on the meta lock now goes to the sentinel */
   uintptr_t* a = mprof__meta_alloc(cap * sizeof(uintptr_t));
   uintptr_t* b = a ? mprof__meta_alloc(cap * sizeof(uintptr_t)) : NULL;
@@ -260,19 +263,39 @@ static void event(mprof_mtx_thread_t* t, uint32_t n, uint64_t weight, uint64_t d
   t->pend_stk = t->scratch;
   t->scratch = s;
   t->pend_n = n;
+  mprof__lock_deferred = 1; /* the lock module calls mprof__mutex_flush at the count's 0 */
   t->pend_weight = weight;
   t->pend_delay = delay;
 }
 
+/* A profiler lock whose first try failed (mprof_lock.c calls it with the thread's count already
+ * covering l): the wait, timed if it is sampled. */
+static void lock_contended(mprof_lock_t* l) {
+  mprof_mtx_thread_t* t = &mprof__mtx_thread;
+  uint64_t weight = mprof__mutex_sample();
+  if (weight == 0) {
+    mprof__sys_mutex_lock(&l->mu);
+    return;
+  }
+  mprof__mutex_prepare(t, 1);
+  uint64_t t0 = mprof__mutex_now();
+  mprof__sys_mutex_lock(&l->mu);
+  uint64_t t1 = mprof__mutex_now();
+  /* It holds l now: the event waits in the pending slot until the count drops to 0. */
+  uint32_t n = mprof__mutex_capture(t, l->name);
+  mprof__mutex_event(t, n, weight, t1 - t0);
+}
+
 void mprof__mutex_event(mprof_mtx_thread_t* t, uint32_t n, uint64_t weight, uint64_t delay_ns) {
-  event(t, n, weight, delay_ns, t->held != 0);
+  event(t, n, weight, delay_ns, mprof__lock_depth != 0);
 }
 
 void mprof__mutex_flush(void) {
   mprof_mtx_thread_t* t = &mprof__mtx_thread;
-  if (t->pend_n == 0 || t->held != 0 || t->recording != 0 || t->alloc_held != 0) return;
+  if (t->pend_n == 0 || mprof__lock_depth != 0 || t->recording != 0 || t->alloc_held != 0) return;
   uint32_t n = t->pend_n;
   t->pend_n = 0;
+  mprof__lock_deferred = 0;
   /* Record from the pending buffer; contention met while recording does not touch it. */
   record(t, t->pend_stk, n, t->pend_weight, t->pend_delay);
 }
@@ -286,9 +309,9 @@ void mprof__contention_report(const char* name, uint64_t wait_ns, bool holds_all
     return;
   }
   mprof__thread.busy++;
-  mprof__mutex_prepare(t);
+  mprof__mutex_prepare(t, 0);
   uint32_t n = mprof__mutex_capture(t, name);
-  event(t, n, weight, wait_ns, holds_alloc_locks || t->held != 0);
+  event(t, n, weight, wait_ns, holds_alloc_locks || mprof__lock_depth != 0);
   mprof__thread.busy--;
 }
 
@@ -304,6 +327,7 @@ void mprof__mutex_thread_exit(void) {
   mprof__mutex_flush();
   if (t->pend_n != 0) charge_sentinel(t->pend_weight, t->pend_delay);
   t->pend_n = 0;
+  mprof__lock_deferred = 0;
   if (t->cap != 0) {
     mprof__meta_free(t->pend_stk, t->cap * sizeof(uintptr_t));
     mprof__meta_free(t->scratch, t->cap * sizeof(uintptr_t));

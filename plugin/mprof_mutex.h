@@ -15,6 +15,9 @@
  * A thread that waits while it holds profiler or allocator locks must not take the table's locks
  * (lock order) nor allocate: it keeps the event in its pending slot, preallocated per thread, and
  * records it when it holds none any more (its last mprof__unlock, or mprof__contention_flush).
+ * Profiler locks held are the lock module's per-thread count (mprof__lock_depth, mprof_lock.h),
+ * the same count that refuses re-entry with EDEADLK; allocator locks are what the glue last
+ * reported.
  * The slot holds one event: when it is taken, the larger delay is kept and the other is charged to
  * the sentinel frame `mprof_lost_contended_lock`. Contention met while recording contention is
  * charged to the sentinel too (no stack, no recursion). The sentinel is two atomic counters: it
@@ -41,7 +44,6 @@
 
 /* Per-thread state, initial-exec TLS (no allocation on first access). */
 typedef struct mprof_mtx_thread_s {
-  uint32_t held;       /* profiler (and reported allocator) locks held by the thread */
   uint32_t recording;  /* nonzero while the thread records contention */
   uint32_t alloc_held; /* the glue said the thread holds allocator locks (last report) */
   uint64_t rng;        /* sampling draws; 0 until seeded */
@@ -77,8 +79,10 @@ uint64_t mprof__mutex_now(void);
 
 /* Allocates the thread's two stack buffers if it has none yet, when it holds no lock and records
  * nothing (profiler memory takes mprof_meta_lock). Returns whether it has them. Called before a
- * sampled wait, so that the capture after it needs no memory. */
-bool mprof__mutex_prepare(mprof_mtx_thread_t* t);
+ * sampled wait, so that the capture after it needs no memory. taking: profiler locks the thread
+ * counts but does not hold yet (1 from a wait on a profiler lock, whose count is raised before
+ * the wait; 0 otherwise). */
+bool mprof__mutex_prepare(mprof_mtx_thread_t* t, unsigned taking);
 
 /* Captures the calling thread's stack into t->scratch, with a leaf frame naming the lock when
  * name is not NULL. Returns the frames captured, 0 if none could be (no buffers, or the thread
@@ -93,10 +97,6 @@ void mprof__mutex_event(mprof_mtx_thread_t* t, uint32_t n, uint64_t weight, uint
 
 /* Records the pending event, if any, when the thread holds no lock and is not recording. */
 void mprof__mutex_flush(void);
-
-/* Locks the profiler waits on go through this (glibc's pthread_mutex_lock, bypassing the
- * interposer of mprof_mutex_app.c where it is linked in). */
-int mprof__sys_mutex_lock(pthread_mutex_t* m);
 
 /* Pseudo address of a named frame (registered on first use, name copied), 0 if the registry is
  * full. The name of a pseudo address, or NULL for any other address. */

@@ -11,6 +11,7 @@
  *
  * This file is linked into libmprof.so only, not into the static core the unit tests use.
  * pthread_mutex_unlock, trylock, rwlocks and spinlocks are not interposed (see docs/DESIGN.md). */
+#include "mprof_lock.h"
 #include "mprof_mutex.h"
 #include "mprof_thread.h"
 
@@ -124,7 +125,7 @@ int mprof__sys_mutex_lock(pthread_mutex_t* m) {
 static int timed_wait(pthread_mutex_t* m, const struct timespec* abstime, uint64_t weight) {
   mprof_mtx_thread_t* t = &mprof__mtx_thread;
   mprof__thread.busy++; /* allocations by what the profiler calls are not sampled */
-  mprof__mutex_prepare(t);
+  mprof__mutex_prepare(t, 0);
   mprof__thread.busy--;
   uint64_t t0 = mprof__mutex_now();
   int r = abstime ? atomic_load_explicit(&real_timedlock, memory_order_relaxed)(m, abstime)

@@ -26,6 +26,7 @@
 
 #define FLUSH_AT ((size_t)64 << 10) /* bytes of encoded message handed to deflate at a time */
 #define ZOUT_SIZE ((size_t)64 << 10)
+#define MAX_COMMENTS 32 /* extra comments written per profile */
 
 /* profile.proto field numbers. */
 enum {
@@ -47,6 +48,7 @@ enum {
   SAMPLE_VALUE = 2,
   SAMPLE_LABEL = 3,
   LABEL_KEY = 1,
+  LABEL_STR = 2,
   LABEL_NUM = 3,
   LABEL_NUM_UNIT = 4,
   MAPPING_ID = 1,
@@ -77,6 +79,11 @@ enum {
   S_SPACE,
   S_COMMENT,
   S_DROP_FRAMES,
+  S_AGE_EPOCHS,
+  S_EPOCHS,
+  S_AGE_MIN_MS,
+  S_MS,
+  S_THREAD,
   S_NFIXED
 };
 static const char* const fixed_strings[S_NFIXED] = {
@@ -90,6 +97,11 @@ static const char* const fixed_strings[S_NFIXED] = {
     "space",
     "mprof heap profile",
     MPROF_PPROF_DROP_FRAMES,
+    "age_epochs",
+    "epochs",
+    "age_min_ms",
+    "ms",
+    "thread",
 };
 
 /* Strings every contention profile uses, interned first in this order. */
@@ -124,6 +136,10 @@ typedef struct writer_s {
   size_t nlocs;
 
   size_t nstrs_written; /* string table entries already encoded */
+
+  const char* const* comments; /* the profile's extra comments (mprof_profile.h) */
+  size_t ncomments;            /* at most MAX_COMMENTS are written */
+  int64_t comment_ids[MAX_COMMENTS];
 
   const mprof_maps_t* maps;
   mprof_symtab_t* symtabs; /* symtabs[i] for maps->entries[i], loaded on first use */
@@ -295,6 +311,10 @@ static int prepare(writer_t* w) {
   for (int i = 0; i < w->nfixed; i++) {
     if (intern(w, w->fixed[i]) != i) return ENOMEM;
   }
+  for (size_t i = 0; i < w->ncomments; i++) {
+    w->comment_ids[i] = intern(w, w->comments[i]);
+    if (w->comment_ids[i] < 0) return ENOMEM;
+  }
   size_t n = w->maps->n;
   if (n == 0) return 0;
   w->map_ids = mprof__meta_alloc(n * sizeof *w->map_ids);
@@ -334,6 +354,8 @@ static void write_header(writer_t* w, const mprof_heap_profile_t* prof) {
   mprof__pb_int64(&w->out, PROFILE_PERIOD, (int64_t)prof->period);
   mprof__pb_int64(&w->out, PROFILE_DROP_FRAMES, S_DROP_FRAMES);
   mprof__pb_int64(&w->out, PROFILE_COMMENT, S_COMMENT);
+  for (size_t i = 0; i < w->ncomments; i++)
+    mprof__pb_int64(&w->out, PROFILE_COMMENT, w->comment_ids[i]);
   mprof__pb_int64(&w->out, PROFILE_DEFAULT_SAMPLE_TYPE, S_INUSE_SPACE);
 }
 
@@ -376,6 +398,16 @@ static bool write_stack(writer_t* w, const uintptr_t* pcs, uint32_t npcs) {
   return true;
 }
 
+static void write_num_label(writer_t* w, int64_t key, int64_t num, int64_t unit) {
+  size_t label = mprof__pb_begin(&w->out, SAMPLE_LABEL);
+  mprof__pb_int64(&w->out, LABEL_KEY, key);
+  mprof__pb_int64(&w->out, LABEL_NUM, num);
+  mprof__pb_int64(&w->out, LABEL_NUM_UNIT, unit);
+  mprof__pb_end(&w->out, label);
+}
+
+/* One sample per record. Thread names are interned here, after the string table's first run;
+ * they are written with the names of the functions, in the table's last run. */
 static void write_samples(writer_t* w, const mprof_heap_profile_t* prof) {
   for (size_t r = 0; r < prof->nrecs && w->err == 0; r++) {
     const mprof_heap_rec_t* rec = &prof->recs[r];
@@ -384,11 +416,27 @@ static void write_samples(writer_t* w, const mprof_heap_profile_t* prof) {
     const int64_t values[4] = {rec->alloc_objects, rec->alloc_bytes, rec->inuse_objects,
                                rec->inuse_bytes};
     mprof__pb_packed_int64(&w->out, SAMPLE_VALUE, values, 4);
-    if (rec->alloc_objects > 0) {
+    /* The average object size, rounded, not truncated (from the unrounded sums where the
+     * snapshot gives it: the quotient of two rounded figures is off by up to one). */
+    if (rec->avg_bytes > 0)
+      write_num_label(w, S_BYTES, rec->avg_bytes, S_BYTES);
+    else if (rec->alloc_objects > 0)
+      write_num_label(w, S_BYTES, (rec->alloc_bytes + rec->alloc_objects / 2) / rec->alloc_objects,
+                      S_BYTES);
+    else if (rec->inuse_objects > 0)
+      write_num_label(w, S_BYTES, (rec->inuse_bytes + rec->inuse_objects / 2) / rec->inuse_objects,
+                      S_BYTES);
+    if (rec->labels & MPROF_REC_AGE) write_num_label(w, S_AGE_EPOCHS, rec->age_epochs, S_EPOCHS);
+    if (rec->labels & MPROF_REC_AGE_TIME) write_num_label(w, S_AGE_MIN_MS, rec->age_min_ms, S_MS);
+    if ((rec->labels & MPROF_REC_THREAD) && rec->thread != NULL) {
+      int64_t str = intern(w, rec->thread);
+      if (str < 0) {
+        w->err = ENOMEM;
+        return;
+      }
       size_t label = mprof__pb_begin(&w->out, SAMPLE_LABEL);
-      mprof__pb_int64(&w->out, LABEL_KEY, S_BYTES);
-      mprof__pb_int64(&w->out, LABEL_NUM, rec->alloc_bytes / rec->alloc_objects);
-      mprof__pb_int64(&w->out, LABEL_NUM_UNIT, S_BYTES);
+      mprof__pb_int64(&w->out, LABEL_KEY, S_THREAD);
+      mprof__pb_int64(&w->out, LABEL_STR, str);
       mprof__pb_end(&w->out, label);
     }
     mprof__pb_end(&w->out, sample);
@@ -495,6 +543,9 @@ static void write_functions(writer_t* w) {
 
 static int check_profile(const mprof_heap_profile_t* prof) {
   if (prof == NULL || (prof->recs == NULL && prof->nrecs > 0)) return EINVAL;
+  for (size_t i = 0; prof->comments != NULL && i < prof->ncomments; i++) {
+    if (prof->comments[i] == NULL) return EINVAL;
+  }
   for (size_t i = 0; i < prof->nrecs; i++) {
     if (prof->recs[i].pcs == NULL && prof->recs[i].npcs > 0) return EINVAL;
   }
@@ -544,6 +595,11 @@ static int write_profile(int fd, const mprof_heap_profile_t* heap,
   mprof__pb_init(&w.out);
 
   w.err = maps == NULL ? EINVAL : heap != NULL ? check_profile(heap) : check_mutex_profile(mutex);
+  if (w.err == 0 && heap != NULL) { /* the contention profile has no comments of its own */
+    w.comments = heap->comments;
+    w.ncomments = heap->comments == NULL ? 0 : heap->ncomments;
+    if (w.ncomments > MAX_COMMENTS) w.ncomments = MAX_COMMENTS;
+  }
   if (w.err != 0 || (w.err = prepare(&w)) != 0) goto out;
   w.zout = mprof__meta_alloc(ZOUT_SIZE);
   if (w.zout == NULL) {

@@ -2,9 +2,11 @@
  *
  * The output reads with `go tool pprof` and google/pprof. Sample types are Go's four heap types
  * (alloc_objects/count, alloc_space/bytes, inuse_objects/count, inuse_space/bytes; inuse_space is
- * the default), one sample per record with a numeric label `bytes` (average object size), one
+ * the default), one sample per record with a numeric label `bytes` (average object size) and the
+ * record's labels (age_epochs, age_min_ms, thread: mprof_profile.h), one
  * location per distinct call address and one mapping per executable segment, the main program's
- * first. No function or line entries are written: pprof symbolizes from the mapped files.
+ * first, function names from the ELF symbol tables (no file or line: pprof adds those from DWARF),
+ * and the comments "mprof heap profile" followed by the profile's own (mprof_profile.h).
  *
  * The encoder streams: memory stays bounded by zlib's state, a 64 KiB output buffer and a table
  * of the distinct locations, all from profiler memory (mprof_meta.h). No malloc, no stdio; errno

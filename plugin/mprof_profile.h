@@ -18,13 +18,29 @@ typedef struct mprof_heap_rec_s {
   int64_t alloc_bytes;   /* unbiased bytes allocated at this stack, ever */
   int64_t inuse_objects; /* unbiased number of those objects not yet freed */
   int64_t inuse_bytes;   /* unbiased bytes of those objects not yet freed */
+  int64_t avg_bytes;     /* average object size, rounded; 0: the writer divides alloc_bytes by
+                            alloc_objects, rounded */
+  uint32_t labels;       /* MPROF_REC_* bits: which of the labels below the record carries */
+  int64_t age_epochs;    /* MPROF_REC_AGE: lower edge of the age class (0, 1, 2, 4, ...) */
+  int64_t age_min_ms;    /* MPROF_REC_AGE_TIME: milliseconds the objects have lived, at least */
+  const char* thread;    /* MPROF_REC_THREAD: name of the allocating thread (outlives the dump) */
 } mprof_heap_rec_t;
+
+/* Labels of a record. A zero-initialised record carries none. */
+enum {
+  MPROF_REC_AGE = 1u << 0,
+  MPROF_REC_AGE_TIME = 1u << 1,
+  MPROF_REC_THREAD = 1u << 2,
+};
 
 typedef struct mprof_heap_profile_s {
   const mprof_heap_rec_t* recs;
   size_t nrecs;
   uint64_t period;    /* mean sampling interval in bytes (1 when every allocation is sampled) */
   int64_t time_nanos; /* CLOCK_REALTIME when the snapshot was taken */
+  const char* const* comments; /* ncomments strings written as the profile's comments after
+                                  "mprof heap profile" (the reconciliation figures) */
+  size_t ncomments;
 } mprof_heap_profile_t;
 
 /* A contention profile snapshot: one record per stack. Values are weighted (each sampled event

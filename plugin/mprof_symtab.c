@@ -143,7 +143,9 @@ static int load_syms(mprof_symtab_t* st, const char* build_id) {
 
 int mprof__symtab_open(const char* path, const char* build_id, mprof_symtab_t* out) {
   memset(out, 0, sizeof *out);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* The path is whatever is on disk now: a pipe put in place of a library must not block the
+   * dump (O_NONBLOCK), and only a regular file is read. */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) return errno;
   struct stat sb;
   int err = 0;

@@ -1,14 +1,21 @@
 /* Per-thread sampling state and stack capture (see mprof_thread.h).
  *
- * Stacks are taken with libunwind's unw_backtrace, which walks the DWARF unwind tables (so code
- * built without frame pointers is handled) and does not allocate. The buffer holds the requested
- * depth plus MPROF_SELF_FRAMES_MAX frames for the profiler's own frames, which are dropped. */
+ * On x86-64 stacks are taken with the profiler's own unwinder (mprof_unwind.h), which walks the
+ * DWARF call-frame information (so code built without frame pointers is handled) with a rule
+ * cache shared by all threads: it drops the profiler's own frames as it walks, so the buffer
+ * holds exactly the requested depth, and a thread's first sample maps, opens and allocates
+ * nothing of its own. Elsewhere libunwind's unw_backtrace is used; the buffer then also holds
+ * MPROF_SELF_FRAMES_MAX frames for the profiler's own frames, which are dropped afterwards. */
 #include "mprof_thread.h"
 
 #include "mprof_meta.h"
 
+#if defined(__x86_64__)
+#include "mprof_unwind.h"
+#else
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
+#endif
 #include <math.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -58,7 +65,11 @@ uint64_t mprof__thread_next_interval(mprof_thread_t* t, uint64_t mean) {
 }
 
 uint32_t mprof__thread_capture(mprof_thread_t* t, unsigned depth, unsigned skip) {
+#if defined(__x86_64__)
+  unsigned want = depth;
+#else
   unsigned want = depth + skip + MPROF_SELF_FRAMES_MAX;
+#endif
   if (t->stack == NULL || t->stack_cap < want) {
     mprof__thread_release(t);
     t->stack = mprof__meta_alloc(want * sizeof(uintptr_t));
@@ -69,6 +80,10 @@ uint32_t mprof__thread_capture(mprof_thread_t* t, unsigned depth, unsigned skip)
 }
 
 uint32_t mprof__thread_capture_into(uintptr_t* buf, unsigned cap, unsigned depth, unsigned skip) {
+#if defined(__x86_64__)
+  /* The walker drops the profiler's frames and `skip` as it goes: cap >= depth is enough. */
+  return mprof__unwind(buf, depth < cap ? depth : cap, self_lo, self_hi, skip);
+#else
   int n = unw_backtrace((void**)buf, (int)cap);
   if (n <= 0) return 0;
   unsigned first = 0;
@@ -81,6 +96,7 @@ uint32_t mprof__thread_capture_into(uintptr_t* buf, unsigned cap, unsigned depth
   for (unsigned i = 0; i < kept; i++)
     buf[i] = buf[first + i];
   return kept;
+#endif
 }
 
 void mprof__thread_release(mprof_thread_t* t) {

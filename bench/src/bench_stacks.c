@@ -292,6 +292,19 @@ int main(int argc, char** argv) {
              blocks_at[s] > blocks_at[last] && meta_at[last] >= 0
                  ? (double)(meta_at[s] - meta_at[last]) / (double)(blocks_at[s] - blocks_at[last])
                  : -1.0);
+      /* Dumps with one sampled block live per stack: what the age split (prof_age) walks. */
+      uint64_t ld[MAX_WINDOWS / 2];
+      int ld_err = 0;
+      for (long long k = 0; k < ndumps; k++) {
+        uint64_t a = bench_now_ns();
+        ld_err |= do_dump(path);
+        ld[k] = bench_now_ns() - a;
+      }
+      printf("RESULT kind=live_dump stacks=%llu sampled_blocks=%lld dump_ns_median=%llu "
+             "dump_err=%d\n",
+             (unsigned long long)built, (long long)blocks_at[s],
+             (unsigned long long)median(ld, (size_t)ndumps), ld_err);
+      fflush(stdout);
       break;
     }
     uint64_t nnew = to - built;

@@ -56,6 +56,7 @@ static known_t known[64] = {
     {"allocator", sizeof(const char*), RO, true, false},
     {"epoch", sizeof(uint64_t), RW, false, false},
     {"prof.dump", sizeof(const char*), WO, false, true},
+    {"prof.peak.dump", sizeof(const char*), WO, false, true},
     {"prof.active", sizeof(bool), RW, false, false},
     {"prof.lg_sample", sizeof(size_t), RO, false, false},
     {"prof.interval", sizeof(uint64_t), RO, false, false},
@@ -75,7 +76,7 @@ static known_t known[64] = {
     {"stats.contentions_lost", sizeof(uint64_t), RO, false, false},
     {"stats.contention_buckets", sizeof(uint64_t), RO, false, false},
 };
-static size_t nknown = 22;
+static size_t nknown = 23;
 static char opt_names[32][64];
 static unsigned char opt_first[32][64]; /* opt.* values read at start-up */
 
@@ -116,6 +117,7 @@ int LLVMFuzzerInitialize(int* argc, char*** argv) {
   mprof_opts_t o;
   mprof__opts_default(&o);
   o.lg_prof_sample = 0;
+  o.prof_peak = true;
   snprintf(o.prof_prefix, sizeof o.prof_prefix, "%s/auto", dir);
   cb = mprof__init_with_opts(&o);
   if (cb == NULL) abort();
@@ -169,8 +171,7 @@ static void one_call(uint8_t flags, size_t oldlen_in, size_t newlen, const char*
   if (newp != NULL) {
     for (size_t i = 0; i < newlen; i++)
       newp[i] = nval ? val[i % nval] : 0;
-    if (k != NULL &&
-        (strcmp(k->name, "prof.dump") == 0 || strcmp(k->name, "prof.mutex.dump") == 0) &&
+    if (k != NULL && strcmp(k->name + strlen(k->name) - 4, "dump") == 0 &&
         newlen == sizeof(char*)) {
       unsigned which = nval ? val[0] % 8 : 0;
       const char* p = which < 6 ? paths[which] : which == 6 ? "" : NULL;

@@ -1,6 +1,7 @@
 /* The main thread calls pthread_exit() while another thread still allocates: the process must
- * end when that thread does (glibc's rule), with its atexit handlers and the final dump, even
- * though libmprof.so's mprof-heap thread never exits. */
+ * end when that thread does (glibc's rule), with its atexit handlers and the final dump. The
+ * handlers run on the last thread's own stack, which the program made: one that uses 1 MiB of
+ * stack must work (it would not on a small stack of a thread the profiler made). */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdio.h>
@@ -19,8 +20,18 @@ static void* worker(void* arg) {
   return NULL;
 }
 
+__attribute__((noinline)) static unsigned deep(volatile unsigned char* big, size_t n) {
+  unsigned sum = 0;
+  for (size_t i = 0; i < n; i += 4096)
+    sum += big[i];
+  return sum;
+}
+
 static void bye(void) {
-  printf("atexit handler ran\n");
+  volatile unsigned char big[1 << 20];
+  for (size_t i = 0; i < sizeof big; i += 4096)
+    big[i] = 1;
+  printf("atexit handler ran (%u)\n", deep(big, sizeof big));
 }
 
 int main(void) {

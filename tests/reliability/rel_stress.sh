@@ -5,6 +5,7 @@
 # attributed to another site. With --fork / --spawn it also checks the children's profiles.
 #
 # Usage: rel_stress.sh LIBMPROF WORKLOAD [workload options]
+# REL_EXTRA_CONF, if set, is appended to MPROF_CONF (e.g. lg_prof_epoch:12).
 set -u
 . "$(dirname "$0")/rel_lib.sh"
 lib=$1 prog=$2
@@ -13,7 +14,7 @@ rel_init
 need_cmd go golang-go
 
 # env, not timeout, gets LD_PRELOAD: timeout would write a final profile of its own.
-MPROF_CONF="lg_prof_sample:0,prof_final:true,prof_prefix:$work/final" \
+MPROF_CONF="lg_prof_sample:0,prof_final:true,prof_prefix:$work/final${REL_EXTRA_CONF:+,$REL_EXTRA_CONF}" \
   timed 300 env LD_PRELOAD="$lib" "$prog" "$@" "$work" >"$work/truth" 2>"$work/stderr"
 rc=$?
 cat "$work/stderr"
@@ -23,6 +24,9 @@ no_profiler_lines "no message from the profiler on stderr" "$work/stderr"
 pid=$(awk '$1 == "pid" { print $2 }' "$work/truth")
 read -r samples dropped < <(awk '$1 == "stats" { print $2, $3 }' "$work/truth")
 check_eq "stats.dropped_samples" "${dropped:-missing}" 0
+read -r in_place moved < <(awk '$1 == "realloc" { print $2, $3 }' "$work/truth")
+check "reallocs resized in place (counted as free + allocation): ${in_place:-0}" test "${in_place:-0}" -gt 0
+check "reallocs moved (counted as free + allocation): ${moved:-0}" test "${moved:-0}" -gt 0
 check "stats.samples is positive" test "${samples:-0}" -gt 0
 
 final=$(ls "$work"/final."$pid".*.f.pb.gz 2>/dev/null)

@@ -16,10 +16,16 @@
  *                a CPU-time interval timer adds more; the handler does not allocate and is
  *                installed without SA_RESTART
  *   --ops N      operations per worker thread
+ *   --huge-align posix_memalign also asks for alignments of 1 MiB to 64 MiB now and then
+ *
+ * It also checks that the process has exactly the threads it made (/proc/self/task) while a
+ * wave of workers runs and once they are joined, and counts how many reallocs mimalloc
+ * resized in place and how many it moved: both kinds must count as the free of the old block
+ * and an allocation of the new size.
  *
  * Usage: rel_workload [options] DIR. The truth goes to stdout, one line per site:
  *   NAME ALLOC_OBJECTS ALLOC_BYTES INUSE_OBJECTS INUSE_BYTES
- * followed by "stats SAMPLES DROPPED". The blocks still live at the end stay live through exit,
+ * followed by "stats SAMPLES DROPPED" and "realloc IN_PLACE MOVED". The blocks still live at the end stay live through exit,
  * so the final profile (prof_final) shows them; DIR/last.pb.gz is a prof.dump of the same state.
  * Exit status 0 when every check inside the program passed. */
 #include <dlfcn.h>
@@ -40,6 +46,8 @@
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "rel_proc.h"
 
 extern char** environ;
 
@@ -63,13 +71,15 @@ typedef struct {
 } block_t;
 
 #define WAVES 5
-#define THREADS_PER_WAVE 6
+#define THREADS_PER_WAVE 8
 #define MAX_LIVE 64
 #define MAILBOX 1024
 
 static long ops_per_thread = 50000;
 static int fork_count, spawn_count;
-static bool signals_on;
+static bool signals_on, huge_align;
+static _Atomic uint64_t realloc_in_place, realloc_moved;
+static pthread_barrier_t wave_start, wave_end;
 static const char* dir;
 
 static _Atomic int failures;
@@ -170,9 +180,11 @@ static void release(block_t* b) {
 /* A new block at a random site. Returns false if the allocation failed. */
 static bool allocate(block_t* b, uint64_t r) {
   size_t n = 1 + (r >> 20) % ((r & 7) == 0 ? 262144 : 1024);
-  size_t align = (size_t)16 << ((r >> 50) % 9); /* 16 .. 4096 */
+  size_t align = (size_t)16 << ((r >> 50) % 9);                                  /* 16 .. 4096 */
+  if (huge_align && (r & 0x3ff) == 1) align = (size_t)1 << (20 + (r >> 54) % 7); /* 1-64 MiB */
   int site = (int)((r >> 40) % (NSITES - 1));
   if (site >= S_REALLOC) site++; /* realloc only moves existing blocks */
+  if (align > 4096) site = S_POSIX_MEMALIGN;
   char* p = NULL;
   size_t req = n;
   switch (site) {
@@ -207,8 +219,10 @@ static bool move(block_t* b, uint64_t r) {
   size_t n = 1 + (r >> 24) % 8192;
   size_t old_size = b->size;
   int old_site = b->site;
-  char* p = site_realloc(b->p, n);
+  char* old = b->p;
+  char* p = site_realloc(old, n);
   if (p == NULL) return false;
+  atomic_fetch_add(p == old ? &realloc_in_place : &realloc_moved, 1);
   atomic_fetch_add(&counts[old_site].frees, 1);
   atomic_fetch_add(&counts[old_site].free_bytes, old_size);
   counted(S_REALLOC, n);
@@ -243,6 +257,7 @@ static void* worker(void* arg) {
   uint64_t s = (uintptr_t)arg * 0x9e3779b97f4a7c15ull + 77;
   block_t live[MAX_LIVE];
   int n = 0;
+  pthread_barrier_wait(&wave_start);
   for (long op = 0; op < ops_per_thread; op++) {
     uint64_t r = rnd(&s);
     unsigned what = (unsigned)(r % 8);
@@ -264,6 +279,7 @@ static void* worker(void* arg) {
   }
   for (int k = 0; k < n; k++)
     if (!mail_put(&live[k])) release(&live[k]);
+  pthread_barrier_wait(&wave_end);
   return NULL;
 }
 
@@ -331,6 +347,8 @@ static void* forker(void* arg) {
       failure("fork child %d: %s %d", i, WIFEXITED(status) ? "exit status" : "killed by signal",
               WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
   }
+  while (!atomic_load(&stop)) /* stays until the end: main counts the process's threads */
+    usleep(1000);
   return NULL;
 }
 
@@ -353,6 +371,8 @@ static void* spawner(void* arg) {
     int rc = system("exit 5");
     if (rc == -1 || !WIFEXITED(rc) || WEXITSTATUS(rc) != 5) failure("system() returned %#x", rc);
   }
+  while (!atomic_load(&stop)) /* stays until the end: main counts the process's threads */
+    usleep(1000);
   return NULL;
 }
 
@@ -412,13 +432,16 @@ int main(int argc, char** argv) {
       spawn_count = atoi(argv[++i]);
     else if (strcmp(argv[i], "--signals") == 0)
       signals_on = true;
+    else if (strcmp(argv[i], "--huge-align") == 0)
+      huge_align = true;
     else if (strcmp(argv[i], "--ops") == 0)
       ops_per_thread = atol(argv[++i]);
     else
       break;
   }
   if (i != argc - 1) {
-    fprintf(stderr, "usage: rel_workload [--fork N] [--spawn N] [--signals] [--ops N] DIR\n");
+    fprintf(stderr, "usage: rel_workload [--fork N] [--spawn N] [--signals] [--huge-align] "
+                    "[--ops N] DIR\n");
     return 2;
   }
   dir = argv[i];
@@ -430,6 +453,9 @@ int main(int argc, char** argv) {
   memcpy(&ctl, &sym, sizeof ctl);
 
   pthread_t sig_thread, d[2], f, sp;
+  int mine = 1 + 2 + (signals_on ? 1 : 0) + (fork_count > 0) + (spawn_count > 0);
+  pthread_barrier_init(&wave_start, NULL, THREADS_PER_WAVE + 1);
+  pthread_barrier_init(&wave_end, NULL, THREADS_PER_WAVE + 1);
   if (signals_on) start_signals(&sig_thread);
   for (uintptr_t k = 0; k < 2; k++)
     pthread_create(&d[k], NULL, dumper, (void*)k);
@@ -439,12 +465,18 @@ int main(int argc, char** argv) {
     pthread_t w[THREADS_PER_WAVE];
     for (uintptr_t k = 0; k < THREADS_PER_WAVE; k++)
       pthread_create(&w[k], NULL, worker, (void*)(wave * THREADS_PER_WAVE + k + 1));
+    pthread_barrier_wait(&wave_start); /* every worker runs until wave_end */
+    int tasks = rel_task_count();
+    if (tasks != mine + THREADS_PER_WAVE)
+      failure("%d threads in /proc/self/task during a wave, want %d", tasks,
+              mine + THREADS_PER_WAVE);
+    pthread_barrier_wait(&wave_end);
     for (int k = 0; k < THREADS_PER_WAVE; k++)
       pthread_join(w[k], NULL);
   }
+  atomic_store(&stop, 1);
   if (fork_count > 0) pthread_join(f, NULL);
   if (spawn_count > 0) pthread_join(sp, NULL);
-  atomic_store(&stop, 1);
   for (int k = 0; k < 2; k++)
     pthread_join(d[k], NULL);
   if (signals_on) {
@@ -452,6 +484,9 @@ int main(int argc, char** argv) {
     fprintf(stderr, "rel_workload: %ld SIGPROF handled\n", (long)sigs_seen);
     if (sigs_seen < 100) failure("the SIGPROF storm did not happen (%ld)", (long)sigs_seen);
   }
+
+  int tasks = rel_task_count();
+  if (tasks != 1) failure("%d threads in /proc/self/task once every thread was joined", tasks);
 
   /* The survivors stay live through exit. */
   char path[512];
@@ -465,6 +500,8 @@ int main(int argc, char** argv) {
            (unsigned long long)(a - f_), (unsigned long long)(ab - fb));
   }
   printf("pid %ld\n", (long)getpid());
+  printf("realloc %llu %llu\n", (unsigned long long)atomic_load(&realloc_in_place),
+         (unsigned long long)atomic_load(&realloc_moved));
   printf("stats %llu %llu\n", (unsigned long long)stat_u64("stats.samples"),
          (unsigned long long)stat_u64("stats.dropped_samples"));
   fflush(stdout);

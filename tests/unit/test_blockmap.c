@@ -14,6 +14,19 @@ static mprof_sample_t rec_for(uintptr_t p) {
   return s;
 }
 
+/* Runs first: a shard starts at 4 entries and returns to them once its blocks are gone. */
+static void test_a_shard_starts_small_and_shrinks_back(void** state) {
+  (void)state;
+  assert_int_equal(mprof__blockmap_bytes(), 0);
+  mprof_sample_t s = rec_for(0x4000);
+  assert_int_equal(mprof__blockmap_insert((void*)(uintptr_t)0x4000, &s), 0);
+  size_t one = mprof__blockmap_bytes();
+  assert_true(one > 0 && one <= 4 * 64); /* 4 entries of at most 64 bytes */
+  mprof_sample_t out;
+  assert_true(mprof__blockmap_remove((void*)(uintptr_t)0x4000, &out));
+  assert_int_equal(mprof__blockmap_bytes(), one);
+}
+
 static void test_inserted_blocks_are_found_once_with_their_record(void** state) {
   (void)state;
   size_t before = mprof__blockmap_count();
@@ -93,6 +106,7 @@ static void test_threads_inserting_and_removing_never_see_each_others_blocks(voi
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_a_shard_starts_small_and_shrinks_back),
       cmocka_unit_test(test_inserted_blocks_are_found_once_with_their_record),
       cmocka_unit_test(test_unknown_and_null_pointers_are_not_found),
       cmocka_unit_test(test_churn_reuses_tombstones_without_growing_forever),

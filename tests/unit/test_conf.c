@@ -72,6 +72,11 @@ static void assert_opts_equal(const mprof_opts_t* a, const mprof_opts_t* b) {
   EXPECT_INT(a->prof_gdump, b->prof_gdump);
   EXPECT_INT(a->lg_prof_epoch, b->lg_prof_epoch);
   EXPECT_INT(a->prof_leak, b->prof_leak);
+  EXPECT_INT(a->prof_age, b->prof_age);
+  EXPECT_INT(a->prof_peak, b->prof_peak);
+  EXPECT_INT(a->prof_thread_labels, b->prof_thread_labels);
+  EXPECT_STR(a->prof_dump_signal, b->prof_dump_signal);
+  EXPECT_INT(a->prof_dump_over, b->prof_dump_over);
   EXPECT_INT(a->prof_mutex_fraction, b->prof_mutex_fraction);
   EXPECT_INT(a->prof_mutex_app, b->prof_mutex_app);
 }
@@ -141,6 +146,11 @@ static void test_defaults_are_the_documented_values(void** state) {
   assert_false(o.prof_gdump);
   EXPECT_INT(o.lg_prof_epoch, 30);
   assert_false(o.prof_leak);
+  assert_true(o.prof_age);
+  assert_false(o.prof_peak);
+  assert_false(o.prof_thread_labels);
+  EXPECT_STR(o.prof_dump_signal, "");
+  EXPECT_INT(o.prof_dump_over, 0);
   EXPECT_INT(o.prof_mutex_fraction, 0);
   assert_false(o.prof_mutex_app);
 }
@@ -163,6 +173,11 @@ static void test_descriptor_table_lists_every_field_once_in_order(void** state) 
       {"prof_gdump", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_gdump), 0, 1},
       {"lg_prof_epoch", MPROF_OPT_SSIZE, offsetof(mprof_opts_t, lg_prof_epoch), -1, 62},
       {"prof_leak", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_leak), 0, 1},
+      {"prof_age", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_age), 0, 1},
+      {"prof_peak", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_peak), 0, 1},
+      {"prof_thread_labels", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_thread_labels), 0, 1},
+      {"prof_dump_signal", MPROF_OPT_STRING, offsetof(mprof_opts_t, prof_dump_signal), 0, 15},
+      {"prof_dump_over", MPROF_OPT_SIZE, offsetof(mprof_opts_t, prof_dump_over), 0, LLONG_MAX},
       {"prof_mutex_fraction", MPROF_OPT_UNSIGNED, offsetof(mprof_opts_t, prof_mutex_fraction), 0,
        2147483647},
       {"prof_mutex_app", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_mutex_app), 0, 1},
@@ -200,6 +215,11 @@ static void test_every_descriptor_parses_its_default_back(void** state) {
   o.prof_gdump = true;
   o.lg_prof_epoch = 4;
   o.prof_leak = true;
+  o.prof_age = false;
+  o.prof_peak = true;
+  o.prof_thread_labels = true;
+  strcpy(o.prof_dump_signal, "USR1");
+  o.prof_dump_over = 12345;
   o.prof_mutex_fraction = 9;
   o.prof_mutex_app = true;
 
@@ -284,9 +304,47 @@ static const pair_case_t valid_cases[] = {
     {"lg_prof_epoch:0x1e", "lg_prof_epoch", 30, NULL, NULL},
     {"lg_prof_epoch:024", "lg_prof_epoch", 20, NULL, NULL},
     {"prof_leak:true", "prof_leak", 1, NULL, NULL},
+    {"prof_age:false", "prof_age", 0, NULL, NULL},
+    {"prof_peak:true", "prof_peak", 1, NULL, NULL},
+    {"prof_thread_labels:true", "prof_thread_labels", 1, NULL, NULL},
+    {"prof_dump_signal:SIGUSR2", "prof_dump_signal", 0, "SIGUSR2", NULL},
+    {"prof_dump_signal:USR1", "prof_dump_signal", 0, "USR1", NULL},
+    {"prof_dump_signal:12", "prof_dump_signal", 0, "12", NULL},
+    {"prof_dump_signal:SIGRTMIN+2", "prof_dump_signal", 0, "SIGRTMIN+2", NULL},
+    {"prof_dump_signal:RTMAX", "prof_dump_signal", 0, "RTMAX", NULL},
+    {"prof_dump_signal:", "prof_dump_signal", 0, "", NULL},
+    {"prof_dump_over:1048576", "prof_dump_over", 1048576, NULL, NULL},
+    {"prof_dump_over:0x7fffffffffffffff", "prof_dump_over", LLONG_MAX, NULL, NULL},
 };
 
 static const pair_case_t invalid_cases[] = {
+    {"prof_dump_signal:SIGFOO", "prof_dump_signal", 0, "",
+     "mprof: invalid conf pair \"prof_dump_signal:SIGFOO\": not a signal name or number"},
+    {"prof_dump_signal:0", "prof_dump_signal", 0, "",
+     "mprof: invalid conf pair \"prof_dump_signal:0\": not a signal name or number"},
+    {"prof_dump_signal:usr2", "prof_dump_signal", 0, "",
+     "mprof: invalid conf pair \"prof_dump_signal:usr2\": not a signal name or number"},
+    {"prof_dump_signal:SIGRTMAX+1", "prof_dump_signal", 0, "",
+     "mprof: invalid conf pair \"prof_dump_signal:SIGRTMAX+1\": not a signal name or number"},
+    {"prof_dump_signal:999", "prof_dump_signal", 0, "",
+     "mprof: invalid conf pair \"prof_dump_signal:999\": not a signal name or number"},
+    {"prof_dump_signal:SIGKILL", "prof_dump_signal", 0, "",
+     "mprof: invalid conf pair \"prof_dump_signal:SIGKILL\": a signal mprof cannot use (it "
+     "cannot be caught)"},
+    {"prof_dump_signal:STOP", "prof_dump_signal", 0, "",
+     "mprof: invalid conf pair \"prof_dump_signal:STOP\": a signal mprof cannot use (it cannot "
+     "be caught)"},
+    {"prof_dump_signal:11", "prof_dump_signal", 0, "",
+     "mprof: invalid conf pair \"prof_dump_signal:11\": a signal mprof cannot use (raised by "
+     "faults)"},
+    {"prof_dump_signal:32", "prof_dump_signal", 0, "",
+     "mprof: invalid conf pair \"prof_dump_signal:32\": a signal mprof cannot use (reserved by "
+     "the C library)"},
+    {"prof_dump_signal:SIGUSR2SIGUSR2XY", "prof_dump_signal", 0, "",
+     "mprof: invalid conf pair \"prof_dump_signal:SIGUSR2SIGUSR2XY\": too long (at most 15 "
+     "bytes)"},
+    {"prof_dump_over:-1", "prof_dump_over", 0, NULL,
+     "mprof: invalid conf pair \"prof_dump_over:-1\": not an integer"},
     {"prof_foo:1", "prof", 1, NULL, "mprof: invalid conf pair \"prof_foo:1\": unknown option"},
     {"Prof:false", "prof", 1, NULL, "mprof: invalid conf pair \"Prof:false\": unknown option"},
     {"prof_:", "prof", 1, NULL, "mprof: invalid conf pair \"prof_:\": unknown option"},

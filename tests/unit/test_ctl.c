@@ -156,6 +156,27 @@ static void test_samples_and_frees_show_in_stats(void** state) {
   assert_int_equal(mprof_ctl("stats.samples", NULL, NULL, &s0, sizeof s0), EPERM);
 }
 
+static void test_reconciliation_names_read_the_estimate_and_the_rss(void** state) {
+  (void)state;
+  uint64_t e0 = stat_u64("stats.estimated_bytes_in_use");
+  mprof_sample_t a;
+  site_a(&a, 0x30000, 1000);
+  assert_int_equal(stat_u64("stats.estimated_bytes_in_use"), e0 + 1000); /* weight 1 */
+  cb->on_free(&a, (void*)0x30000);
+  assert_int_equal(stat_u64("stats.estimated_bytes_in_use"), e0);
+  uint64_t rss = stat_u64("stats.process_rss");
+  assert_true(rss > 0 && rss != UINT64_MAX);
+  /* No glue, so no allocator figures: every stats.allocator.* name reads UINT64_MAX. */
+  const char* names[] = {"stats.allocator.committed", "stats.allocator.peak_committed",
+                         "stats.allocator.rss",       "stats.allocator.peak_rss",
+                         "stats.allocator.allocated", "stats.allocator.active",
+                         "stats.allocator.resident"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    assert_int_equal(stat_u64(names[i]), UINT64_MAX);
+    assert_int_equal(mprof_ctl(names[i], NULL, NULL, &rss, sizeof rss), EPERM);
+  }
+}
+
 static bool is_gzip_file(const char* path) {
   FILE* f = fopen(path, "rb");
   if (f == NULL) return false;
@@ -326,6 +347,7 @@ int main(void) {
       cmocka_unit_test(test_prof_active_reads_old_value_and_writes_new),
       cmocka_unit_test(test_epoch_write_advances_and_read_returns_it),
       cmocka_unit_test(test_samples_and_frees_show_in_stats),
+      cmocka_unit_test(test_reconciliation_names_read_the_estimate_and_the_rss),
       cmocka_unit_test(test_dump_to_a_path_writes_a_gzipped_profile),
       cmocka_unit_test(test_dump_with_null_uses_the_automatic_name),
       cmocka_unit_test(test_dump_errors_return_the_errno_and_keep_the_old_file),

@@ -62,6 +62,38 @@ static void test_free_in_the_mallocs_cycle_is_published_with_the_malloc(void** s
   assert_int_equal(a.frees, 1);
 }
 
+static void test_a_cancelled_malloc_is_never_published(void** state) {
+  (void)state;
+  mprof_bucket_t* b = bucket_for(107);
+  uint64_t c = mprof__cycle_record_malloc(b, 40, 2.0);
+  mprof__cycle_cancel_malloc(b, 40, 2.0, c); /* same cycle */
+  c = mprof__cycle_record_malloc(b, 40, 2.0);
+  epoch(); /* one boundary between: the malloc's slot is not folded yet */
+  mprof__cycle_cancel_malloc(b, 40, 2.0, c);
+  epoch();
+  epoch();
+  mprof_mem_cycle_t a = published(b);
+  assert_int_equal(a.allocs, 0);
+  assert_int_equal(a.frees, 0);
+  assert_true(a.walloc_bytes == 0.0);
+}
+
+static void test_a_malloc_cancelled_after_its_publication_counts_as_a_free(void** state) {
+  (void)state;
+  mprof_bucket_t* b = bucket_for(108);
+  uint64_t c = mprof__cycle_record_malloc(b, 40, 1.0);
+  epoch();
+  epoch(); /* published */
+  mprof__cycle_cancel_malloc(b, 40, 1.0, c);
+  mprof_mem_cycle_t a = published(b);
+  assert_int_equal(a.allocs, 1);
+  assert_int_equal(a.frees, 0);
+  epoch();
+  a = published(b);
+  assert_int_equal(a.allocs, 1);
+  assert_int_equal(a.frees, 1); /* in use is back to zero, never negative */
+}
+
 static void test_free_in_a_later_cycle_is_published_one_epoch_later(void** state) {
   (void)state;
   mprof_bucket_t* b = bucket_for(3);
@@ -234,6 +266,62 @@ static void* epocher(void* arg) {
   return NULL;
 }
 
+static mprof_mem_cycle_t at_peak(mprof_bucket_t* b) {
+  while (!mprof__cycle_peak_lock())
+    mprof__cycle_publish_all();
+  mprof_mem_cycle_t a = *mprof__cycle_peak_of_locked(b);
+  mprof__cycle_peak_unlock();
+  return a;
+}
+
+/* The peak keeps the state of the moment it was taken, whatever comes after: frees of blocks
+ * counted before it (in the same cycle, too), later mallocs, buckets touched and untouched. */
+static void test_peak_keeps_the_state_when_it_was_taken(void** state) {
+  (void)state;
+  mprof_bucket_t* kept = bucket_for(30);
+  mprof_bucket_t* freed = bucket_for(31);
+  mprof_bucket_t* later = bucket_for(32);
+  mprof__cycle_record_malloc(kept, 100, 1.0);
+  uint64_t c = mprof__cycle_record_malloc(freed, 1000, 1.0);
+  assert_true(mprof__cycle_try_peak());
+  mprof__cycle_record_free(freed, 1000, 1.0, c); /* the malloc's cycle was C: same cycle */
+  mprof__cycle_record_malloc(later, 5, 1.0);
+  mprof__cycle_publish_all();
+  mprof__cycle_publish_all();
+  mprof_mem_cycle_t k = at_peak(kept), f = at_peak(freed), l = at_peak(later);
+  assert_int_equal(k.allocs - k.frees, 1);
+  assert_int_equal(f.allocs - f.frees, 1);
+  assert_int_equal(f.alloc_bytes - f.free_bytes, 1000);
+  assert_int_equal(l.allocs, 0);
+  /* The current state has moved on. */
+  assert_int_equal(published(freed).frees, 1);
+  assert_int_equal(published(later).allocs, 1);
+  /* A higher peak replaces it. */
+  assert_true(mprof__cycle_try_peak());
+  f = at_peak(freed);
+  l = at_peak(later);
+  assert_int_equal(f.allocs - f.frees, 0);
+  assert_int_equal(l.allocs, 1);
+}
+
+/* Epoch start times: known for recent cycles, monotonic, and never later than now. */
+static void test_cycle_start_times_are_lower_bounds(void** state) {
+  (void)state;
+  mprof__cycle_init_time();
+  epoch();
+  uint64_t c = mprof__cycle_current();
+  int64_t t1 = mprof__cycle_start_ns(c);
+  epoch();
+  int64_t t2 = mprof__cycle_start_ns(c + 1);
+  assert_true(t1 > 0);
+  assert_true(t2 >= t1);
+  assert_int_equal(mprof__cycle_start_ns(c + 2), 0); /* the future is unknown */
+  for (int i = 0; i < MPROF_CYCLE_TIMES + 10; i++)
+    mprof__cycle_advance();
+  /* Forgotten cycles give a later time (a weaker but true bound). */
+  assert_true(mprof__cycle_start_ns(c) >= t2);
+}
+
 static void test_concurrent_events_match_an_exact_shadow_and_never_go_negative(void** state) {
   (void)state;
   for (int i = 0; i < SITES; i++)
@@ -275,10 +363,14 @@ int main(void) {
       cmocka_unit_test(test_malloc_is_published_after_two_epochs),
       cmocka_unit_test(test_free_in_the_mallocs_cycle_is_published_with_the_malloc),
       cmocka_unit_test(test_free_in_a_later_cycle_is_published_one_epoch_later),
+      cmocka_unit_test(test_a_cancelled_malloc_is_never_published),
+      cmocka_unit_test(test_a_malloc_cancelled_after_its_publication_counts_as_a_free),
       cmocka_unit_test(test_advance_without_flush_flushes_first),
       cmocka_unit_test(test_publish_all_includes_everything_counted_before),
       cmocka_unit_test(test_a_flush_folds_only_the_buckets_touched_and_clears_their_marks),
       cmocka_unit_test(test_try_epoch_advances_when_nothing_else_runs),
+      cmocka_unit_test(test_peak_keeps_the_state_when_it_was_taken),
+      cmocka_unit_test(test_cycle_start_times_are_lower_bounds),
       cmocka_unit_test(test_concurrent_events_match_an_exact_shadow_and_never_go_negative),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

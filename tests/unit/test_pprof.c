@@ -503,7 +503,7 @@ static void check_well_formed(const dprofile_t* p) {
   assert_string_equal(str_at(p, p->default_sample_type), "inuse_space");
   assert_string_equal(str_at(p, p->period_type.type), "space");
   assert_string_equal(str_at(p, p->period_type.unit), "bytes");
-  assert_int_equal(p->ncomments, 1);
+  assert_true(p->ncomments >= 1);
   assert_string_equal(str_at(p, p->comments[0]), "mprof heap profile");
   for (size_t i = 0; i < p->nfunctions; i++) {
     const dfunction_t* fn = &p->functions[i];
@@ -597,10 +597,10 @@ static void build_sample_profile(void) {
   stack_other[2] = PC(pprof_test_root_caller);
   stack_root_only[0] = PC(pprof_test_leaf_alloc_site);
   stack_root_only[1] = PC(pprof_test_root_caller);
-  sample_recs[0] = (mprof_heap_rec_t){stack_leaf, 3, 40, 163840, 30, 122880};
-  sample_recs[1] = (mprof_heap_rec_t){stack_other, 3, 100, 81920, 50, 40960};
-  sample_recs[2] = (mprof_heap_rec_t){stack_root_only, 2, 0, 0, 0, 0};
-  sample_prof = (mprof_heap_profile_t){sample_recs, 3, 524288, 1700000000123456789};
+  sample_recs[0] = (mprof_heap_rec_t){stack_leaf, 3, 40, 163840, 30, 122880, 0, 0, 0, 0, NULL};
+  sample_recs[1] = (mprof_heap_rec_t){stack_other, 3, 100, 81920, 50, 40960, 0, 0, 0, 0, NULL};
+  sample_recs[2] = (mprof_heap_rec_t){stack_root_only, 2, 0, 0, 0, 0, 0, 0, 0, 0, NULL};
+  sample_prof = (mprof_heap_profile_t){sample_recs, 3, 524288, 1700000000123456789, NULL, 0};
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -717,8 +717,8 @@ static void test_mapping_build_id_is_written_as_hex_string(void** state) {
 static void test_address_outside_every_mapping_gets_no_mapping_id(void** state) {
   (void)state;
   uintptr_t pcs[2] = {0x11, PC(pprof_test_leaf_alloc_site)};
-  mprof_heap_rec_t rec = {pcs, 2, 1, 16, 1, 16};
-  mprof_heap_profile_t prof = {&rec, 1, 1, 0};
+  mprof_heap_rec_t rec = {pcs, 2, 1, 16, 1, 16, 0, 0, 0, 0, NULL};
+  mprof_heap_profile_t prof = {&rec, 1, 1, 0, NULL, 0};
   dprofile_t p;
   write_and_decode(&prof, &p);
   unlink(tmp_path);
@@ -735,7 +735,7 @@ static void test_address_outside_every_mapping_gets_no_mapping_id(void** state) 
 
 static void test_empty_profile_is_still_a_valid_profile(void** state) {
   (void)state;
-  mprof_heap_profile_t prof = {NULL, 0, 4096, 0};
+  mprof_heap_profile_t prof = {NULL, 0, 4096, 0, NULL, 0};
   dprofile_t p;
   write_and_decode(&prof, &p);
   unlink(tmp_path);
@@ -744,6 +744,30 @@ static void test_empty_profile_is_still_a_valid_profile(void** state) {
   assert_int_equal(p.nlocations, 0);
   assert_int_equal(p.period, 4096);
   free_profile(&p);
+}
+
+static void test_extra_comments_follow_the_first_in_order(void** state) {
+  (void)state;
+  const char* comments[] = {"mprof.estimated_inuse_bytes=123", "mprof.process_rss_bytes=456"};
+  mprof_heap_profile_t prof = {NULL, 0, 4096, 0, comments, 2};
+  dprofile_t p;
+  write_and_decode(&prof, &p);
+  unlink(tmp_path);
+  check_well_formed(&p);
+  assert_int_equal(p.ncomments, 3);
+  assert_string_equal(str_at(&p, p.comments[1]), comments[0]);
+  assert_string_equal(str_at(&p, p.comments[2]), comments[1]);
+  free_profile(&p);
+}
+
+static void test_a_null_comment_is_rejected_with_einval(void** state) {
+  (void)state;
+  const char* comments[] = {"mprof.a=1", NULL};
+  mprof_heap_profile_t prof = {NULL, 0, 4096, 0, comments, 2};
+  int fd = open_tmp();
+  assert_int_equal(mprof__pprof_write_heap(fd, &prof), EINVAL);
+  close(fd);
+  unlink(tmp_path);
 }
 
 /* 20 000 records of 64 frames drawn from 30 000 addresses: the location table grows several
@@ -769,10 +793,19 @@ static void test_many_records_share_locations_through_the_hash_table(void** stat
       used[k] = 1;
       pcs[r * DEPTH + d] = 0x100000 + 48 * k + 1;
     }
-    recs[r] = (mprof_heap_rec_t){&pcs[r * DEPTH],       DEPTH,          (int64_t)r + 1,
-                                 32 * ((int64_t)r + 1), (int64_t)r % 3, 32 * ((int64_t)r % 3)};
+    recs[r] = (mprof_heap_rec_t){&pcs[r * DEPTH],
+                                 DEPTH,
+                                 (int64_t)r + 1,
+                                 32 * ((int64_t)r + 1),
+                                 (int64_t)r % 3,
+                                 32 * ((int64_t)r % 3),
+                                 0,
+                                 0,
+                                 0,
+                                 0,
+                                 NULL};
   }
-  mprof_heap_profile_t prof = {recs, NRECS, 512 << 10, 1};
+  mprof_heap_profile_t prof = {recs, NRECS, 512 << 10, 1, NULL, 0};
   dprofile_t p;
   write_and_decode(&prof, &p);
   unlink(tmp_path);
@@ -837,10 +870,10 @@ static void test_writing_to_a_closed_fd_returns_ebadf(void** state) {
 
 static void test_malformed_profile_is_rejected_with_einval(void** state) {
   (void)state;
-  mprof_heap_profile_t no_recs = {NULL, 2, 1, 0};
+  mprof_heap_profile_t no_recs = {NULL, 2, 1, 0, NULL, 0};
   assert_int_equal(mprof__pprof_write_heap(1, &no_recs), EINVAL);
-  mprof_heap_rec_t rec = {NULL, 3, 1, 1, 1, 1};
-  mprof_heap_profile_t no_pcs = {&rec, 1, 1, 0};
+  mprof_heap_rec_t rec = {NULL, 3, 1, 1, 1, 1, 0, 0, 0, 0, NULL};
+  mprof_heap_profile_t no_pcs = {&rec, 1, 1, 0, NULL, 0};
   assert_int_equal(mprof__pprof_write_heap(1, &no_pcs), EINVAL);
   assert_int_equal(mprof__pprof_write_heap(1, NULL), EINVAL);
 }
@@ -892,8 +925,8 @@ static void test_out_of_memory_returns_enomem(void** state) {
   for (size_t i = 0; i < (size_t)NRECS * DEPTH; i++)
     pcs[i] = 0x1000 + 16 * i;
   for (size_t r = 0; r < NRECS; r++)
-    recs[r] = (mprof_heap_rec_t){&pcs[r * DEPTH], DEPTH, 1, 8, 1, 8};
-  mprof_heap_profile_t prof = {recs, NRECS, 1, 0};
+    recs[r] = (mprof_heap_rec_t){&pcs[r * DEPTH], DEPTH, 1, 8, 1, 8, 0, 0, 0, 0, NULL};
+  mprof_heap_profile_t prof = {recs, NRECS, 1, 0, NULL, 0};
   /* No room at all: zlib's state cannot be had. */
   assert_int_equal(write_with_address_space_slack(&prof, 0), ENOMEM);
   /* Room for zlib and the buffers but not for the grown location table: fails midway. */
@@ -1136,6 +1169,8 @@ int main(void) {
       cmocka_unit_test(test_mapping_build_id_is_written_as_hex_string),
       cmocka_unit_test(test_address_outside_every_mapping_gets_no_mapping_id),
       cmocka_unit_test(test_empty_profile_is_still_a_valid_profile),
+      cmocka_unit_test(test_extra_comments_follow_the_first_in_order),
+      cmocka_unit_test(test_a_null_comment_is_rejected_with_einval),
       cmocka_unit_test(test_many_records_share_locations_through_the_hash_table),
       cmocka_unit_test(test_writer_gives_back_its_profiler_memory),
       cmocka_unit_test(test_writing_to_dev_full_returns_enospc),

@@ -1,0 +1,655 @@
+/* The stack walker (see mprof_unwind.h).
+ *
+ * Call-frame information is read as the System V x86-64 ABI and the LSB describe .eh_frame and
+ * .eh_frame_hdr. Only what compilers emit for ordinary code is modelled, which is what a walk
+ * from malloc meets: a CFA of rsp or rbp plus an offset (or loaded from rbp plus an offset, for
+ * functions that realign the stack), a return address and an rbp saved at an offset from the
+ * CFA (or rbp saved at rbp plus an offset). Everything else ends the walk.
+ *
+ * The rule cache is a 2-way set-associative table indexed by a hash of the address. Each entry is a
+ * sequence counter, the key (the address with the cache generation in its top 16 bits) and the
+ * packed rule. A writer claims an entry by moving its counter from even to odd with a
+ * compare-exchange (a writer that loses simply does not cache), stores key and rule, and makes the
+ * counter even again with a release store; a reader takes the entry only if the counter was even
+ * and unchanged around its reads of key and rule. So no reader ever pairs a key with another
+ * key's rule, and no one waits. */
+#include "mprof_unwind.h"
+
+/* Built everywhere (the core is every .c file of plugin/), used on x86-64 only (mprof_thread.c). */
+#if defined(__x86_64__)
+
+#include "mprof_meta.h"
+
+#include <dlfcn.h>
+#include <link.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <string.h>
+
+/* DWARF register numbers of the x86-64 psABI. */
+#define REG_RBP 6
+#define REG_RSP 7
+
+/* Kinds of a packed rule. */
+enum { RULE_NONE = 0, RULE_STEP = 1, RULE_LAST = 2, RULE_STOP = 3 };
+/* Where the caller's rbp is. */
+enum { FP_SAME = 0, FP_AT_CFA = 1, FP_AT_FP = 2, FP_UNKNOWN = 3 };
+
+/* A frame's rule, as packed into 64 bits in the cache. */
+typedef struct rule_s {
+  unsigned kind;   /* RULE_* */
+  bool cfa_fp;     /* the CFA is computed from rbp (else rsp) */
+  bool cfa_deref;  /* CFA = *(reg + cfa_off) instead of reg + cfa_off */
+  unsigned fp_how; /* FP_* */
+  int32_t cfa_off; /* bytes */
+  int16_t fp_off;  /* bytes from the CFA (FP_AT_CFA) or from rbp (FP_AT_FP) */
+  int8_t ra_slots; /* the return address is at CFA + 8 * ra_slots */
+} rule_t;
+
+static uint64_t pack(const rule_t* r) {
+  return (uint64_t)(r->kind & 7) | (uint64_t)r->cfa_fp << 3 | (uint64_t)r->cfa_deref << 4 |
+         (uint64_t)(r->fp_how & 3) << 5 | (uint64_t)(uint8_t)r->ra_slots << 8 |
+         (uint64_t)(uint16_t)r->fp_off << 16 | (uint64_t)(uint32_t)r->cfa_off << 32;
+}
+
+static rule_t unpack(uint64_t v) {
+  rule_t r;
+  r.kind = (unsigned)(v & 7);
+  r.cfa_fp = (v >> 3) & 1;
+  r.cfa_deref = (v >> 4) & 1;
+  r.fp_how = (unsigned)(v >> 5) & 3;
+  r.ra_slots = (int8_t)(uint8_t)(v >> 8);
+  r.fp_off = (int16_t)(uint16_t)(v >> 16);
+  r.cfa_off = (int32_t)(uint32_t)(v >> 32);
+  return r;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Reading call-frame information
+ * ------------------------------------------------------------------------------------------- */
+typedef struct reader_s {
+  const uint8_t* p;
+  const uint8_t* end;
+  bool bad; /* ran past the end or met an encoding it does not read */
+} reader_t;
+
+static uint64_t rd_fixed(reader_t* r, size_t n) {
+  if (r->bad || (size_t)(r->end - r->p) < n) {
+    r->bad = true;
+    return 0;
+  }
+  uint64_t v = 0;
+  memcpy(&v, r->p, n); /* x86-64 is little-endian */
+  r->p += n;
+  return v;
+}
+
+static uint64_t rd_uleb(reader_t* r) {
+  uint64_t v = 0;
+  for (unsigned shift = 0; !r->bad; shift += 7) {
+    if (r->p >= r->end || shift > 63) break;
+    uint8_t b = *r->p++;
+    v |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80)) return v;
+  }
+  r->bad = true;
+  return 0;
+}
+
+static int64_t rd_sleb(reader_t* r) {
+  uint64_t v = 0;
+  for (unsigned shift = 0; !r->bad; shift += 7) {
+    if (r->p >= r->end || shift > 63) break;
+    uint8_t b = *r->p++;
+    v |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80)) {
+      if (shift + 7 < 64 && (b & 0x40)) v |= ~(uint64_t)0 << (shift + 7);
+      return (int64_t)v;
+    }
+  }
+  r->bad = true;
+  return 0;
+}
+
+/* A pointer in DW_EH_PE encoding `enc`; `datarel` is the base of datarel encodings (the start
+ * of .eh_frame_hdr). With apply false only the stored value is read (FDE address ranges). */
+static uintptr_t rd_enc(reader_t* r, uint8_t enc, uintptr_t datarel, bool apply) {
+  if (enc == 0xff) return 0; /* DW_EH_PE_omit */
+  uintptr_t at = (uintptr_t)r->p;
+  uint64_t v;
+  switch (enc & 0x0f) {
+  case 0x00:
+    v = rd_fixed(r, 8);
+    break; /* absptr */
+  case 0x01:
+    v = rd_uleb(r);
+    break; /* uleb128 */
+  case 0x02:
+    v = rd_fixed(r, 2);
+    break; /* udata2 */
+  case 0x03:
+    v = rd_fixed(r, 4);
+    break; /* udata4 */
+  case 0x04:
+    v = rd_fixed(r, 8);
+    break; /* udata8 */
+  case 0x09:
+    v = (uint64_t)rd_sleb(r);
+    break; /* sleb128 */
+  case 0x0a:
+    v = (uint64_t)(int64_t)(int16_t)rd_fixed(r, 2);
+    break; /* sdata2 */
+  case 0x0b:
+    v = (uint64_t)(int64_t)(int32_t)rd_fixed(r, 4);
+    break; /* sdata4 */
+  case 0x0c:
+    v = rd_fixed(r, 8);
+    break; /* sdata8 */
+  default:
+    r->bad = true;
+    return 0;
+  }
+  if (!apply || r->bad) return (uintptr_t)v;
+  switch (enc & 0x70) {
+  case 0x00:
+    break; /* absolute */
+  case 0x10:
+    v += at;
+    break; /* pcrel */
+  case 0x30:
+    v += datarel;
+    break; /* datarel */
+  default:
+    r->bad = true;
+    return 0;
+  }
+  if (enc & 0x80) v = *(const uintptr_t*)(uintptr_t)v; /* indirect: GOT entry, mapped */
+  return (uintptr_t)v;
+}
+
+/* The rules being built while call-frame instructions run. */
+enum { CFA_REG = 0, CFA_DEREF_FP = 1, CFA_BAD = 2 };
+enum { RA_AT_CFA = 0, RA_UNDEF = 1, RA_BAD = 2 };
+typedef struct state_s {
+  unsigned cfa_how; /* CFA_* */
+  uint64_t cfa_reg;
+  int64_t cfa_off;
+  unsigned fp_how; /* FP_* */
+  int64_t fp_off;
+  unsigned ra_how; /* RA_* */
+  int64_t ra_off;
+} state_t;
+
+typedef struct cie_s {
+  uint64_t code_align;
+  int64_t data_align;
+  uint64_t ra_reg;
+  uint8_t fde_enc;
+  bool has_aug; /* 'z': FDEs carry an augmentation data length */
+  bool signal;
+  const uint8_t* insns; /* initial instructions */
+  const uint8_t* end;
+} cie_t;
+
+/* Sets the rule of register `reg` (only rbp and the return address matter here). */
+static void set_reg(state_t* s, const cie_t* c, uint64_t reg, unsigned how_fp, unsigned how_ra,
+                    int64_t off) {
+  if (reg == REG_RBP) {
+    s->fp_how = how_fp;
+    s->fp_off = off;
+  } else if (reg == c->ra_reg) {
+    s->ra_how = how_ra;
+    s->ra_off = off;
+  }
+}
+
+static void restore_reg(state_t* s, const state_t* init, const cie_t* c, uint64_t reg) {
+  if (reg == REG_RBP) {
+    s->fp_how = init->fp_how;
+    s->fp_off = init->fp_off;
+  } else if (reg == c->ra_reg) {
+    s->ra_how = init->ra_how;
+    s->ra_off = init->ra_off;
+  }
+}
+
+#define REMEMBER_MAX 8
+
+/* Runs call-frame instructions from `r` for code at `loc` onwards until the rules for address
+ * `pc` are known. `init` is the state after the CIE's instructions (NULL while running those).
+ * Returns false on anything malformed or not understood. */
+static bool run_insns(reader_t* r, const cie_t* c, uintptr_t loc, uintptr_t pc, state_t* s,
+                      const state_t* init, uintptr_t datarel) {
+  state_t saved[REMEMBER_MAX];
+  unsigned nsaved = 0;
+  while (r->p < r->end && !r->bad) {
+    uint8_t op = *r->p++;
+    uint64_t reg, delta = 0;
+    switch (op & 0xc0) {
+    case 0x40: /* DW_CFA_advance_loc */
+      delta = op & 0x3f;
+      goto advance;
+    case 0x80: /* DW_CFA_offset */
+      set_reg(s, c, op & 0x3f, FP_AT_CFA, RA_AT_CFA, (int64_t)rd_uleb(r) * c->data_align);
+      continue;
+    case 0xc0: /* DW_CFA_restore */
+      if (init == NULL) return false;
+      restore_reg(s, init, c, op & 0x3f);
+      continue;
+    default:
+      break;
+    }
+    switch (op) {
+    case 0x00: /* DW_CFA_nop */
+      continue;
+    case 0x01: /* DW_CFA_set_loc */
+      loc = rd_enc(r, c->fde_enc, datarel, true);
+      if (loc > pc) return !r->bad;
+      continue;
+    case 0x02:
+      delta = rd_fixed(r, 1);
+      goto advance; /* DW_CFA_advance_loc1 */
+    case 0x03:
+      delta = rd_fixed(r, 2);
+      goto advance; /* DW_CFA_advance_loc2 */
+    case 0x04:
+      delta = rd_fixed(r, 4);
+      goto advance; /* DW_CFA_advance_loc4 */
+    case 0x05:      /* DW_CFA_offset_extended */
+      reg = rd_uleb(r);
+      set_reg(s, c, reg, FP_AT_CFA, RA_AT_CFA, (int64_t)rd_uleb(r) * c->data_align);
+      continue;
+    case 0x06: /* DW_CFA_restore_extended */
+      reg = rd_uleb(r);
+      if (init == NULL) return false;
+      restore_reg(s, init, c, reg);
+      continue;
+    case 0x07: /* DW_CFA_undefined */
+      set_reg(s, c, rd_uleb(r), FP_UNKNOWN, RA_UNDEF, 0);
+      continue;
+    case 0x08: /* DW_CFA_same_value */
+      set_reg(s, c, rd_uleb(r), FP_SAME, RA_BAD, 0);
+      continue;
+    case 0x09: /* DW_CFA_register */
+      reg = rd_uleb(r);
+      (void)rd_uleb(r);
+      set_reg(s, c, reg, FP_UNKNOWN, RA_BAD, 0);
+      continue;
+    case 0x0a: /* DW_CFA_remember_state */
+      if (nsaved == REMEMBER_MAX) return false;
+      saved[nsaved++] = *s;
+      continue;
+    case 0x0b: /* DW_CFA_restore_state (the CFA rule is part of the state) */
+      if (nsaved == 0) return false;
+      *s = saved[--nsaved];
+      continue;
+    case 0x0c: /* DW_CFA_def_cfa */
+      s->cfa_how = CFA_REG;
+      s->cfa_reg = rd_uleb(r);
+      s->cfa_off = (int64_t)rd_uleb(r);
+      continue;
+    case 0x0d: /* DW_CFA_def_cfa_register */
+      s->cfa_how = CFA_REG;
+      s->cfa_reg = rd_uleb(r);
+      continue;
+    case 0x0e: /* DW_CFA_def_cfa_offset */
+      s->cfa_off = (int64_t)rd_uleb(r);
+      continue;
+    case 0x0f: { /* DW_CFA_def_cfa_expression: only DW_OP_breg6 N; DW_OP_deref */
+      uint64_t len = rd_uleb(r);
+      if (r->bad || len > (uint64_t)(r->end - r->p)) return false;
+      reader_t e = {r->p, r->p + len, false};
+      r->p += len;
+      s->cfa_how = CFA_BAD;
+      if (rd_fixed(&e, 1) == 0x76) {
+        int64_t off = rd_sleb(&e);
+        if (rd_fixed(&e, 1) == 0x06 && e.p == e.end && !e.bad) {
+          s->cfa_how = CFA_DEREF_FP;
+          s->cfa_off = off;
+        }
+      }
+      continue;
+    }
+    case 0x10: { /* DW_CFA_expression: only rbp saved at DW_OP_breg6 N */
+      reg = rd_uleb(r);
+      uint64_t len = rd_uleb(r);
+      if (r->bad || len > (uint64_t)(r->end - r->p)) return false;
+      reader_t e = {r->p, r->p + len, false};
+      r->p += len;
+      if (reg == REG_RBP && rd_fixed(&e, 1) == 0x76) {
+        int64_t off = rd_sleb(&e);
+        if (e.p == e.end && !e.bad) {
+          s->fp_how = FP_AT_FP;
+          s->fp_off = off;
+          continue;
+        }
+      }
+      set_reg(s, c, reg, FP_UNKNOWN, RA_BAD, 0);
+      continue;
+    }
+    case 0x11: /* DW_CFA_offset_extended_sf */
+      reg = rd_uleb(r);
+      set_reg(s, c, reg, FP_AT_CFA, RA_AT_CFA, rd_sleb(r) * c->data_align);
+      continue;
+    case 0x12: /* DW_CFA_def_cfa_sf */
+      s->cfa_how = CFA_REG;
+      s->cfa_reg = rd_uleb(r);
+      s->cfa_off = rd_sleb(r) * c->data_align;
+      continue;
+    case 0x13: /* DW_CFA_def_cfa_offset_sf */
+      s->cfa_off = rd_sleb(r) * c->data_align;
+      continue;
+    case 0x14: /* DW_CFA_val_offset */
+    case 0x15: /* DW_CFA_val_offset_sf */
+      reg = rd_uleb(r);
+      if (op == 0x14)
+        (void)rd_uleb(r);
+      else
+        (void)rd_sleb(r);
+      set_reg(s, c, reg, FP_UNKNOWN, RA_BAD, 0);
+      continue;
+    case 0x16: { /* DW_CFA_val_expression */
+      reg = rd_uleb(r);
+      uint64_t len = rd_uleb(r);
+      if (r->bad || len > (uint64_t)(r->end - r->p)) return false;
+      r->p += len;
+      set_reg(s, c, reg, FP_UNKNOWN, RA_BAD, 0);
+      continue;
+    }
+    case 0x2e: /* DW_CFA_GNU_args_size */
+      (void)rd_uleb(r);
+      continue;
+    case 0x2f: /* DW_CFA_GNU_negative_offset_extended */
+      reg = rd_uleb(r);
+      set_reg(s, c, reg, FP_AT_CFA, RA_AT_CFA, -(int64_t)rd_uleb(r) * c->data_align);
+      continue;
+    default:
+      return false;
+    }
+  advance:
+    loc += delta * c->code_align;
+    if (loc > pc) return !r->bad;
+  }
+  return !r->bad;
+}
+
+/* Parses the CIE at `p`. */
+static bool read_cie(const uint8_t* p, cie_t* c) {
+  uint32_t len;
+  memcpy(&len, p, 4);
+  if (len == 0 || len == 0xffffffffu) return false; /* no 64-bit DWARF in .eh_frame here */
+  reader_t r = {p + 4, p + 4 + len, false};
+  if (rd_fixed(&r, 4) != 0) return false; /* CIE id */
+  uint64_t version = rd_fixed(&r, 1);
+  const char* aug = (const char*)r.p;
+  size_t auglen = strnlen(aug, (size_t)(r.end - r.p));
+  r.p += auglen + 1;
+  if (version == 4) r.p += 2; /* address and segment selector sizes */
+  c->code_align = rd_uleb(&r);
+  c->data_align = rd_sleb(&r);
+  c->ra_reg = version == 1 ? rd_fixed(&r, 1) : rd_uleb(&r);
+  c->fde_enc = 0; /* absptr */
+  c->signal = false;
+  c->has_aug = aug[0] == 'z';
+  if (c->has_aug) {
+    uint64_t alen = rd_uleb(&r);
+    if (r.bad || alen > (uint64_t)(r.end - r.p)) return false;
+    const uint8_t* after = r.p + alen;
+    for (const char* a = aug + 1; *a != '\0' && !r.bad; a++) {
+      if (*a == 'R') {
+        c->fde_enc = (uint8_t)rd_fixed(&r, 1);
+      } else if (*a == 'P') {
+        uint8_t penc = (uint8_t)rd_fixed(&r, 1);
+        (void)rd_enc(&r, penc & 0x7f, 0, false); /* the personality routine: skipped */
+      } else if (*a == 'L') {
+        (void)rd_fixed(&r, 1);
+      } else if (*a == 'S') {
+        c->signal = true;
+      } else {
+        break; /* unknown letters: the length lets us skip the rest */
+      }
+    }
+    r.p = after;
+  } else if (aug[0] != '\0') {
+    return false;
+  }
+  c->insns = r.p;
+  c->end = r.end;
+  return !r.bad && r.p <= r.end;
+}
+
+static int32_t table_word(const uint8_t* table, uint64_t i) {
+  int32_t v;
+  memcpy(&v, table + 4 * i, 4);
+  return v;
+}
+
+/* The rule for `pc` from the call-frame information of its object. */
+static rule_t compute_rule(uintptr_t pc) {
+  rule_t out = {.kind = RULE_STOP};
+  struct dl_find_object dlfo;
+  if (_dl_find_object((void*)pc, &dlfo) != 0 || dlfo.dlfo_eh_frame == NULL) return out;
+  const uint8_t* hdr = dlfo.dlfo_eh_frame;
+  /* .eh_frame_hdr: version 1, then the encodings of eh_frame_ptr, fde_count and the table. */
+  if (hdr[0] != 1 || hdr[3] != 0x3b) return out; /* a table of datarel sdata4 pairs */
+  reader_t r = {hdr + 4, hdr + 4 + 16, false};
+  (void)rd_enc(&r, hdr[1], (uintptr_t)hdr, true);
+  uint64_t count = rd_enc(&r, hdr[2], (uintptr_t)hdr, true);
+  if (r.bad || count == 0) return out;
+  const uint8_t* table = r.p; /* pairs of int32 offsets from hdr: initial location, FDE */
+  /* The last entry whose initial location is <= pc. */
+  uint64_t lo = 0, hi = count;
+  while (hi - lo > 1) {
+    uint64_t mid = lo + (hi - lo) / 2;
+    if ((uintptr_t)hdr + (intptr_t)table_word(table, 2 * mid) <= pc)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  if ((uintptr_t)hdr + (intptr_t)table_word(table, 2 * lo) > pc) return out;
+  const uint8_t* fde = hdr + table_word(table, 2 * lo + 1);
+  uint32_t len, cie_off;
+  memcpy(&len, fde, 4);
+  if (len == 0 || len == 0xffffffffu) return out;
+  memcpy(&cie_off, fde + 4, 4);
+  cie_t c;
+  if (cie_off == 0 || !read_cie(fde + 4 - cie_off, &c)) return out;
+  if (c.signal) return out;
+  reader_t f = {fde + 8, fde + 4 + len, false};
+  uintptr_t start = rd_enc(&f, c.fde_enc, (uintptr_t)hdr, true);
+  uintptr_t range = rd_enc(&f, c.fde_enc & 0x0f, 0, false);
+  if (f.bad || pc < start || pc - start >= range) return out;
+  /* Augmentation data of the FDE (the LSDA pointer): skipped by its length. */
+  if (c.has_aug) {
+    uint64_t alen = rd_uleb(&f);
+    if (f.bad || alen > (uint64_t)(f.end - f.p)) return out;
+    f.p += alen;
+  }
+  state_t init = {.cfa_how = CFA_BAD, .fp_how = FP_SAME, .ra_how = RA_BAD};
+  reader_t ci = {c.insns, c.end, false};
+  if (!run_insns(&ci, &c, start, UINTPTR_MAX, &init, NULL, (uintptr_t)hdr)) return out;
+  state_t s = init;
+  if (!run_insns(&f, &c, start, pc, &s, &init, (uintptr_t)hdr)) return out;
+
+  if (s.ra_how == RA_UNDEF) {
+    out.kind = RULE_LAST;
+    return out;
+  }
+  if (s.ra_how != RA_AT_CFA || s.ra_off % 8 != 0 || s.ra_off < -1024 || s.ra_off > 1016) return out;
+  if (s.cfa_how == CFA_REG) {
+    if (s.cfa_reg != REG_RSP && s.cfa_reg != REG_RBP) return out;
+    out.cfa_fp = s.cfa_reg == REG_RBP;
+  } else if (s.cfa_how == CFA_DEREF_FP) {
+    out.cfa_fp = true;
+    out.cfa_deref = true;
+  } else {
+    return out;
+  }
+  if (s.cfa_off < INT32_MIN || s.cfa_off > INT32_MAX) return out;
+  if (s.fp_how == FP_AT_CFA || s.fp_how == FP_AT_FP) {
+    if (s.fp_off < INT16_MIN || s.fp_off > INT16_MAX) s.fp_how = FP_UNKNOWN;
+  }
+  out.kind = RULE_STEP;
+  out.cfa_off = (int32_t)s.cfa_off;
+  out.ra_slots = (int8_t)(s.ra_off / 8);
+  out.fp_how = s.fp_how;
+  out.fp_off = (int16_t)s.fp_off;
+  return out;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The rule cache
+ * ------------------------------------------------------------------------------------------- */
+typedef struct entry_s {
+  _Atomic uint64_t seq;  /* even: stable; odd: being written */
+  _Atomic uint64_t key;  /* address | generation << 48; 0: empty */
+  _Atomic uint64_t rule; /* pack() of the rule */
+  uint64_t pad;          /* 32 bytes: an entry never straddles two cache lines */
+} entry_t;
+
+static _Atomic(entry_t*) cache;     /* MPROF_UNWIND_CACHE entries, mapped on the first walk */
+static _Atomic uint64_t generation; /* bumped when an object was unloaded */
+static _Atomic uint64_t subs_seen;  /* dlpi_subs when the generation was last set */
+static _Atomic uint64_t n_misses;   /* rules computed (a statistic for tests) */
+
+static entry_t* get_cache(void) {
+  entry_t* c = atomic_load_explicit(&cache, memory_order_acquire);
+  if (c != NULL) return c;
+  entry_t* mine = mprof__meta_alloc(MPROF_UNWIND_CACHE * sizeof(entry_t));
+  if (mine == NULL) return NULL;
+  if (!atomic_compare_exchange_strong_explicit(&cache, &c, mine, memory_order_acq_rel,
+                                               memory_order_acquire)) {
+    mprof__meta_free(mine, MPROF_UNWIND_CACHE * sizeof(entry_t));
+    return c;
+  }
+  return mine;
+}
+
+static int read_subs(struct dl_phdr_info* info, size_t size, void* arg) {
+  if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs)
+    *(uint64_t*)arg = info->dlpi_subs;
+  return 1; /* the first object is enough: the counters are global */
+}
+
+/* The cache generation, bumped if an object has been unloaded since it was last set. */
+static uint64_t current_generation(void) {
+  uint64_t subs = 0;
+  dl_iterate_phdr(read_subs, &subs);
+  uint64_t seen = atomic_load_explicit(&subs_seen, memory_order_acquire);
+  if (seen != subs && atomic_compare_exchange_strong(&subs_seen, &seen, subs))
+    atomic_fetch_add(&generation, 1);
+  return atomic_load_explicit(&generation, memory_order_acquire) & 0xffff;
+}
+
+/* The cache is 2-way set associative: an address may sit in either entry of its set (the two
+ * share a cache line), so two addresses of one walk that hash alike do not evict each other. */
+static uint64_t hash_of(uintptr_t pc) {
+  return (uint64_t)pc * 0x9e3779b97f4a7c15ull;
+}
+
+/* Reads entry e; true and *v set if it holds `key`, consistently. */
+static bool read_entry(entry_t* e, uint64_t key, uint64_t* v) {
+  uint64_t s1 = atomic_load_explicit(&e->seq, memory_order_acquire);
+  uint64_t k = atomic_load_explicit(&e->key, memory_order_relaxed);
+  *v = atomic_load_explicit(&e->rule, memory_order_relaxed);
+  atomic_thread_fence(memory_order_acquire);
+  uint64_t s2 = atomic_load_explicit(&e->seq, memory_order_relaxed);
+  return s1 == s2 && !(s1 & 1) && k == key;
+}
+
+/* Writes key and rule into e unless another thread is writing it (then nothing is cached). */
+static void write_entry(entry_t* e, uint64_t key, uint64_t v) {
+  uint64_t s = atomic_load_explicit(&e->seq, memory_order_relaxed);
+  if ((s & 1) || !atomic_compare_exchange_strong_explicit(&e->seq, &s, s + 1, memory_order_relaxed,
+                                                          memory_order_relaxed))
+    return;
+  atomic_thread_fence(memory_order_release);
+  atomic_store_explicit(&e->key, key, memory_order_relaxed);
+  atomic_store_explicit(&e->rule, v, memory_order_relaxed);
+  atomic_store_explicit(&e->seq, s + 2, memory_order_release);
+}
+
+static rule_t lookup(entry_t* c, uintptr_t pc, uint64_t gen) {
+  uint64_t key = (uint64_t)pc | gen << 48;
+  uint64_t h = hash_of(pc);
+  entry_t* set = c != NULL ? &c[(size_t)(h >> 40) & (MPROF_UNWIND_CACHE - 2)] : NULL;
+  uint64_t v;
+  if (set != NULL && (read_entry(&set[0], key, &v) || read_entry(&set[1], key, &v)))
+    return unpack(v);
+  atomic_fetch_add_explicit(&n_misses, 1, memory_order_relaxed);
+  rule_t r = compute_rule(pc);
+  if (set != NULL) {
+    /* An entry of an older generation (or empty) goes first; else one chosen by the hash. */
+    uint64_t k0 = atomic_load_explicit(&set[0].key, memory_order_relaxed);
+    uint64_t k1 = atomic_load_explicit(&set[1].key, memory_order_relaxed);
+    unsigned w = (k0 >> 48) != gen || k0 == 0   ? 0
+                 : (k1 >> 48) != gen || k1 == 0 ? 1
+                                                : (unsigned)(h >> 20) & 1;
+    write_entry(&set[w], key, pack(&r));
+  }
+  return r;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The walk
+ * ------------------------------------------------------------------------------------------- */
+
+/* A word of the calling thread's stack. Sanitizers would see frames of other functions. */
+__attribute__((no_sanitize_address, no_sanitize_thread)) static uintptr_t
+stack_word(uintptr_t addr) {
+  return *(const volatile uintptr_t*)addr;
+}
+
+#define WALK_MAX 4096 /* frames, whatever the depth asked for */
+
+__attribute__((noinline)) unsigned mprof__unwind(uintptr_t* pcs, unsigned max, uintptr_t drop_lo,
+                                                 uintptr_t drop_hi, unsigned skip) {
+  uintptr_t pc, sp, fp;
+  __asm__ volatile("leaq 0(%%rip), %0\n\t"
+                   "movq %%rsp, %1\n\t"
+                   "movq %%rbp, %2"
+                   : "=r"(pc), "=r"(sp), "=r"(fp));
+  entry_t* c = get_cache();
+  uint64_t gen = current_generation();
+  unsigned n = 0;
+  bool dropping = true;
+  for (unsigned frame = 0; frame < WALK_MAX && n < max; frame++) {
+    /* A return address points after its call, which may be the end of the function (noreturn
+     * calls): look up the call instruction itself. The first pc is this function's own. */
+    rule_t r = lookup(c, frame == 0 ? pc : pc - 1, gen);
+    if (r.kind != RULE_STEP) break;
+    uintptr_t cfa = (r.cfa_fp ? fp : sp) + (uintptr_t)(intptr_t)r.cfa_off;
+    if (r.cfa_deref) {
+      if (fp == 0) break;
+      cfa = stack_word(cfa);
+    }
+    if (cfa <= sp || cfa - sp > ((uintptr_t)1 << 30)) break; /* must move up the same stack */
+    uintptr_t ra = stack_word(cfa + 8 * (intptr_t)r.ra_slots);
+    if (r.fp_how == FP_AT_CFA)
+      fp = stack_word(cfa + (intptr_t)r.fp_off);
+    else if (r.fp_how == FP_AT_FP)
+      fp = fp != 0 ? stack_word(fp + (intptr_t)r.fp_off) : 0;
+    else if (r.fp_how == FP_UNKNOWN)
+      fp = 0;
+    sp = cfa;
+    pc = ra;
+    if (pc < 4096) break;
+    if (dropping && pc >= drop_lo && pc < drop_hi) continue;
+    dropping = false;
+    if (skip > 0) {
+      skip--;
+      continue;
+    }
+    pcs[n++] = pc;
+  }
+  return n;
+}
+
+uint64_t mprof__unwind_misses(void) {
+  return atomic_load_explicit(&n_misses, memory_order_relaxed);
+}
+
+#else
+typedef int mprof__unwind_not_built_t; /* ISO C wants a translation unit to declare something */
+#endif

@@ -1,0 +1,40 @@
+/* Stack walking for samples: the profiler's own unwinder over the DWARF call-frame information
+ * (.eh_frame) of the loaded objects, x86-64 only.
+ *
+ * Each frame is stepped with a rule found for its address: where the canonical frame address
+ * (CFA) is (rsp or rbp plus an offset, or loaded from rbp plus an offset for functions that
+ * realign their stack), where the return address is saved, and where the caller's rbp is. Rules
+ * come from a process-wide cache of MPROF_UNWIND_CACHE entries shared by every thread (filled
+ * lock-free, 32 KiB of profiler memory mapped on the first walk); a miss finds the object with
+ * glibc's _dl_find_object, the FDE through the object's .eh_frame_hdr search table, and runs the
+ * CIE's and FDE's call-frame instructions up to the address. So a thread's first sample costs the
+ * same as any other once the process has seen its addresses, a new address costs one table
+ * search, and nothing is allocated, mapped or opened per thread.
+ *
+ * The cache is emptied whenever an object has been unloaded (dl_iterate_phdr's dlpi_subs counter,
+ * read once per walk), so a rule never outlives the code it describes.
+ *
+ * The walk stops, keeping the frames found so far, at the outermost frame (return address marked
+ * undefined, as glibc marks _start and a new thread's start), at code without call-frame
+ * information (JIT code), at a frame whose rule it does not model (a signal frame, a PLT stub, a
+ * CFA given by another register or a general expression), and at a frame that would not move
+ * up the stack. */
+#ifndef MPROF_UNWIND_H
+#define MPROF_UNWIND_H
+
+#include <stdint.h>
+
+#define MPROF_UNWIND_CACHE 1024 /* cached rules (a power of two: 512 sets of 2) */
+
+/* Walks the calling thread's stack from the caller of this function upwards. Return addresses
+ * that lie in [drop_lo, drop_hi) before the first one outside it are dropped (the profiler's own
+ * frames), then `skip` more; the next ones, at most `max`, are stored leaf first in pcs. Returns
+ * how many were stored. Never allocates from the heap, takes no lock, opens nothing; safe to
+ * call from inside malloc. */
+unsigned mprof__unwind(uintptr_t* pcs, unsigned max, uintptr_t drop_lo, uintptr_t drop_hi,
+                       unsigned skip);
+
+/* Rules computed from call-frame information so far (cache misses), for tests. */
+uint64_t mprof__unwind_misses(void);
+
+#endif

@@ -1,0 +1,78 @@
+/* What the mprof command shows from a profile: symbolized stacks, the top sites, the difference
+ * of two profiles, the reconciliation of the estimate with the allocator's figures, and the data
+ * of a flame graph.
+ *
+ * Names come from the profile's Function/Line entries; a location without them is named from the
+ * ELF symbol table (.symtab, else .dynsym) of its mapping's file when that file is readable and
+ * has the build id the profile recorded, else "[file]" or its address. file:line comes from the
+ * profile's Line entries, else from the DWARF line table of the object or of its separate debug
+ * file (mprof_dwarf.h). C++ names are demangled and simplified as pprof
+ * does (no parameter or template lists), and the profile's drop_frames are removed from the leaf
+ * end of every stack. */
+#ifndef MPROF_REPORT_H
+#define MPROF_REPORT_H
+
+#include "mprof_read.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+
+typedef struct mprof_frame_s {
+  const char* func; /* simplified function name, never NULL */
+  const char* file; /* source file or "" */
+  int64_t line;     /* 0 when unknown */
+  const char* obj;  /* basename of the mapped file, or "" */
+} mprof_frame_t;
+
+typedef struct mprof_stack_s {
+  mprof_frame_t* frames; /* leaf first, after drop_frames */
+  size_t n;
+  const int64_t* values; /* the sample's values, one per sample type */
+} mprof_stack_t;
+
+typedef struct mprof_stacks_s {
+  const mprof_rd_profile_t* prof;
+  mprof_stack_t* stacks; /* one per sample */
+  size_t n;
+  int inuse_space, inuse_objects, alloc_space, alloc_objects; /* sample indices, -1 if absent */
+  void* pool;                                                 /* owned memory */
+} mprof_stacks_t;
+
+/* Symbolizes every sample of prof. Returns 0 or ENOMEM. */
+int mprof__stacks_build(const mprof_rd_profile_t* prof, mprof_stacks_t* out);
+void mprof__stacks_free(mprof_stacks_t* s);
+
+typedef enum mprof_metric_e { MPROF_INUSE, MPROF_ALLOC, MPROF_INUSE_OBJECTS } mprof_metric_t;
+
+typedef struct mprof_top_opts_s {
+  mprof_metric_t metric;
+  size_t n;   /* rows, 0 = all */
+  bool lines; /* one row per function and file:line instead of per function */
+  bool exact; /* bytes as integers */
+  bool leaks; /* title the table as sites holding memory at exit */
+} mprof_top_opts_t;
+
+/* Prints the table of top sites. Returns 0, or EINVAL with a message on stderr when the profile
+ * has no such sample type. */
+int mprof__print_top(FILE* f, const mprof_stacks_t* s, const mprof_top_opts_t* o);
+
+/* Sum of one sample type (by metric) over all samples, and the sites whose value exceeds
+ * threshold (for --leaks). */
+int64_t mprof__total(const mprof_stacks_t* s, mprof_metric_t m);
+size_t mprof__sites_over(const mprof_stacks_t* s, mprof_metric_t m, int64_t threshold);
+
+/* The in-use difference NEW - OLD per site, largest changes first. */
+int mprof__print_diff(FILE* f, const mprof_stacks_t* old, const mprof_stacks_t* new_, size_t n,
+                      bool lines, bool exact);
+
+/* The reconciliation block from the profile's mprof.* comments (or a line saying the profile
+ * has none). */
+void mprof__print_recon(FILE* f, const mprof_rd_profile_t* p, bool exact);
+
+/* Writes the self-contained HTML flame graph of metric m. Returns 0 or an errno. */
+int mprof__write_flame(FILE* f, const mprof_stacks_t* s, mprof_metric_t m, const char* title);
+
+/* "12.3 MiB" style, into buf. */
+const char* mprof__fmt_bytes(char* buf, size_t len, int64_t v, bool exact);
+
+#endif
