@@ -37,16 +37,17 @@ extern "C" {
  *   EPERM   writing a read-only name or reading a write-only one (nothing is changed)
  *   EAGAIN  profiler memory exhausted
  *   EFAULT  the operation failed for another reason
- *   and, for prof.dump, the errno of the failing system call (ENOENT for a missing directory,
- *   EACCES, ENOSPC, ENAMETOOLONG, ...), EEXIST (a link, pipe or device at an automatic name),
- *   ENXIO (a pipe nobody reads), EPIPE (its reader left; no SIGPIPE is raised).
+ *   and, for prof.dump and prof.mutex.dump, the errno of the failing system call (ENOENT for a
+ *   missing directory, EACCES, ENOSPC, ENAMETOOLONG, ...), EEXIST (a link, pipe or device at an
+ *   automatic name), ENXIO (a pipe nobody reads), EPIPE (its reader left; no SIGPIPE is raised).
  *
- * Not async-signal-safe: prof.dump and epoch writes return EDEADLK from a signal handler that
- * interrupted the profiler on the same thread (they would wait for themselves).
+ * Not async-signal-safe: prof.dump, prof.mutex.dump and epoch writes return EDEADLK from a signal
+ * handler that interrupted the profiler on the same thread (they would wait for themselves).
  *
  * The names are listed in docs/OPTIONS.md: version, allocator, epoch, prof.dump, prof.peak.dump,
- * prof.active, prof.lg_sample, prof.interval, opt.*, stats.*. ECANCELED: prof.dump after the
- * final dump. ENOENT: prof.peak.dump without prof_peak:true. */
+ * prof.active, prof.lg_sample, prof.interval, prof.mutex.dump, prof.mutex_fraction,
+ * prof.mutex_app, opt.*, stats.*. ECANCELED: prof.dump or prof.mutex.dump after the final dump.
+ * ENOENT: prof.peak.dump without prof_peak:true. */
 MPROF_EXPORT int mprof_ctl(const char* name, void* oldp, size_t* oldlenp, void* newp,
                            size_t newlen);
 

@@ -54,6 +54,7 @@ static void init_shards_once(void) {
   for (int i = 0; i < MPROF_BLOCKMAP_SHARDS; i++) {
     pthread_mutex_init(&shards[i].lock.mu, NULL);
     shards[i].lock.rank = MPROF_RANK_BLOCKMAP;
+    shards[i].lock.name = "mprof_lock:blockmap";
   }
 }
 
@@ -170,7 +171,7 @@ void mprof__blockmap_fork_prepare(void) {
   init_shards();
   /* All shard locks share a rank: taken raw, in index order, as the one sanctioned exception. */
   for (int i = 0; i < MPROF_BLOCKMAP_SHARDS; i++)
-    pthread_mutex_lock(&shards[i].lock.mu);
+    mprof__sys_mutex_lock(&shards[i].lock.mu);
 }
 
 void mprof__blockmap_fork_parent(void) {

@@ -29,7 +29,7 @@ typedef struct table_s {
   struct table_s* older;          /* the table this one replaced; immutable */
 } table_t;
 
-static mprof_lock_t mprof_insert_lock = MPROF_LOCK_INIT(MPROF_RANK_INSERT);
+static mprof_lock_t mprof_insert_lock = MPROF_LOCK_INIT(MPROF_RANK_INSERT, "insert");
 static _Atomic(table_t*) current; /* newest table; replaced (release) under the insert lock */
 static _Atomic(mprof_bucket_t*) all[MPROF_BUCKET_NTYPES]; /* per-type lists, written under lock */
 static _Atomic size_t counts[MPROF_BUCKET_NTYPES];

@@ -22,11 +22,11 @@
 
 typedef enum mprof_bucket_type_e {
   MPROF_BUCKET_HEAP = 0, /* sampled allocations: mprof_mem_record_t */
-  MPROF_BUCKET_LOCK = 1, /* contended profiler locks: mprof_lock_record_t */
+  MPROF_BUCKET_LOCK = 1, /* the contention profile: mprof_lock_record_t */
   MPROF_BUCKET_NTYPES
 } mprof_bucket_type_t;
 
-/* Contention on profiler locks. Guarded by the lock profile's own lock (not yet in use). */
+/* Contended lock acquisitions (mprof_mutex.h). Guarded by mprof_contention_lock. */
 typedef struct mprof_lock_record_s {
   uint64_t count;   /* contended acquisitions */
   uint64_t wait_ns; /* nanoseconds spent waiting */

@@ -58,6 +58,11 @@ const mprof_opt_desc_t mprof__opt_descs[] = {
      "Format of dump files: pprof (gzipped profile.proto), jeprof (jemalloc's heap_v2 text) or "
      "both.",
      check_format},
+    {"prof_mutex_fraction", MPROF_OPT_UNSIGNED, offsetof(mprof_opts_t, prof_mutex_fraction), 0,
+     INT32_MAX,
+     "Contention profile: one in n contended lock acquisitions is recorded; 0 disables it.", NULL},
+    {"prof_mutex_app", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_mutex_app), 0, 1,
+     "The contention profile includes the program's own pthread mutexes.", NULL},
 };
 const size_t mprof__opt_ndescs = sizeof mprof__opt_descs / sizeof mprof__opt_descs[0];
 
@@ -79,6 +84,8 @@ void mprof__opts_default(mprof_opts_t* o) {
   o->prof_dump_signal[0] = '\0';
   o->prof_dump_over = 0;
   memcpy(o->prof_format, "pprof", sizeof "pprof");
+  o->prof_mutex_fraction = 0;
+  o->prof_mutex_app = false;
 }
 
 mprof_format_t mprof__opts_format(const mprof_opts_t* o) {

@@ -57,6 +57,10 @@ typedef struct mprof_opts_s {
   /* default "pprof": format of dump files: "pprof", "jeprof" (jemalloc's heap_v2 text) or
    * "both" */
   char prof_format[8];
+  /* default 0 (off): one in n contended lock acquisitions is recorded; 0..INT32_MAX */
+  unsigned prof_mutex_fraction;
+  /* default false: the contention profile includes the program's pthread mutexes */
+  bool prof_mutex_app;
 } mprof_opts_t;
 
 /* prof_format, as the core uses it. */

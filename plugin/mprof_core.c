@@ -16,6 +16,7 @@
 #include "mprof_lock.h"
 #include "mprof_meta.h"
 #include "mprof_jeprof.h"
+#include "mprof_mutex.h"
 #include "mprof_pprof.h"
 #include "mprof_profile.h"
 #include "mprof_snap.h"
@@ -50,7 +51,7 @@ static pthread_key_t thread_key;                      /* destructor releases per
 
 static _Atomic uint64_t st_samples, st_frees, st_dropped, st_inuse_bytes, st_dumps, st_dump_errors;
 static uint64_t dump_seq;          /* every automatic dump of this process; mprof_dump_lock */
-static uint64_t kind_seq[6];       /* per kind: f, i, m, u, s, o; mprof_dump_lock */
+static uint64_t kind_seq[2][6];    /* per profile (heap, mutex), kind f i m u s o; dump lock */
 static _Atomic uint64_t alloc_est; /* estimated bytes allocated (sum of w*size) */
 static _Atomic int64_t inuse_est;  /* estimated bytes in use (sum of w*size) */
 static _Atomic int64_t gdump_mark; /* high-water mark of inuse_est last dumped */
@@ -354,13 +355,28 @@ static mprof_callbacks_t callbacks = {
 /* ---------------------------------------------------------------------------------------------
  * Snapshots and dumps
  * ------------------------------------------------------------------------------------------- */
+/* What a dump writes: the heap profile, the heap at its peak (prof_peak), or the contention
+ * profile (named with .mutex, numbered by its own kind counters). */
+typedef enum { DUMP_HEAP, DUMP_PEAK, DUMP_MUTEX } dump_what_t;
+
+typedef int (*writer_fn)(int fd, const void* prof);
+
+static int write_heap(int fd, const void* prof) {
+  return mprof__pprof_write_heap(fd, prof);
+}
+
+static int write_jeprof(int fd, const void* prof) {
+  return mprof__jeprof_write_heap(fd, prof);
+}
+
+static int write_mutex(int fd, const void* prof) {
+  return mprof__pprof_write_mutex(fd, prof);
+}
+
 /* Writes the profile to `path` (see mprof_dumpfile.h): never through a file or link that was
  * there before unless the path was asked for explicitly, never blocking on a pipe, and with
  * SIGPIPE held back so that a reader that left gives EPIPE instead of killing the program. */
-typedef int (*writer_fn)(int fd, const mprof_heap_profile_t* prof);
-
-static int write_file(const char* path, bool automatic, const mprof_heap_profile_t* prof,
-                      writer_fn writer) {
+static int write_file(const char* path, bool automatic, writer_fn writer, const void* prof) {
   mprof_dumpfile_t f;
   int err = mprof__dumpfile_open(&f, path, automatic);
   if (err != 0) return err;
@@ -414,18 +430,38 @@ static void recon_comments(recon_comments_t* rc, const mprof_heap_rec_t* recs, s
   recon_add(rc, "profiler_metadata_bytes", mprof__meta_mapped_bytes());
 }
 
-/* Writes one snapshot (the peak's if `peak`) as pprof to `path` and/or as jeprof text to
+/* Writes the contention profile to `path`. Needs mprof_dump_lock. */
+static int dump_mutex_locked(const char* path, bool automatic) {
+  mprof_mutex_profile_t prof;
+  size_t cap_bytes;
+  int err = mprof__mutex_snapshot(&prof, &cap_bytes);
+  if (err == 0) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    prof.time_nanos = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    err = write_file(path, automatic, write_mutex, &prof);
+    mprof__mutex_snapshot_free(&prof, cap_bytes);
+  }
+  return err;
+}
+
+/* Writes one snapshot of `what` as pprof to `path` and, for the heap profiles, as jeprof text to
  * `heap_path` (either may be NULL). Needs mprof_dump_lock; counts the result in the stats. */
-static int dump_locked(const char* path, const char* heap_path, bool automatic, bool peak) {
+static int dump_locked(const char* path, const char* heap_path, bool automatic, dump_what_t what) {
   int err = ENAMETOOLONG;
   if ((path == NULL || strlen(path) < PATH_MAX) &&
-      (heap_path == NULL || strlen(heap_path) < PATH_MAX)) {
+      (heap_path == NULL || strlen(heap_path) < PATH_MAX) && what == DUMP_MUTEX) {
+    err = path != NULL ? dump_mutex_locked(path, automatic) : EINVAL;
+  } else if ((path == NULL || strlen(path) < PATH_MAX) &&
+             (heap_path == NULL || strlen(heap_path) < PATH_MAX)) {
     struct timespec mono;
     clock_gettime(CLOCK_MONOTONIC, &mono);
     mprof__cycle_publish_all();
     mprof_heap_profile_t prof;
     mprof_snap_t snap;
-    unsigned flags = peak ? MPROF_SNAP_PEAK : mprof__opts.prof_age ? MPROF_SNAP_AGES : 0;
+    unsigned flags = what == DUMP_PEAK      ? MPROF_SNAP_PEAK
+                     : mprof__opts.prof_age ? MPROF_SNAP_AGES
+                                            : 0;
     err = mprof__snap_heap(flags, (int64_t)mono.tv_sec * 1000000000 + mono.tv_nsec, &snap);
     if (err == 0) {
       struct timespec ts;
@@ -438,9 +474,9 @@ static int dump_locked(const char* path, const char* heap_path, bool automatic, 
       recon_comments(&rc, snap.recs, snap.nrecs);
       prof.comments = (const char* const*)rc.ptrs;
       prof.ncomments = rc.n;
-      if (path != NULL) err = write_file(path, automatic, &prof, mprof__pprof_write_heap);
+      if (path != NULL) err = write_file(path, automatic, write_heap, &prof);
       if (err == 0 && heap_path != NULL)
-        err = write_file(heap_path, automatic, &prof, mprof__jeprof_write_heap);
+        err = write_file(heap_path, automatic, write_jeprof, &prof);
       mprof__snap_free(&snap);
     }
   }
@@ -450,7 +486,7 @@ static int dump_locked(const char* path, const char* heap_path, bool automatic, 
 
 /* The next automatic name of `kind`, without its extension. Needs mprof_dump_lock, so
  * numbers follow the dump order. */
-static int auto_name_locked(char kind, bool peak, char* buf, size_t len) {
+static int auto_name_locked(char kind, dump_what_t what, char* buf, size_t len) {
   if (mprof__opts.prof_prefix[0] == '\0') return EINVAL;
   int ki = kind == 'f'   ? 0
            : kind == 'i' ? 1
@@ -459,8 +495,8 @@ static int auto_name_locked(char kind, bool peak, char* buf, size_t len) {
            : kind == 's' ? 4
                          : 5;
   uint64_t seq = dump_seq++;
-  uint64_t kseq = kind_seq[ki]++;
-  const char* sfx = peak ? ".peak" : "";
+  uint64_t kseq = kind_seq[what == DUMP_MUTEX][ki]++;
+  const char* sfx = what == DUMP_PEAK ? ".peak" : what == DUMP_MUTEX ? ".mutex" : "";
   int n;
   if (kind == 'f')
     n = snprintf(buf, len, "%s.%ld.%llu.f%s", mprof__opts.prof_prefix, (long)getpid(),
@@ -475,7 +511,8 @@ static int auto_name_locked(char kind, bool peak, char* buf, size_t len) {
  * for automatic dumps taken from inside malloc, which must never wait for another dump (that
  * dump may be waiting for a lock that this thread holds, such as the dynamic loader's): such a
  * dump is skipped with EAGAIN, uses no sequence number, and the next trigger tries again. */
-static int dump(const char* path, char kind, bool peak, bool wait, char* name, size_t namelen) {
+static int dump(const char* path, char kind, dump_what_t what, bool wait, char* name,
+                size_t namelen) {
   if (!mprof__ready()) return ENOENT;
   /* A signal handler (or any other re-entry) on a thread that holds a profiler lock would wait
    * for itself: refuse. Dumping is not async-signal-safe; this only keeps it from hanging. */
@@ -495,11 +532,11 @@ static int dump(const char* path, char kind, bool peak, bool wait, char* name, s
   }
   /* prof_format: pprof to the path (or <name>.pb.gz), jeprof text to the path (or
    * <name>.heap), both: the pprof path and the same with .heap appended (or the two names). */
-  mprof_format_t fmt = mprof__opts_format(&mprof__opts);
+  mprof_format_t fmt = what == DUMP_MUTEX ? MPROF_FORMAT_PPROF : mprof__opts_format(&mprof__opts);
   char heap[PATH_MAX];
   const char* heap_path = NULL;
   if (err == 0 && path == NULL) {
-    err = auto_name_locked(kind, peak, name, namelen);
+    err = auto_name_locked(kind, what, name, namelen);
     size_t stem = strlen(name);
     if (err == 0 && (fmt & MPROF_FORMAT_JEPROF)) {
       if (snprintf(heap, sizeof heap, "%s.heap", name) >= (int)sizeof heap) err = ENAMETOOLONG;
@@ -523,7 +560,7 @@ static int dump(const char* path, char kind, bool peak, bool wait, char* name, s
       heap_path = heap;
     }
   }
-  if (err == 0) err = dump_locked(path, heap_path, automatic, peak);
+  if (err == 0) err = dump_locked(path, heap_path, automatic, what);
   mprof__cycle_dump_unlock();
   mprof__leave();
   errno = saved_errno;
@@ -532,20 +569,25 @@ static int dump(const char* path, char kind, bool peak, bool wait, char* name, s
 
 int mprof__dump(const char* path) {
   char name[PATH_MAX];
-  return dump(path, 'm', false, true, name, sizeof name);
+  return dump(path, 'm', DUMP_HEAP, true, name, sizeof name);
 }
 
 int mprof__dump_peak(const char* path) {
   if (!mprof__opts.prof_peak) return ENOENT;
   char name[PATH_MAX];
-  return dump(path, 'm', true, true, name, sizeof name);
+  return dump(path, 'm', DUMP_PEAK, true, name, sizeof name);
 }
 
-/* An automatic dump; `peak` writes the peak instead (final dump with prof_peak). */
-static int dump_auto(char kind, bool peak) {
+int mprof__mutex_dump(const char* path) {
+  char name[PATH_MAX];
+  return dump(path, 'm', DUMP_MUTEX, true, name, sizeof name);
+}
+
+/* An automatic dump of `what` (the heap; at exit also the peak and the contention profile). */
+static int dump_auto(char kind, dump_what_t what) {
   if (!mprof__ready()) return ENOENT;
   char name[PATH_MAX] = "";
-  int err = dump(NULL, kind, peak, kind == 'f' || kind == 'm', name, sizeof name);
+  int err = dump(NULL, kind, what, kind == 'f' || kind == 'm', name, sizeof name);
   if (err == EAGAIN || err == ECANCELED || err == EDEADLK) return err; /* skipped, not failed */
   if (err != 0 && !atomic_flag_test_and_set(&warned_dump))
     say("mprof: automatic profile dump to \"%s\" failed: %s", name, strerror(err));
@@ -553,7 +595,7 @@ static int dump_auto(char kind, bool peak) {
 }
 
 int mprof__dump_auto(char kind) {
-  return dump_auto(kind, false);
+  return dump_auto(kind, DUMP_HEAP);
 }
 
 int mprof__epoch_advance(void) {
@@ -592,6 +634,11 @@ void mprof__stats_read(mprof_stats_t* s) {
   s->metadata_bytes = mprof__meta_mapped_bytes();
   s->dumps = atomic_load_explicit(&st_dumps, memory_order_relaxed);
   s->dump_errors = atomic_load_explicit(&st_dump_errors, memory_order_relaxed);
+  mprof_mutex_stats_t m;
+  mprof__mutex_stats(&m);
+  s->contentions = m.contentions;
+  s->contentions_lost = m.contentions_lost;
+  s->contention_buckets = m.buckets;
 }
 
 /* The resident set from /proc/self/statm (second field, in pages); read(2), no stdio. */
@@ -658,6 +705,7 @@ const char* mprof__host_name(void) {
 static void fork_prepare(void) {
   mprof__thread.busy++;
   mprof__cycle_fork_prepare();
+  mprof__mutex_fork_prepare();
   mprof__bucket_fork_prepare();
   mprof__blockmap_fork_prepare();
   mprof__meta_fork_prepare();
@@ -667,6 +715,7 @@ static void fork_parent(void) {
   mprof__meta_fork_parent();
   mprof__blockmap_fork_parent();
   mprof__bucket_fork_parent();
+  mprof__mutex_fork_parent();
   mprof__cycle_fork_parent();
   mprof__thread.busy--;
 }
@@ -679,6 +728,7 @@ static void fork_child(void) {
   mprof__meta_fork_child();
   mprof__blockmap_fork_child();
   mprof__bucket_fork_child();
+  mprof__mutex_fork_child();
   mprof__cycle_fork_child();
   atomic_store(&exit_state, EXIT_NONE);
   atomic_store(&exit_callers, exiting_here ? 1 : 0);
@@ -729,7 +779,11 @@ void mprof__at_exit(void) {
       mprof__dump_auto('s');
     if (mprof__opts.prof_final && mprof__opts.prof_prefix[0] != '\0') {
       mprof__dump_auto('f');
-      if (mprof__opts.prof_peak) dump_auto('f', true);
+      if (mprof__opts.prof_peak) dump_auto('f', DUMP_PEAK);
+      /* The contention profile too, when it is on or has anything to show. */
+      mprof_mutex_stats_t m;
+      mprof__mutex_stats(&m);
+      if (mprof__mutex_fraction() != 0 || m.contentions != 0) dump_auto('f', DUMP_MUTEX);
     }
     if (mprof__opts.prof_leak) {
       if (!mprof__lock_held_by_thread()) mprof__cycle_publish_all();
@@ -788,6 +842,7 @@ static const mprof_callbacks_t* start(const mprof_host_t* h) {
   }
   pthread_atfork(fork_prepare, fork_parent, fork_child);
   atexit(mprof__at_exit);
+  mprof__mutex_start(mprof__opts.prof_mutex_fraction, mprof__opts.prof_mutex_app);
   atomic_store_explicit(&init_state, INIT_ON, memory_order_release);
   install_dump_signal(); /* after INIT_ON: a signal that comes at once finds the core ready */
   mprof__thread.busy--;

@@ -20,9 +20,12 @@ typedef struct mprof_stats_s {
   uint64_t buckets;         /* distinct heap call stacks */
   uint64_t sampled_blocks;  /* live sampled blocks */
   uint64_t sampled_bytes_in_use; /* requested bytes of live sampled blocks (raw, not scaled) */
-  uint64_t metadata_bytes; /* profiler memory mapped (buckets, block map, stack buffers, ...) */
-  uint64_t dumps;          /* profiles written */
-  uint64_t dump_errors;    /* dumps that failed */
+  uint64_t metadata_bytes;   /* profiler memory mapped (buckets, block map, stack buffers, ...) */
+  uint64_t dumps;            /* profiles written */
+  uint64_t dump_errors;      /* dumps that failed */
+  uint64_t contentions;      /* sampled contended acquisitions recorded (weighted), lost included */
+  uint64_t contentions_lost; /* of those, charged to the sentinel frame (weighted) */
+  uint64_t contention_buckets; /* distinct contention stacks */
 } mprof_stats_t;
 
 void mprof__stats_read(mprof_stats_t* out);
@@ -46,6 +49,10 @@ void mprof__active_set(bool on);
  * EDEADLK when the calling thread already holds a profiler lock (a signal handler that
  * interrupted the profiler): dumping is not async-signal-safe. */
 int mprof__dump(const char* path);
+
+/* Writes the contention profile; path NULL: the next automatic name of kind 'm'
+ * (<prefix>.<pid>.<seq>.m<n>.mutex.pb.gz). Returns 0 or a positive errno. */
+int mprof__mutex_dump(const char* path);
 
 /* Writes the heap at its peak (prof_peak; ENOENT without it), like mprof__dump; path NULL: the
  * next automatic name of kind 'm' with the suffix ".peak". */

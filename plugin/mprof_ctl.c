@@ -9,6 +9,7 @@
 
 #include "mprof_conf.h"
 #include "mprof_core.h"
+#include "mprof_mutex.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -89,6 +90,41 @@ static int ctl_prof_peak_dump(void* oldp, size_t* oldlenp, void* newp, size_t ne
   return dump_to(mprof__dump_peak, oldp, oldlenp, newp, newlen);
 }
 
+static int ctl_prof_mutex_dump(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
+  if (!mprof__opts.prof) return ENOENT;
+  return dump_to(mprof__mutex_dump, oldp, oldlenp, newp, newlen);
+}
+
+static int ctl_prof_mutex_fraction(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
+  if (!mprof__opts.prof) return ENOENT;
+  unsigned old = mprof__mutex_fraction();
+  if (newp != NULL || newlen != 0) {
+    if (newp == NULL || newlen != sizeof(unsigned)) return EINVAL;
+    unsigned v;
+    memcpy(&v, newp, sizeof v);
+    if (v > INT32_MAX) return EINVAL;
+    if (wants_read(oldp, oldlenp) && *oldlenp != sizeof(unsigned))
+      return read_out(oldp, oldlenp, &old, sizeof old); /* EINVAL; the write is not done */
+    mprof__mutex_set_fraction(v);
+  }
+  return read_out(oldp, oldlenp, &old, sizeof old);
+}
+
+static int ctl_prof_mutex_app(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
+  if (!mprof__opts.prof) return ENOENT;
+  bool old = mprof__mutex_app();
+  if (newp != NULL || newlen != 0) {
+    if (newp == NULL || newlen != sizeof(bool)) return EINVAL;
+    unsigned char v;
+    memcpy(&v, newp, 1);
+    if (v > 1) return EINVAL;
+    if (wants_read(oldp, oldlenp) && *oldlenp != sizeof(bool))
+      return read_out(oldp, oldlenp, &old, sizeof old); /* EINVAL; the write is not done */
+    mprof__mutex_set_app(v != 0);
+  }
+  return read_out(oldp, oldlenp, &old, sizeof old);
+}
+
 static int ctl_prof_active(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
   if (!mprof__opts.prof) return ENOENT;
   bool old = mprof__active_get();
@@ -135,6 +171,9 @@ STAT_HANDLER(sampled_bytes_in_use)
 STAT_HANDLER(metadata_bytes)
 STAT_HANDLER(dumps)
 STAT_HANDLER(dump_errors)
+STAT_HANDLER(contentions)
+STAT_HANDLER(contentions_lost)
+STAT_HANDLER(contention_buckets)
 
 #define RECON_HANDLER(name, field)                                                                 \
   static int ctl_stats_##name(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {            \
@@ -168,6 +207,9 @@ static const ctl_node_t nodes[] = {
     {"prof.active", ctl_prof_active},
     {"prof.lg_sample", ctl_prof_lg_sample},
     {"prof.interval", ctl_prof_interval},
+    {"prof.mutex.dump", ctl_prof_mutex_dump},
+    {"prof.mutex_fraction", ctl_prof_mutex_fraction},
+    {"prof.mutex_app", ctl_prof_mutex_app},
     {"stats.samples", ctl_stats_samples},
     {"stats.frees", ctl_stats_frees},
     {"stats.dropped_samples", ctl_stats_dropped_samples},
@@ -186,6 +228,9 @@ static const ctl_node_t nodes[] = {
     {"stats.allocator.allocated", ctl_stats_allocator_allocated},
     {"stats.allocator.active", ctl_stats_allocator_active},
     {"stats.allocator.resident", ctl_stats_allocator_resident},
+    {"stats.contentions", ctl_stats_contentions},
+    {"stats.contentions_lost", ctl_stats_contentions_lost},
+    {"stats.contention_buckets", ctl_stats_contention_buckets},
 };
 
 static int ctl_opt(const mprof_opt_desc_t* d, void* oldp, size_t* oldlenp, void* newp,

@@ -8,14 +8,14 @@
 #include <string.h>
 #include <time.h>
 
-static mprof_lock_t mprof_dump_lock = MPROF_LOCK_INIT(MPROF_RANK_DUMP);
-static mprof_lock_t mprof_cycle_lock = MPROF_LOCK_INIT(MPROF_RANK_CYCLE);
-static mprof_lock_t mprof_active_lock = MPROF_LOCK_INIT(MPROF_RANK_ACTIVE);
+static mprof_lock_t mprof_dump_lock = MPROF_LOCK_INIT(MPROF_RANK_DUMP, "dump");
+static mprof_lock_t mprof_cycle_lock = MPROF_LOCK_INIT(MPROF_RANK_CYCLE, "cycle");
+static mprof_lock_t mprof_active_lock = MPROF_LOCK_INIT(MPROF_RANK_ACTIVE, "active");
 /* Each slot's lock is split into MPROF_FUTURE_STRIPES locks by bucket, so that threads
  * recording samples at different stacks rarely meet; mprof_future_lock[i][k] protects future[i]
  * of the buckets whose stripe is k. A flush takes each stripe of its slot in turn. */
 #define MPROF_FUTURE_STRIPES 8
-#define FL MPROF_LOCK_INIT(MPROF_RANK_FUTURE)
+#define FL MPROF_LOCK_INIT(MPROF_RANK_FUTURE, "future")
 #define FL_SLOT                                                                                    \
   { FL, FL, FL, FL, FL, FL, FL, FL }
 static mprof_lock_t mprof_future_lock[3][MPROF_FUTURE_STRIPES] = {FL_SLOT, FL_SLOT, FL_SLOT};
@@ -314,7 +314,7 @@ void mprof__cycle_fork_prepare(void) {
    * sanctioned exception, done with the raw mutex so the debug rank check does not object. */
   for (int i = 0; i < 3; i++)
     for (int k = 0; k < MPROF_FUTURE_STRIPES; k++)
-      pthread_mutex_lock(&mprof_future_lock[i][k].mu);
+      mprof__sys_mutex_lock(&mprof_future_lock[i][k].mu);
 }
 
 void mprof__cycle_fork_parent(void) {

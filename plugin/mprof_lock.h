@@ -9,6 +9,7 @@
  *   MPROF_RANK_ACTIVE    mprof_active_lock: every bucket's published `active` record
  *   MPROF_RANK_FUTURE    mprof_future_lock[0..2][0..7]: per future cycle slot and bucket stripe
  *                        (never two at once)
+ *   MPROF_RANK_CONTENTION mprof_contention_lock: the records of the contention profile
  *   MPROF_RANK_INSERT    mprof_insert_lock: insertion into the bucket table
  *   MPROF_RANK_BLOCKMAP  the sampled-block map's shard locks (never two at once)
  *   MPROF_RANK_META      mprof_meta_lock: the metadata allocator
@@ -22,12 +23,19 @@
  * sections with cancellation points: a dump's open, write and close) its cancellation is
  * disabled (pthread_setcancelstate; the previous state comes back with the unlock), so a cancel
  * takes effect at the thread's next cancellation point outside the profiler. The sections under
- * the other locks touch memory only, which deferred cancellation cannot interrupt. */
+ * the other locks touch memory only, which deferred cancellation cannot interrupt.
+ *
+ * Every lock has a name; a contended acquisition (the first try fails) may be sampled for the
+ * contention profile (mprof_mutex.h), whose records end in a frame `mprof_lock:<name>`. Each
+ * thread counts the profiler locks it holds or is taking (mprof__lock_depth), one count for two
+ * uses: re-entry from a signal handler is refused while it is nonzero (EDEADLK), and contention
+ * met while it is nonzero is kept in the thread's pending slot and recorded when it drops to 0. */
 #ifndef MPROF_LOCK_H
 #define MPROF_LOCK_H
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 typedef enum mprof_rank_e {
   MPROF_RANK_NONE = 0,
@@ -35,6 +43,7 @@ typedef enum mprof_rank_e {
   MPROF_RANK_CYCLE,
   MPROF_RANK_ACTIVE,
   MPROF_RANK_FUTURE,
+  MPROF_RANK_CONTENTION,
   MPROF_RANK_INSERT,
   MPROF_RANK_BLOCKMAP,
   MPROF_RANK_META,
@@ -43,17 +52,34 @@ typedef enum mprof_rank_e {
 typedef struct mprof_lock_s {
   pthread_mutex_t mu;
   mprof_rank_t rank;
+  const char* name; /* "mprof_lock:<name>": the leaf frame of its contention records */
 } mprof_lock_t;
 
-#define MPROF_LOCK_INIT(rank_)                                                                     \
-  { PTHREAD_MUTEX_INITIALIZER, (rank_) }
+#define MPROF_LOCK_INIT(rank_, name_)                                                              \
+  { PTHREAD_MUTEX_INITIALIZER, (rank_), "mprof_lock:" name_ }
 
 void mprof__lock(mprof_lock_t* l);
 void mprof__unlock(mprof_lock_t* l);
 bool mprof__trylock(mprof_lock_t* l);
 /* After fork() in the child: the lock, which the forking thread took with mprof__lock in the
- * prepare handler, is released and usable again. */
+ * prepare handler, is released and usable again (and no longer counted among the locks that
+ * thread holds). */
 void mprof__lock_reinit(mprof_lock_t* l);
+
+/* Profiler locks the calling thread holds or is taking (see above). */
+extern __thread volatile unsigned mprof__lock_depth __attribute__((tls_model("initial-exec")));
+
+/* The contention profile's part (mprof_mutex.c installs it when it starts, so that this module
+ * also links without it): `contended` acquires a lock whose first try failed, timing the wait if
+ * it samples it; `idle` runs on a thread whose count drops to 0 while mprof__lock_deferred is
+ * nonzero (the profile keeps an event of the thread for that moment). Until then a contended lock
+ * is just waited for. */
+void mprof__lock_set_contention(void (*contended)(mprof_lock_t* l), void (*idle)(void));
+extern __thread uint32_t mprof__lock_deferred __attribute__((tls_model("initial-exec")));
+
+/* The pthread mutex lock the profiler's own waits use: glibc's, bypassing the interposer of the
+ * program's mutexes (mprof_mutex_app.c) where that is linked in. */
+int mprof__sys_mutex_lock(pthread_mutex_t* m);
 
 /* True while the calling thread holds (or is taking) a profiler lock: code that would take a
  * lock again from a signal handler or another re-entry must refuse (EDEADLK) instead. */

@@ -27,7 +27,7 @@ typedef struct free_block_s {
   struct free_block_s* next;
 } free_block_t;
 
-static mprof_lock_t mprof_meta_lock = MPROF_LOCK_INIT(MPROF_RANK_META);
+static mprof_lock_t mprof_meta_lock = MPROF_LOCK_INIT(MPROF_RANK_META, "meta");
 static free_block_t* free_lists[NCLASSES]; /* guarded by mprof_meta_lock */
 static char* chunk_cur;                    /* guarded by mprof_meta_lock: next free byte */
 static char* chunk_end;                    /* guarded by mprof_meta_lock */

@@ -11,6 +11,7 @@
 #include "mprof_pprof.h"
 
 #include "mprof_meta.h"
+#include "mprof_mutex.h"
 #include "mprof_symtab.h"
 #include "mprof_pb.h"
 
@@ -103,6 +104,12 @@ static const char* const fixed_strings[S_NFIXED] = {
     "thread",
 };
 
+/* Strings every contention profile uses, interned first in this order. */
+enum { M_EMPTY, M_CONTENTIONS, M_COUNT, M_DELAY, M_NANOSECONDS, M_COMMENT, M_NFIXED };
+static const char* const mutex_fixed_strings[M_NFIXED] = {
+    "", "contentions", "count", "delay", "nanoseconds", "mprof mutex profile",
+};
+
 typedef struct loc_slot_s {
   uint64_t addr; /* call address (return address - 1) */
   uint64_t id;   /* location id, 0 while the slot is empty */
@@ -110,6 +117,8 @@ typedef struct loc_slot_s {
 } loc_slot_t;
 
 typedef struct writer_s {
+  const char* const* fixed; /* strings interned first, in order */
+  int nfixed;
   int fd;
   int err; /* first error; once set, nothing more is written */
   z_stream z;
@@ -299,8 +308,8 @@ static void write_value_type(writer_t* w, uint32_t field, int64_t type, int64_t 
  * program's segments first (some pprof versions take mapping 1 as the main binary), then the
  * others in address order. */
 static int prepare(writer_t* w) {
-  for (int i = 0; i < S_NFIXED; i++) {
-    if (intern(w, fixed_strings[i]) != i) return ENOMEM;
+  for (int i = 0; i < w->nfixed; i++) {
+    if (intern(w, w->fixed[i]) != i) return ENOMEM;
   }
   for (size_t i = 0; i < w->ncomments; i++) {
     w->comment_ids[i] = intern(w, w->comments[i]);
@@ -370,6 +379,25 @@ static void write_mappings(writer_t* w) {
   }
 }
 
+/* A sample's location ids. Returns false (w->err set) when out of memory. */
+static bool write_stack(writer_t* w, const uintptr_t* pcs, uint32_t npcs) {
+  if (npcs == 0) return true;
+  size_t ids = mprof__pb_begin(&w->out, SAMPLE_LOCATION_ID);
+  for (uint32_t i = 0; i < npcs; i++) {
+    /* A return address points after its call; pc - 1 is inside the call instruction. A pseudo
+     * address (a named frame of the contention profile) is kept as it is. */
+    uint64_t pc = (uint64_t)pcs[i];
+    uint64_t id = location_id(w, mprof__mutex_pc_name(pcs[i]) != NULL ? pc : pc - 1);
+    if (id == 0) {
+      w->err = ENOMEM;
+      return false;
+    }
+    mprof__pb_varint(&w->out, id);
+  }
+  mprof__pb_end(&w->out, ids);
+  return true;
+}
+
 static void write_num_label(writer_t* w, int64_t key, int64_t num, int64_t unit) {
   size_t label = mprof__pb_begin(&w->out, SAMPLE_LABEL);
   mprof__pb_int64(&w->out, LABEL_KEY, key);
@@ -384,19 +412,7 @@ static void write_samples(writer_t* w, const mprof_heap_profile_t* prof) {
   for (size_t r = 0; r < prof->nrecs && w->err == 0; r++) {
     const mprof_heap_rec_t* rec = &prof->recs[r];
     size_t sample = mprof__pb_begin(&w->out, PROFILE_SAMPLE);
-    if (rec->npcs > 0) {
-      size_t ids = mprof__pb_begin(&w->out, SAMPLE_LOCATION_ID);
-      for (uint32_t i = 0; i < rec->npcs; i++) {
-        /* A return address points after its call; pc - 1 is inside the call instruction. */
-        uint64_t id = location_id(w, (uint64_t)rec->pcs[i] - 1);
-        if (id == 0) {
-          w->err = ENOMEM;
-          return;
-        }
-        mprof__pb_varint(&w->out, id);
-      }
-      mprof__pb_end(&w->out, ids);
-    }
+    if (!write_stack(w, rec->pcs, rec->npcs)) return;
     const int64_t values[4] = {rec->alloc_objects, rec->alloc_bytes, rec->inuse_objects,
                                rec->inuse_bytes};
     mprof__pb_packed_int64(&w->out, SAMPLE_VALUE, values, 4);
@@ -438,6 +454,15 @@ static void symbolize(writer_t* w) {
   for (size_t i = 0; i < w->locs_cap; i++) {
     loc_slot_t* l = &w->locs[i];
     if (l->id == 0) continue;
+    const char* pseudo = mprof__mutex_pc_name((uintptr_t)l->addr);
+    if (pseudo != NULL) { /* a lock's name or the sentinel: static storage */
+      l->fn = intern(w, pseudo);
+      if (l->fn < 0) {
+        l->fn = 0;
+        return;
+      }
+      continue;
+    }
     ptrdiff_t m = mprof__maps_find(w->maps, (uintptr_t)l->addr);
     if (m < 0) continue;
     const mprof_mapping_t* map = &w->maps->entries[m];
@@ -527,19 +552,52 @@ static int check_profile(const mprof_heap_profile_t* prof) {
   return 0;
 }
 
-int mprof__pprof_write_heap_maps(int fd, const mprof_heap_profile_t* prof,
-                                 const mprof_maps_t* maps) {
+static void write_mutex_header(writer_t* w, const mprof_mutex_profile_t* prof) {
+  write_value_type(w, PROFILE_SAMPLE_TYPE, M_CONTENTIONS, M_COUNT);
+  write_value_type(w, PROFILE_SAMPLE_TYPE, M_DELAY, M_NANOSECONDS);
+  write_new_strings(w);
+  if (prof->time_nanos != 0) mprof__pb_int64(&w->out, PROFILE_TIME_NANOS, prof->time_nanos);
+  write_value_type(w, PROFILE_PERIOD_TYPE, M_CONTENTIONS, M_COUNT);
+  mprof__pb_int64(&w->out, PROFILE_PERIOD, (int64_t)prof->period);
+  mprof__pb_int64(&w->out, PROFILE_COMMENT, M_COMMENT);
+}
+
+static void write_mutex_samples(writer_t* w, const mprof_mutex_profile_t* prof) {
+  for (size_t r = 0; r < prof->nrecs && w->err == 0; r++) {
+    const mprof_mutex_rec_t* rec = &prof->recs[r];
+    size_t sample = mprof__pb_begin(&w->out, PROFILE_SAMPLE);
+    if (!write_stack(w, rec->pcs, rec->npcs)) return;
+    const int64_t values[2] = {rec->contentions, rec->delay_ns};
+    mprof__pb_packed_int64(&w->out, SAMPLE_VALUE, values, 2);
+    mprof__pb_end(&w->out, sample);
+    maybe_pump(w);
+  }
+}
+
+static int check_mutex_profile(const mprof_mutex_profile_t* prof) {
+  if (prof == NULL || (prof->recs == NULL && prof->nrecs > 0)) return EINVAL;
+  for (size_t i = 0; i < prof->nrecs; i++) {
+    if (prof->recs[i].pcs == NULL && prof->recs[i].npcs > 0) return EINVAL;
+  }
+  return 0;
+}
+
+/* One profile of either kind: exactly one of heap and mutex is not NULL. */
+static int write_profile(int fd, const mprof_heap_profile_t* heap,
+                         const mprof_mutex_profile_t* mutex, const mprof_maps_t* maps) {
   int saved_errno = errno;
   writer_t w;
   memset(&w, 0, sizeof w);
   w.fd = fd;
   w.maps = maps;
+  w.fixed = heap != NULL ? fixed_strings : mutex_fixed_strings;
+  w.nfixed = heap != NULL ? S_NFIXED : M_NFIXED;
   mprof__pb_init(&w.out);
 
-  w.err = maps == NULL ? EINVAL : check_profile(prof);
-  if (w.err == 0) {
-    w.comments = prof->comments;
-    w.ncomments = prof->comments == NULL ? 0 : prof->ncomments;
+  w.err = maps == NULL ? EINVAL : heap != NULL ? check_profile(heap) : check_mutex_profile(mutex);
+  if (w.err == 0 && heap != NULL) { /* the contention profile has no comments of its own */
+    w.comments = heap->comments;
+    w.ncomments = heap->comments == NULL ? 0 : heap->ncomments;
     if (w.ncomments > MAX_COMMENTS) w.ncomments = MAX_COMMENTS;
   }
   if (w.err != 0 || (w.err = prepare(&w)) != 0) goto out;
@@ -559,9 +617,15 @@ int mprof__pprof_write_heap_maps(int fd, const mprof_heap_profile_t* prof,
   }
   w.z_open = true;
 
-  write_header(&w, prof);
+  if (heap != NULL)
+    write_header(&w, heap);
+  else
+    write_mutex_header(&w, mutex);
   write_mappings(&w);
-  write_samples(&w, prof);
+  if (heap != NULL)
+    write_samples(&w, heap);
+  else
+    write_mutex_samples(&w, mutex);
   if (w.err == 0) symbolize(&w);
   write_locations(&w);
   if (w.err == 0) write_functions(&w);
@@ -582,14 +646,37 @@ out:
   return w.err;
 }
 
-int mprof__pprof_write_heap(int fd, const mprof_heap_profile_t* prof) {
+int mprof__pprof_write_heap_maps(int fd, const mprof_heap_profile_t* prof,
+                                 const mprof_maps_t* maps) {
+  if (prof == NULL) return EINVAL;
+  return write_profile(fd, prof, NULL, maps);
+}
+
+int mprof__pprof_write_mutex_maps(int fd, const mprof_mutex_profile_t* prof,
+                                  const mprof_maps_t* maps) {
+  if (prof == NULL) return EINVAL;
+  return write_profile(fd, NULL, prof, maps);
+}
+
+static int write_with_maps(int fd, const mprof_heap_profile_t* heap,
+                           const mprof_mutex_profile_t* mutex) {
   int saved_errno = errno;
   mprof_maps_t maps = MPROF_MAPS_INIT;
   int err = mprof__maps_read(&maps);
   if (err == 0) {
-    err = mprof__pprof_write_heap_maps(fd, prof, &maps);
+    err = write_profile(fd, heap, mutex, &maps);
     mprof__maps_free(&maps);
   }
   errno = saved_errno;
   return err;
+}
+
+int mprof__pprof_write_heap(int fd, const mprof_heap_profile_t* prof) {
+  if (prof == NULL) return EINVAL;
+  return write_with_maps(fd, prof, NULL);
+}
+
+int mprof__pprof_write_mutex(int fd, const mprof_mutex_profile_t* prof) {
+  if (prof == NULL) return EINVAL;
+  return write_with_maps(fd, NULL, prof);
 }

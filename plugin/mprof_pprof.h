@@ -33,4 +33,10 @@ int mprof__pprof_write_heap(int fd, const mprof_heap_profile_t* prof);
 int mprof__pprof_write_heap_maps(int fd, const mprof_heap_profile_t* prof,
                                  const mprof_maps_t* maps);
 
+/* Writes a contention profile (Go's mutex profile layout: sample types contentions/count and
+ * delay/nanoseconds, period_type contentions/count, period = the fraction). */
+int mprof__pprof_write_mutex(int fd, const mprof_mutex_profile_t* prof);
+int mprof__pprof_write_mutex_maps(int fd, const mprof_mutex_profile_t* prof,
+                                  const mprof_maps_t* maps);
+
 #endif

@@ -43,4 +43,21 @@ typedef struct mprof_heap_profile_s {
   size_t ncomments;
 } mprof_heap_profile_t;
 
+/* A contention profile snapshot: one record per stack. Values are weighted (each sampled event
+ * counts N times, N the fraction in force when it was sampled). */
+typedef struct mprof_mutex_rec_s {
+  const uintptr_t* pcs; /* leaf first; pseudo addresses (mprof_mutex.h) name locks and the
+                           sentinel and are written as they are, the others adjusted as above */
+  uint32_t npcs;
+  int64_t contentions; /* contended acquisitions */
+  int64_t delay_ns;    /* nanoseconds waited */
+} mprof_mutex_rec_t;
+
+typedef struct mprof_mutex_profile_s {
+  const mprof_mutex_rec_t* recs;
+  size_t nrecs;
+  uint64_t period;    /* the fraction in force (1 in `period` contended acquisitions sampled) */
+  int64_t time_nanos; /* CLOCK_REALTIME when the snapshot was taken */
+} mprof_mutex_profile_t;
+
 #endif

@@ -21,8 +21,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MPROF_SELF_FRAMES_MAX 16
-
 __thread mprof_thread_t mprof__thread __attribute__((tls_model("initial-exec")));
 
 static uintptr_t self_lo, self_hi; /* written once at init, before any sample */
@@ -78,20 +76,25 @@ uint32_t mprof__thread_capture(mprof_thread_t* t, unsigned depth, unsigned skip)
     if (t->stack == NULL) return 0;
     t->stack_cap = want;
   }
+  return mprof__thread_capture_into(t->stack, want, depth, skip);
+}
+
+uint32_t mprof__thread_capture_into(uintptr_t* buf, unsigned cap, unsigned depth, unsigned skip) {
 #if defined(__x86_64__)
-  return mprof__unwind(t->stack, depth, self_lo, self_hi, skip);
+  /* The walker drops the profiler's frames and `skip` as it goes: cap >= depth is enough. */
+  return mprof__unwind(buf, depth < cap ? depth : cap, self_lo, self_hi, skip);
 #else
-  int n = unw_backtrace((void**)t->stack, (int)want);
+  int n = unw_backtrace((void**)buf, (int)cap);
   if (n <= 0) return 0;
   unsigned first = 0;
-  while (first < (unsigned)n && t->stack[first] >= self_lo && t->stack[first] < self_hi)
+  while (first < (unsigned)n && buf[first] >= self_lo && buf[first] < self_hi)
     first++;
   first += skip;
   if (first >= (unsigned)n) return 0;
   unsigned kept = (unsigned)n - first;
   if (kept > depth) kept = depth;
   for (unsigned i = 0; i < kept; i++)
-    t->stack[i] = t->stack[first + i];
+    buf[i] = buf[first + i];
   return kept;
 #endif
 }

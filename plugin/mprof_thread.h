@@ -71,6 +71,14 @@ void mprof__thread_seed(mprof_thread_t* t);
  * frames kept (at most `depth`), 0 if no buffer could be had. Never allocates from the heap. */
 uint32_t mprof__thread_capture(mprof_thread_t* t, unsigned depth, unsigned skip);
 
+/* The same into buf (cap entries; at most cap frames are kept, and off x86-64 cap must leave room
+ * for skip + MPROF_SELF_FRAMES_MAX frames beyond depth): for callers that keep stacks of their
+ * own (the contention profile's per-thread slots). */
+uint32_t mprof__thread_capture_into(uintptr_t* buf, unsigned cap, unsigned depth, unsigned skip);
+
+/* Most leading frames of the profiler's own that a capture drops (room kept for them). */
+#define MPROF_SELF_FRAMES_MAX 16
+
 /* Leading frames with an address in [lo, hi) are the profiler's own and are dropped. */
 void mprof__thread_set_self_range(uintptr_t lo, uintptr_t hi);
 

@@ -69,8 +69,14 @@ static known_t known[64] = {
     {"stats.metadata_bytes", sizeof(uint64_t), RO, false, false},
     {"stats.dumps", sizeof(uint64_t), RO, false, false},
     {"stats.dump_errors", sizeof(uint64_t), RO, false, false},
+    {"prof.mutex.dump", sizeof(const char*), WO, false, true},
+    {"prof.mutex_fraction", sizeof(unsigned), RW, false, false},
+    {"prof.mutex_app", sizeof(bool), RW, false, false},
+    {"stats.contentions", sizeof(uint64_t), RO, false, false},
+    {"stats.contentions_lost", sizeof(uint64_t), RO, false, false},
+    {"stats.contention_buckets", sizeof(uint64_t), RO, false, false},
 };
-static size_t nknown = 17;
+static size_t nknown = 23;
 static char opt_names[32][64];
 static unsigned char opt_first[32][64]; /* opt.* values read at start-up */
 

@@ -78,6 +78,8 @@ static void assert_opts_equal(const mprof_opts_t* a, const mprof_opts_t* b) {
   EXPECT_INT(a->prof_thread_labels, b->prof_thread_labels);
   EXPECT_STR(a->prof_dump_signal, b->prof_dump_signal);
   EXPECT_INT(a->prof_dump_over, b->prof_dump_over);
+  EXPECT_INT(a->prof_mutex_fraction, b->prof_mutex_fraction);
+  EXPECT_INT(a->prof_mutex_app, b->prof_mutex_app);
 }
 
 /* Reads a non-string option through its descriptor (the table itself is checked separately). */
@@ -151,6 +153,8 @@ static void test_defaults_are_the_documented_values(void** state) {
   assert_false(o.prof_thread_labels);
   EXPECT_STR(o.prof_dump_signal, "");
   EXPECT_INT(o.prof_dump_over, 0);
+  EXPECT_INT(o.prof_mutex_fraction, 0);
+  assert_false(o.prof_mutex_app);
 }
 
 static void test_descriptor_table_lists_every_field_once_in_order(void** state) {
@@ -177,6 +181,9 @@ static void test_descriptor_table_lists_every_field_once_in_order(void** state) 
       {"prof_dump_signal", MPROF_OPT_STRING, offsetof(mprof_opts_t, prof_dump_signal), 0, 15},
       {"prof_dump_over", MPROF_OPT_SIZE, offsetof(mprof_opts_t, prof_dump_over), 0, LLONG_MAX},
       {"prof_format", MPROF_OPT_STRING, offsetof(mprof_opts_t, prof_format), 0, 6},
+      {"prof_mutex_fraction", MPROF_OPT_UNSIGNED, offsetof(mprof_opts_t, prof_mutex_fraction), 0,
+       2147483647},
+      {"prof_mutex_app", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_mutex_app), 0, 1},
   };
   const size_t n = sizeof want / sizeof want[0];
   EXPECT_INT(mprof__opt_ndescs, n);
@@ -217,6 +224,8 @@ static void test_every_descriptor_parses_its_default_back(void** state) {
   strcpy(o.prof_dump_signal, "USR1");
   o.prof_dump_over = 12345;
   strcpy(o.prof_format, "both");
+  o.prof_mutex_fraction = 9;
+  o.prof_mutex_app = true;
 
   static char conf[4096];
   size_t len = 0;

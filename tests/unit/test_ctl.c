@@ -17,7 +17,10 @@
 #include "mprof.h"
 #include "mprof_core.h"
 #include "mprof_hooks.h"
+#include "mprof_mutex.h"
 #include "mprof_thread.h"
+
+#include <glob.h>
 
 static const mprof_callbacks_t* cb;
 static char dir[64];
@@ -268,6 +271,73 @@ static void test_sampling_stops_and_resumes_with_prof_active(void** state) {
   assert_true(mprof__sample_decide(8));
 }
 
+static void test_contention_profile_control_names(void** state) {
+  (void)state;
+  unsigned f = 99, v;
+  size_t len = sizeof f;
+  assert_int_equal(mprof_ctl("opt.prof_mutex_fraction", &f, &len, NULL, 0), 0);
+  assert_int_equal(f, 0);
+  bool app = true;
+  len = sizeof app;
+  assert_int_equal(mprof_ctl("opt.prof_mutex_app", &app, &len, NULL, 0), 0);
+  assert_false(app);
+  /* prof.mutex_fraction: rw, the read returns the value before the write. */
+  v = 3;
+  len = sizeof f;
+  assert_int_equal(mprof_ctl("prof.mutex_fraction", &f, &len, &v, sizeof v), 0);
+  assert_int_equal(f, 0);
+  assert_int_equal(mprof_ctl("prof.mutex_fraction", &f, &len, NULL, 0), 0);
+  assert_int_equal(f, 3);
+  v = 0x80000000u;
+  assert_int_equal(mprof_ctl("prof.mutex_fraction", NULL, NULL, &v, sizeof v), EINVAL);
+  assert_int_equal(mprof_ctl("prof.mutex_fraction", NULL, NULL, &v, 8), EINVAL);
+  assert_true(mprof__contention_on());
+  /* prof.mutex_app */
+  bool on = true, old = true;
+  len = sizeof old;
+  assert_int_equal(mprof_ctl("prof.mutex_app", &old, &len, &on, sizeof on), 0);
+  assert_false(old);
+  assert_true(mprof__mutex_app());
+  assert_int_equal(mprof__mutex_app_on, 1);
+  on = false;
+  assert_int_equal(mprof_ctl("prof.mutex_app", NULL, NULL, &on, sizeof on), 0);
+  assert_int_equal(mprof__mutex_app_on, 0);
+  unsigned char two = 2;
+  assert_int_equal(mprof_ctl("prof.mutex_app", NULL, NULL, &two, 1), EINVAL);
+  /* An event shows in the stats. */
+  v = 1;
+  assert_int_equal(mprof_ctl("prof.mutex_fraction", NULL, NULL, &v, sizeof v), 0);
+  uint64_t c0 = stat_u64("stats.contentions");
+  mprof__contention_report("test:ctl", 100, false);
+  assert_int_equal(stat_u64("stats.contentions"), c0 + 1);
+  assert_true(stat_u64("stats.contention_buckets") >= 1);
+  assert_int_equal(stat_u64("stats.contentions_lost"), 0);
+  /* prof.mutex.dump: to a path, to the next automatic name, and its errors. */
+  char path[128];
+  snprintf(path, sizeof path, "%s/explicit.mutex.pb.gz", dir);
+  const char* p = path;
+  assert_int_equal(mprof_ctl("prof.mutex.dump", NULL, NULL, &p, sizeof p), 0);
+  assert_true(is_gzip_file(path));
+  assert_int_equal(mprof_ctl("prof.mutex.dump", NULL, NULL, NULL, 0), 0);
+  char pattern[160];
+  snprintf(pattern, sizeof pattern, "%s/auto.%ld.*.m0.mutex.pb.gz", dir, (long)getpid());
+  glob_t g;
+  assert_int_equal(glob(pattern, 0, NULL, &g), 0);
+  assert_int_equal(g.gl_pathc, 1);
+  assert_true(is_gzip_file(g.gl_pathv[0]));
+  globfree(&g);
+  p = "";
+  assert_int_equal(mprof_ctl("prof.mutex.dump", NULL, NULL, &p, sizeof p), EINVAL);
+  len = sizeof p;
+  assert_int_equal(mprof_ctl("prof.mutex.dump", &p, &len, NULL, 0), EPERM);
+  snprintf(path, sizeof path, "%s/missing/x.pb.gz", dir);
+  p = path;
+  assert_int_equal(mprof_ctl("prof.mutex.dump", NULL, NULL, &p, sizeof p), ENOENT);
+  v = 0;
+  assert_int_equal(mprof_ctl("prof.mutex_fraction", NULL, NULL, &v, sizeof v), 0);
+  assert_false(mprof__contention_on());
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_version_reads_the_version_string),
@@ -283,6 +353,7 @@ int main(void) {
       cmocka_unit_test(test_dump_errors_return_the_errno_and_keep_the_old_file),
       cmocka_unit_test(test_allocations_inside_the_profiler_leave_the_countdown_alone),
       cmocka_unit_test(test_sampling_stops_and_resumes_with_prof_active),
+      cmocka_unit_test(test_contention_profile_control_names),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -10,9 +10,10 @@
 
 #include <pthread.h>
 
-static mprof_lock_t dump_rank = MPROF_LOCK_INIT(MPROF_RANK_DUMP);
-static mprof_lock_t meta_rank = MPROF_LOCK_INIT(MPROF_RANK_META);
-static mprof_lock_t forked = MPROF_LOCK_INIT(MPROF_RANK_DUMP); /* re-initialised while held */
+static mprof_lock_t dump_rank = MPROF_LOCK_INIT(MPROF_RANK_DUMP, "test_dump");
+static mprof_lock_t meta_rank = MPROF_LOCK_INIT(MPROF_RANK_META, "test_meta");
+static mprof_lock_t forked =
+    MPROF_LOCK_INIT(MPROF_RANK_DUMP, "test_forked"); /* re-initialised while held */
 
 static int cancel_state(void) {
   int old;

@@ -86,9 +86,9 @@ __attribute__((noinline)) static void capture_middle(unsigned depth) {
 
 static void test_capture_is_leaf_first_and_drops_the_profilers_own_frames(void** state) {
   (void)state;
-  /* Declare mprof__thread_capture itself the profiler's code. */
-  mprof__thread_set_self_range((uintptr_t)&mprof__thread_capture,
-                               (uintptr_t)&mprof__thread_capture + 4096);
+  /* Declare mprof__thread_capture and mprof__thread_capture_into the profiler's code. */
+  uintptr_t a = (uintptr_t)&mprof__thread_capture, b = (uintptr_t)&mprof__thread_capture_into;
+  mprof__thread_set_self_range(a < b ? a : b, (a < b ? b : a) + 4096);
   capture_middle(64);
   assert_true(captured >= 3);
   /* frames[0] returns into capture_leaf, frames[1] into capture_middle. */
