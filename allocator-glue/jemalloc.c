@@ -39,6 +39,7 @@
 #include "jemalloc/internal/jemalloc_preamble.h"
 #include "jemalloc/internal/jemalloc_internal_includes.h"
 
+#include "glue.h"
 #include "mprof_hooks.h"
 #include "mprof_meta.h"
 #include "mprof_thread.h"
@@ -222,7 +223,7 @@ bool __wrap_je_prof_mdump(tsd_t* tsd, const char* filename) {
 }
 
 /* jemalloc's warm-up of its unwinder at start-up: not used here (the core unwinds), and its
- * first use would open libunwind's validation pipe outside the profiler (see pipe2 below). */
+ * first use would open libunwind's validation pipe outside the profiler (see glue.h). */
 void __wrap_je_prof_unwind_init(void) {}
 
 /* mallctl("prof.active"): the core's flag (jemalloc's own stays on). */
@@ -236,40 +237,6 @@ bool __wrap_je_prof_active_set(tsdn_t* tsdn, bool active) {
   bool old = mprof__active_get();
   mprof__active_set(active);
   return old;
-}
-
-/* ---------------------------------------------------------------------------------------------
- * pipe2(): libunwind (1.6) opens a pipe on its first unwind and keeps it for good, to validate
- * addresses. Opened where the program would open its next file, it could take fd 0 of a program
- * started with stdin closed, or sit among the program's own descriptors. A pipe created while
- * this thread is inside the profiler is moved to the top of the descriptor range (just under
- * min(RLIMIT_NOFILE, 4096)), close-on-exec as it was asked.
- * ------------------------------------------------------------------------------------------- */
-static int (*libc_pipe2)(int[2], int);
-
-static void fd_to_top(int* fd) {
-  struct rlimit rl;
-  rlim_t top = 4096;
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < top) top = rl.rlim_cur;
-  if (top <= 64) return;
-  int high = fcntl(*fd, F_DUPFD_CLOEXEC, (int)(top - 32));
-  if (high < 0) return;
-  close(*fd);
-  *fd = high;
-}
-
-MPROF_PUBLIC int pipe2(int fds[2], int flags) {
-  if (libc_pipe2 == NULL) *(void**)&libc_pipe2 = dlsym(RTLD_NEXT, "pipe2");
-  if (libc_pipe2 == NULL) {
-    errno = ENOSYS;
-    return -1;
-  }
-  int r = libc_pipe2(fds, flags);
-  if (r == 0 && mprof__thread.busy && (flags & O_CLOEXEC)) {
-    fd_to_top(&fds[0]);
-    fd_to_top(&fds[1]);
-  }
-  return r;
 }
 
 /* pvalloc(): jemalloc 5.3.0 does not define it, and glibc's serves it from glibc's own heap,
@@ -286,38 +253,9 @@ MPROF_PUBLIC void* pvalloc(size_t n) {
   return je_memalign(page, r ? r : page);
 }
 
-/* exit(): the final dump must finish before any thread ends the process (mprof__exit_wait). */
-static void (*libc_exit)(int);
-
-MPROF_PUBLIC _Noreturn void exit(int status) {
-  mprof__exit_wait();
-  if (libc_exit == NULL) *(void**)&libc_exit = dlsym(RTLD_NEXT, "exit");
-  if (libc_exit == NULL) _exit(status);
-  libc_exit(status);
-  __builtin_unreachable();
-}
-
 /* ---------------------------------------------------------------------------------------------
  * Start-up
  * ------------------------------------------------------------------------------------------- */
-typedef struct self_range_s {
-  uintptr_t base, lo, hi;
-} self_range_t;
-
-static int find_self(struct dl_phdr_info* info, size_t size, void* arg) {
-  (void)size;
-  self_range_t* sr = arg;
-  if (info->dlpi_addr != sr->base) return 0;
-  for (int i = 0; i < info->dlpi_phnum; i++) {
-    const ElfW(Phdr)* ph = &info->dlpi_phdr[i];
-    if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X)) continue;
-    sr->lo = info->dlpi_addr + ph->p_vaddr;
-    sr->hi = sr->lo + ph->p_memsz;
-    return 1;
-  }
-  return 0;
-}
-
 static void rec_fork_prepare(void) {
   pthread_mutex_lock(&rec_lock);
 }
@@ -353,21 +291,15 @@ static int glue_alloc_stats(mprof_alloc_stats_t* out) {
 
 __attribute__((constructor)) static void mprof_jemalloc_init(void) {
   /* Frames in this library (jemalloc, operator new, the core) are dropped from the leaf end. */
-  self_range_t self = {0, 0, 0};
-  Dl_info info;
-  if (dladdr((void*)&cb, &info) != 0) {
-    self.base = (uintptr_t)info.dli_fbase;
-    dl_iterate_phdr(find_self, &self);
-  }
+  uintptr_t lo, hi;
+  mprof__glue_start((const void*)&cb, &lo, &hi);
   static char name[96];
   const char* version = "";
   size_t len = sizeof version;
   if (je_mallctl("version", (void*)&version, &len, NULL, 0) != 0) version = "5.3.0";
   snprintf(name, sizeof name, "jemalloc %s", version);
-  *(void**)&libc_exit = dlsym(RTLD_NEXT, "exit");
-  *(void**)&libc_pipe2 = dlsym(RTLD_NEXT, "pipe2");
   pthread_atfork(rec_fork_prepare, rec_fork_parent, rec_fork_child);
-  mprof_host_t host = {name, self.lo, self.hi, glue_alloc_stats};
+  mprof_host_t host = {name, lo, hi, glue_alloc_stats};
   cb = mprof__init(&host);
   started = true;
 }

@@ -18,9 +18,7 @@
  *     differ: realloc(p, 0) returns a block, calloc overflow leaves errno alone, some alignments
  *     come back misaligned). C++ operator new/delete stay libstdc++'s, which call malloc and free
  *     and throw std::bad_alloc (mimalloc's, compiled as C, abort instead);
- *   - exit(): the final dump must finish before another thread ends the process;
- *   - pipe2(), where the core uses libunwind (not x86-64): libunwind's validation pipe is kept
- *     out of the program's low descriptors;
+ *   - what every glue adds (glue.h): exit(), pipe2() where libunwind is used, the code range;
  *   - start-up: the core is initialised from a constructor, with the library's own code range so
  *     that the allocator's and profiler's frames are dropped from the leaf end of stacks.
  * There is no thread, lock or memory reservation of the glue's own. */
@@ -39,6 +37,7 @@
 #include "static.c" /* mimalloc 2.0.9: src/static.c of the source tree */
 #pragma GCC diagnostic pop
 
+#include "glue.h"
 #include "mprof_blockmap.h"
 #include "mprof_hooks.h"
 #include "mprof_thread.h"
@@ -384,80 +383,8 @@ MPROF_PUBLIC void* __libc_pvalloc(size_t n) MPROF_ALIAS(pvalloc);
 #pragma GCC diagnostic pop
 
 /* ---------------------------------------------------------------------------------------------
- * pipe2(): libunwind (1.6) opens a pipe on its first unwind, keeps it for good, and uses it to
- * validate addresses when it has to fall back from DWARF to frame-chain unwinding. Opened where
- * the program would open its next file, that pipe takes fd 0 of a program started with stdin
- * closed, and after a program closes every descriptor above 2 and opens its own files, the next
- * validation would read from and write to the program's files. So a pipe created while this
- * thread is inside the profiler is moved to the top of the descriptor range (just under
- * min(RLIMIT_NOFILE, 4096)), where programs rarely have files, close-on-exec as it was asked.
- * Only where the core uses libunwind: on x86-64 it walks stacks itself and opens nothing.
- * ------------------------------------------------------------------------------------------- */
-#if !defined(__x86_64__)
-static int (*real_pipe2)(int[2], int); /* libc's, found by the constructor */
-
-static void move_high(int* fd) {
-  struct rlimit rl;
-  rlim_t top = 4096;
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < top) top = rl.rlim_cur;
-  if (top <= 64) return;
-  int high = fcntl(*fd, F_DUPFD_CLOEXEC, (int)(top - 32));
-  if (high < 0) return; /* no room up there: leave it where it is */
-  close(*fd);
-  *fd = high;
-}
-
-MPROF_PUBLIC int pipe2(int fds[2], int flags) {
-  if (real_pipe2 == NULL) *(void**)&real_pipe2 = dlsym(RTLD_NEXT, "pipe2");
-  if (real_pipe2 == NULL) {
-    errno = ENOSYS;
-    return -1;
-  }
-  int r = real_pipe2(fds, flags);
-  if (r == 0 && mprof__thread.busy && (flags & O_CLOEXEC)) {
-    int saved = errno;
-    move_high(&fds[0]);
-    move_high(&fds[1]);
-    errno = saved;
-  }
-  return r;
-}
-#endif
-
-/* ---------------------------------------------------------------------------------------------
- * exit(): the final dump must finish before any thread ends the process (mprof__exit_wait).
- * ------------------------------------------------------------------------------------------- */
-static void (*real_exit)(int); /* libc's, found by the constructor */
-
-MPROF_PUBLIC _Noreturn void exit(int status) {
-  mprof__exit_wait();
-  if (real_exit == NULL) *(void**)&real_exit = dlsym(RTLD_NEXT, "exit");
-  if (real_exit == NULL) _exit(status);
-  real_exit(status);
-  __builtin_unreachable(); /* libc's exit does not return */
-}
-
-/* ---------------------------------------------------------------------------------------------
  * Start-up
  * ------------------------------------------------------------------------------------------- */
-typedef struct self_range_s {
-  uintptr_t base, lo, hi;
-} self_range_t;
-
-static int find_self(struct dl_phdr_info* info, size_t size, void* arg) {
-  (void)size;
-  self_range_t* r = arg;
-  if (info->dlpi_addr != r->base) return 0;
-  for (int i = 0; i < info->dlpi_phnum; i++) {
-    const ElfW(Phdr)* ph = &info->dlpi_phdr[i];
-    if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X)) continue;
-    r->lo = info->dlpi_addr + ph->p_vaddr;
-    r->hi = r->lo + ph->p_memsz;
-    return 1;
-  }
-  return 0;
-}
-
 /* The allocator's own figures for the reconciliation (mprof_hooks.h). mi_process_info reads
  * mimalloc's counters and getrusage(2); it does not allocate. On Linux mimalloc 2.0.9 reports
  * its committed bytes as the current RSS, and ru_maxrss as the peak. */
@@ -470,12 +397,8 @@ static int glue_alloc_stats(mprof_alloc_stats_t* out) {
 }
 
 __attribute__((constructor)) static void mprof_glue_init(void) {
-  self_range_t self = {0, 0, 0};
-  Dl_info info;
-  if (dladdr(&cb, &info) != 0) { /* any object of this library */
-    self.base = (uintptr_t)info.dli_fbase;
-    dl_iterate_phdr(find_self, &self);
-  }
+  uintptr_t lo, hi;
+  mprof__glue_start(&cb, &lo, &hi);
   static char name[32];
   snprintf(name, sizeof name, "mimalloc %d.%d.%d", MI_MALLOC_VERSION / 100,
            (MI_MALLOC_VERSION / 10) % 10, MI_MALLOC_VERSION % 10);
@@ -487,10 +410,6 @@ __attribute__((constructor)) static void mprof_glue_init(void) {
   mi_free(mi_malloc(16));
   mprof__leave();
   errno = saved;
-  *(void**)&real_exit = dlsym(RTLD_NEXT, "exit");
-#if !defined(__x86_64__)
-  *(void**)&real_pipe2 = dlsym(RTLD_NEXT, "pipe2");
-#endif
-  mprof_host_t host = {name, self.lo, self.hi, glue_alloc_stats};
+  mprof_host_t host = {name, lo, hi, glue_alloc_stats};
   cb = mprof__init(&host);
 }

@@ -50,6 +50,7 @@ foreach(fn ${MPROF_JEMALLOC_WRAPPED})
 endforeach()
 
 add_library(mprof_jemalloc SHARED ${PROJECT_SOURCE_DIR}/allocator-glue/jemalloc.c
+                                  ${PROJECT_SOURCE_DIR}/allocator-glue/glue.c
                                   $<TARGET_OBJECTS:mprof_core_obj>)
 add_library(mprof::mprof_jemalloc ALIAS mprof_jemalloc)
 add_dependencies(mprof_jemalloc jemalloc_src)
