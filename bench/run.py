@@ -263,6 +263,13 @@ class Suite:
             w.append(dict(name="python3-malloc", label="python3 PYTHONMALLOC=malloc", real=True,
                           cmd=[py, script, str(p["py_scale"])], empty=[py, "-c", "pass"],
                           env={"PYTHONMALLOC": "malloc"}))
+        if self.args.workloads:
+            names = self.args.workloads.split(",")
+            unknown = [n for n in names if n not in [x["name"] for x in w]]
+            if unknown:
+                sys.exit("bench: unknown or unavailable workload(s) %s (workloads: %s)"
+                         % (", ".join(unknown), ", ".join(x["name"] for x in w)))
+            w = [x for x in w if x["name"] in names]
         return w
 
     # -- 1. overhead by workload ------------------------------------------------------------------
@@ -834,6 +841,9 @@ def main():
     ap.add_argument("--mprof-lib", help="measure this libmprof.so instead of the built one")
     ap.add_argument("--only", help="run only these sections, comma-separated: " + ", ".join(Suite.SECTIONS) +
                     " (docs/BENCHMARKS.md is then not rewritten unless --docs yes)")
+    ap.add_argument("--workloads", help="section overhead: only these workloads, comma-separated "
+                    "(mt-small, st-small, large, realloc, deep-64, threads-64, sqlite3, python3, "
+                    "python3-malloc; docs/BENCHMARKS.md is then not rewritten unless --docs yes)")
     ap.add_argument("--docs", choices=("auto", "yes", "no"), default="auto",
                     help="write docs/BENCHMARKS.md and docs/bench/*.png (auto: full mode only)")
     args = ap.parse_args()
@@ -855,7 +865,8 @@ def main():
         json.dump(suite.data, f, indent=1)
     shutil.copyfile(path, os.path.join(suite.results, "latest-%s.json" % suite.mode))
     import report  # bench/report.py: tables, plots, docs
-    write_docs = args.docs == "yes" or (args.docs == "auto" and suite.mode == "full" and not args.only)
+    write_docs = args.docs == "yes" or (args.docs == "auto" and suite.mode == "full" and not args.only
+                                        and not args.workloads)
     report.write_all(suite.data, suite.results, REPO if write_docs else None)
     log("bench: results in %s (%.0f s)" % (path, suite.data["seconds"]))
     for p in suite.data["problems"]:
