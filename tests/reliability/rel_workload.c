@@ -466,7 +466,7 @@ int main(int argc, char** argv) {
     for (uintptr_t k = 0; k < THREADS_PER_WAVE; k++)
       pthread_create(&w[k], NULL, worker, (void*)(wave * THREADS_PER_WAVE + k + 1));
     pthread_barrier_wait(&wave_start); /* every worker runs until wave_end */
-    int tasks = rel_task_count();
+    int tasks = rel_task_count_settled(mine + THREADS_PER_WAVE);
     if (tasks != mine + THREADS_PER_WAVE)
       failure("%d threads in /proc/self/task during a wave, want %d", tasks,
               mine + THREADS_PER_WAVE);
@@ -485,7 +485,7 @@ int main(int argc, char** argv) {
     if (sigs_seen < 100) failure("the SIGPROF storm did not happen (%ld)", (long)sigs_seen);
   }
 
-  int tasks = rel_task_count();
+  int tasks = rel_task_count_settled(1);
   if (tasks != 1) failure("%d threads in /proc/self/task once every thread was joined", tasks);
 
   /* The survivors stay live through exit. */
