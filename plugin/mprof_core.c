@@ -8,6 +8,7 @@
  * raised, so anything it calls that allocates (glibc internals, libunwind's first use on a
  * thread) is served unsampled. */
 #include "mprof_core.h"
+#include "mprof_math.h"
 
 #include "mprof_bucket.h"
 #include "mprof_cycle.h"
@@ -27,7 +28,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -223,7 +223,7 @@ void mprof__sample_dropped(void) {
  * that an allocation of that size is sampled. */
 static double sample_weight(uint64_t size) {
   if (interval <= 1 || size == 0) return 1.0;
-  return 1.0 / -expm1(-(double)size / (double)interval);
+  return 1.0 / -mprof__expm1(-(double)size / (double)interval);
 }
 
 static void maybe_auto_work(uint64_t est_bytes, int64_t inuse_now) {
@@ -293,7 +293,7 @@ static uint64_t on_alloc_counted(mprof_sample_t* data, void* ptr, size_t size, s
     data->cycle = mprof__cycle_record_malloc(b, size, w);
     atomic_fetch_add_explicit(&st_samples, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&st_inuse_bytes, size, memory_order_relaxed);
-    int64_t est = (int64_t)llround(w * (double)size);
+    int64_t est = (int64_t)mprof__llround(w * (double)size);
     int64_t inuse_now = atomic_fetch_add_explicit(&inuse_est, est, memory_order_relaxed) + est;
     maybe_auto_work((uint64_t)est, inuse_now); /* its dumps' errno is undone below */
   }
@@ -320,7 +320,7 @@ static void sample_ends(const mprof_sample_t* data, bool cancel) {
     atomic_fetch_add_explicit(&st_frees, 1, memory_order_relaxed);
   }
   atomic_fetch_sub_explicit(&st_inuse_bytes, data->size, memory_order_relaxed);
-  atomic_fetch_sub_explicit(&inuse_est, (int64_t)llround(data->weight * (double)data->size),
+  atomic_fetch_sub_explicit(&inuse_est, (int64_t)mprof__llround(data->weight * (double)data->size),
                             memory_order_relaxed);
   t->busy--;
   errno = saved_errno;

@@ -1,11 +1,11 @@
 /* jemalloc heap_v2 text output (see mprof_jeprof.h). */
 #include "mprof_jeprof.h"
+#include "mprof_math.h"
 
 #include "mprof_meta.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -65,8 +65,9 @@ void mprof__jeprof_pair(int64_t objs, int64_t bytes, uint64_t period, int64_t* o
   double R = period > 0 ? (double)period : 1.0;
   double O = (double)objs, B = (double)bytes;
   double avg = B / O;
-  double p = -expm1(-avg / R); /* probability that an object of the average size is sampled */
-  double n = llround(O * p) > 0 ? (double)llround(O * p) : 1.0;
+  double p =
+      -mprof__expm1(-avg / R); /* probability that an object of the average size is sampled */
+  double n = mprof__llround(O * p) > 0 ? (double)mprof__llround(O * p) : 1.0;
   /* Bytes: the x with x / (1 - exp(-(x/n)/R)) = B, i.e. the root of f(x) = x - B*q(x) with
    * q(x) = 1 - exp(-x/K), K = n*R. f is convex with f(0) = 0; it has a positive root when
    * f'(0) = 1 - B/K < 0. Newton's method from x = B (right of the root) converges to it
@@ -76,7 +77,7 @@ void mprof__jeprof_pair(int64_t objs, int64_t bytes, uint64_t period, int64_t* o
     if (B > K * (1.0 + 1e-12)) break;
     if (n <= 1.0) { /* no exact solution: the plain figures (jeprof overestimates slightly) */
       *out_objs = (int64_t)n;
-      *out_bytes = llround(avg * n) > 0 ? llround(avg * n) : 1;
+      *out_bytes = mprof__llround(avg * n) > 0 ? mprof__llround(avg * n) : 1;
       return;
     }
     n -= 1.0;
@@ -84,10 +85,10 @@ void mprof__jeprof_pair(int64_t objs, int64_t bytes, uint64_t period, int64_t* o
   double K = n * R;
   double x = B;
   for (int i = 0; i < 100; i++) {
-    double q = -expm1(-x / K);
+    double q = -mprof__expm1(-x / K);
     double f = x - B * q;
-    if (fabs(f) < 1e-6 * (x > 1.0 ? x : 1.0)) break;
-    double d = 1.0 - B * exp(-x / K) / K;
+    if (mprof__fabs(f) < 1e-6 * (x > 1.0 ? x : 1.0)) break;
+    double d = 1.0 - B * mprof__exp(-x / K) / K;
     if (d <= 0.0) break;
     double next = x - f / d;
     if (!(next > 0.0) || next >= x) break;
@@ -98,11 +99,14 @@ void mprof__jeprof_pair(int64_t objs, int64_t bytes, uint64_t period, int64_t* o
    * keep the one whose unbiased figures come closer to B and O together (O is itself rounded to
    * an integer, so half an object is free): with objects of several sizes the root can sit where
    * jeprof's correction is flat, and match bytes only by getting objects far wrong. */
-  int64_t s1 = llround(x) > 0 ? llround(x) : 1;
-  int64_t s0 = llround(n * avg) > 0 ? llround(n * avg) : 1;
-  double f1 = 1.0 / -expm1(-((double)s1 / n) / R), f0 = 1.0 / -expm1(-((double)s0 / n) / R);
-  double e1 = fabs((double)s1 * f1 - B) / B + fmax(0.0, fabs(n * f1 - O) - 0.5) / O;
-  double e0 = fabs((double)s0 * f0 - B) / B + fmax(0.0, fabs(n * f0 - O) - 0.5) / O;
+  int64_t s1 = mprof__llround(x) > 0 ? mprof__llround(x) : 1;
+  int64_t s0 = mprof__llround(n * avg) > 0 ? mprof__llround(n * avg) : 1;
+  double f1 = 1.0 / -mprof__expm1(-((double)s1 / n) / R),
+         f0 = 1.0 / -mprof__expm1(-((double)s0 / n) / R);
+  double e1 =
+      mprof__fabs((double)s1 * f1 - B) / B + mprof__fmax(0.0, mprof__fabs(n * f1 - O) - 0.5) / O;
+  double e0 =
+      mprof__fabs((double)s0 * f0 - B) / B + mprof__fmax(0.0, mprof__fabs(n * f0 - O) - 0.5) / O;
   *out_objs = (int64_t)n;
   *out_bytes = e0 <= e1 ? s0 : s1;
 }

@@ -1,5 +1,6 @@
 /* Heap snapshots (see mprof_snap.h). */
 #include "mprof_snap.h"
+#include "mprof_math.h"
 
 #include "mprof_blockmap.h"
 #include "mprof_bucket.h"
@@ -8,7 +9,6 @@
 #include "mprof_tlabel.h"
 
 #include <errno.h>
-#include <math.h>
 #include <string.h>
 
 #define NCLASSES 65 /* age 0, then [2^k, 2^(k+1)) for k = 0..63 */
@@ -50,7 +50,7 @@ static int64_t class_edge(unsigned k) {
 }
 
 static int64_t round_pos(double x) {
-  return x <= 0.5 ? 0 : (int64_t)llround(x);
+  return x <= 0.5 ? 0 : (int64_t)mprof__llround(x);
 }
 
 /* Runs under a block-map shard lock. A block counted in the copy (c + 2 <= A) has a bucket that

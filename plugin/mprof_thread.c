@@ -7,6 +7,7 @@
  * nothing of its own. Elsewhere libunwind's unw_backtrace is used; the buffer then also holds
  * MPROF_SELF_FRAMES_MAX frames for the profiler's own frames, which are dropped afterwards. */
 #include "mprof_thread.h"
+#include "mprof_math.h"
 
 #include "mprof_meta.h"
 
@@ -16,7 +17,6 @@
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 #endif
-#include <math.h>
 #include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
@@ -59,7 +59,7 @@ uint64_t mprof__thread_next_interval(mprof_thread_t* t, uint64_t mean) {
   if (mean <= 1) return 0;
   /* u uniform in (0, 1]: 53 random bits, never 0 so that log(u) is finite. */
   double u = (double)((next_random(t) >> 11) + 1) * (1.0 / 9007199254740992.0);
-  double x = -log(u) * (double)mean;
+  double x = -mprof__log(u) * (double)mean;
   if (x >= 1.8e19) return UINT64_MAX - 1;
   return (uint64_t)x;
 }
