@@ -42,16 +42,12 @@
 #include "mprof_hooks.h"
 #include "mprof_thread.h"
 
-#include <dlfcn.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <link.h>
-#include <stdatomic.h>
 #include <malloc.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #define MPROF_PUBLIC __attribute__((visibility("default")))

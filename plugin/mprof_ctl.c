@@ -110,9 +110,10 @@ static int ctl_prof_mutex_fraction(void* oldp, size_t* oldlenp, void* newp, size
   return read_out(oldp, oldlenp, &old, sizeof old);
 }
 
-static int ctl_prof_mutex_app(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
-  if (!mprof__opts.prof) return ENOENT;
-  bool old = mprof__mutex_app();
+/* A boolean control that reads `old` and, on a write of a valid value, calls set. Checks every
+ * argument before acting: a wrong *oldlenp on a write changes nothing. */
+static int bool_rw(void* oldp, size_t* oldlenp, void* newp, size_t newlen, bool old,
+                   void (*set)(bool)) {
   if (newp != NULL || newlen != 0) {
     if (newp == NULL || newlen != sizeof(bool)) return EINVAL;
     unsigned char v;
@@ -120,24 +121,19 @@ static int ctl_prof_mutex_app(void* oldp, size_t* oldlenp, void* newp, size_t ne
     if (v > 1) return EINVAL;
     if (wants_read(oldp, oldlenp) && *oldlenp != sizeof(bool))
       return read_out(oldp, oldlenp, &old, sizeof old); /* EINVAL; the write is not done */
-    mprof__mutex_set_app(v != 0);
+    set(v != 0);
   }
   return read_out(oldp, oldlenp, &old, sizeof old);
 }
 
+static int ctl_prof_mutex_app(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
+  if (!mprof__opts.prof) return ENOENT;
+  return bool_rw(oldp, oldlenp, newp, newlen, mprof__mutex_app(), mprof__mutex_set_app);
+}
+
 static int ctl_prof_active(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
   if (!mprof__opts.prof) return ENOENT;
-  bool old = mprof__active_get();
-  if (newp != NULL || newlen != 0) {
-    if (newp == NULL || newlen != sizeof(bool)) return EINVAL;
-    unsigned char v;
-    memcpy(&v, newp, 1);
-    if (v > 1) return EINVAL;
-    if (wants_read(oldp, oldlenp) && *oldlenp != sizeof(bool))
-      return read_out(oldp, oldlenp, &old, sizeof old); /* EINVAL; the write is not done */
-    mprof__active_set(v != 0);
-  }
-  return read_out(oldp, oldlenp, &old, sizeof old);
+  return bool_rw(oldp, oldlenp, newp, newlen, mprof__active_get(), mprof__active_set);
 }
 
 static int ctl_prof_lg_sample(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {

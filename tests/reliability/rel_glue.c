@@ -103,6 +103,35 @@ static void test_the_profiler_starts_no_thread(void** state) {
   assert_int_equal(rel_task_count_settled(1), 1);
 }
 
+/* mimalloc's own aligned API, called directly: its fallback reports the over-allocation and
+ * then the aligned block, and the glue must count each allocation once, at its own size. */
+static void test_mi_malloc_aligned_counts_each_block_once_at_its_size(void** state) {
+  (void)state;
+  void* (*mi_aligned)(size_t, size_t);
+  void (*mi_free_fn)(void*);
+  *(void**)&mi_aligned = dlsym(RTLD_DEFAULT, "mi_malloc_aligned");
+  *(void**)&mi_free_fn = dlsym(RTLD_DEFAULT, "mi_free");
+  assert_non_null(mi_aligned);
+  assert_non_null(mi_free_fn);
+  uint64_t s0 = stat_u64("stats.samples"), b0 = stat_u64("stats.sampled_bytes_in_use");
+  void* p[200];
+  for (int i = 0; i < 200; i++) {
+    size_t align = (size_t)64 << (i % 8); /* 64 B .. 8 KiB: mimalloc's over-allocating path */
+    p[i] = mi_aligned(100 + (size_t)i, align);
+    assert_non_null(p[i]);
+    assert_int_equal((uintptr_t)p[i] % align, 0);
+  }
+  uint64_t want = 0;
+  for (int i = 0; i < 200; i++)
+    want += 100 + (uint64_t)i;
+  assert_int_equal(stat_u64("stats.samples") - s0, 200);
+  assert_int_equal(stat_u64("stats.sampled_bytes_in_use") - b0, want);
+  for (int i = 0; i < 200; i++)
+    mi_free_fn(p[i]);
+  assert_int_equal(stat_u64("stats.sampled_bytes_in_use"), b0);
+  assert_int_equal(stat_u64("stats.dropped_samples"), 0);
+}
+
 static char* blocks[1000];
 
 static void* shrink_all(void* arg) {
@@ -227,6 +256,7 @@ int main(int argc, char** argv) {
       cmocka_unit_test(test_cxx_new_in_a_dlopened_library_is_sampled_and_its_delete_counted),
       cmocka_unit_test(test_libc_memalign_blocks_can_be_freed),
       cmocka_unit_test(test_the_profiler_starts_no_thread),
+      cmocka_unit_test(test_mi_malloc_aligned_counts_each_block_once_at_its_size),
       cmocka_unit_test(test_in_place_realloc_of_another_threads_block_is_sampled_and_counted),
       cmocka_unit_test(test_no_large_address_space_reservation),
   };
