@@ -38,7 +38,7 @@ MPROF_PUBLIC _Noreturn void exit(int status) {
  * min(RLIMIT_NOFILE, 4096)), where programs rarely have files, close-on-exec as it was asked.
  * Only where the core uses libunwind: on x86-64 it walks stacks itself and opens nothing.
  * ------------------------------------------------------------------------------------------- */
-#if !defined(__x86_64__)
+#if !defined(MPROF_OWN_UNWIND)
 static int (*libc_pipe2)(int[2], int); /* found by mprof__glue_start */
 
 static void move_high(int* fd) {
@@ -92,7 +92,7 @@ static int find_self(struct dl_phdr_info* info, size_t size, void* arg) {
 
 void mprof__glue_start(const void* inside, uintptr_t* lo, uintptr_t* hi) {
   *(void**)&libc_exit = dlsym(RTLD_NEXT, "exit");
-#if !defined(__x86_64__)
+#if !defined(MPROF_OWN_UNWIND)
   *(void**)&libc_pipe2 = dlsym(RTLD_NEXT, "pipe2");
 #endif
   self_range_t self = {0, 0, 0};

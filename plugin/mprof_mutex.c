@@ -184,7 +184,7 @@ bool mprof__mutex_prepare(mprof_mtx_thread_t* t, unsigned taking) {
   if (mprof__lock_depth != taking || t->recording != 0) return false;
     /* The stack and the lock's frame; off x86-64 also room for the profiler's own frames, which
    * libunwind returns and the capture drops afterwards (the x86-64 walker drops them as it goes). */
-#if defined(__x86_64__)
+#if defined(MPROF_OWN_UNWIND)
   unsigned cap = mprof__opts.prof_stack_depth + 1;
 #else
   unsigned cap = mprof__opts.prof_stack_depth + 1 + MPROF_SELF_FRAMES_MAX;

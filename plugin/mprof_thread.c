@@ -11,7 +11,7 @@
 
 #include "mprof_meta.h"
 
-#if defined(__x86_64__)
+#if defined(MPROF_OWN_UNWIND)
 #include "mprof_unwind.h"
 #else
 #define UNW_LOCAL_ONLY
@@ -65,7 +65,7 @@ uint64_t mprof__thread_next_interval(mprof_thread_t* t, uint64_t mean) {
 }
 
 uint32_t mprof__thread_capture(mprof_thread_t* t, unsigned depth, unsigned skip) {
-#if defined(__x86_64__)
+#if defined(MPROF_OWN_UNWIND)
   unsigned want = depth;
 #else
   unsigned want = depth + skip + MPROF_SELF_FRAMES_MAX;
@@ -80,7 +80,7 @@ uint32_t mprof__thread_capture(mprof_thread_t* t, unsigned depth, unsigned skip)
 }
 
 uint32_t mprof__thread_capture_into(uintptr_t* buf, unsigned cap, unsigned depth, unsigned skip) {
-#if defined(__x86_64__)
+#if defined(MPROF_OWN_UNWIND)
   /* The walker drops the profiler's frames and `skip` as it goes: cap >= depth is enough. */
   return mprof__unwind(buf, depth < cap ? depth : cap, self_lo, self_hi, skip);
 #else

@@ -15,13 +15,15 @@
  * key's rule, and no one waits. */
 #include "mprof_unwind.h"
 
-/* Built everywhere (the core is every .c file of plugin/), used on x86-64 only (mprof_thread.c). */
-#if defined(__x86_64__)
+/* Built everywhere (the core is every .c file of plugin/), used where CMake found glibc's
+ * _dl_find_object on x86-64 (MPROF_OWN_UNWIND; elsewhere mprof_thread.c uses libunwind). */
+#if defined(MPROF_OWN_UNWIND) && defined(__x86_64__)
 
 #include "mprof_meta.h"
 
 #include <dlfcn.h>
 #include <link.h>
+#include <stdint.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -509,8 +511,7 @@ typedef struct entry_s {
 } entry_t;
 
 static _Atomic(entry_t*) cache;     /* MPROF_UNWIND_CACHE entries, mapped on the first walk */
-static _Atomic uint64_t generation; /* bumped when an object was unloaded */
-static _Atomic uint64_t subs_seen;  /* dlpi_subs when the generation was last set */
+static _Atomic uint64_t generation; /* bumped after every dlclose (see dlclose below) */
 static _Atomic uint64_t n_misses;   /* rules computed (a statistic for tests) */
 
 static entry_t* get_cache(void) {
@@ -526,20 +527,38 @@ static entry_t* get_cache(void) {
   return mine;
 }
 
-static int read_subs(struct dl_phdr_info* info, size_t size, void* arg) {
-  if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs)
-    *(uint64_t*)arg = info->dlpi_subs;
-  return 1; /* the first object is enough: the counters are global */
+/* The cache generation: one atomic load, no lock (the loader's lock, which dl_iterate_phdr takes,
+ * may be held by a thread that a fork() left behind or by the code a signal handler interrupted).
+ * Its low 16 bits go into every key. */
+static uint64_t current_generation(void) {
+  return atomic_load_explicit(&generation, memory_order_acquire) & 0xffff;
 }
 
-/* The cache generation, bumped if an object has been unloaded since it was last set. */
-static uint64_t current_generation(void) {
-  uint64_t subs = 0;
-  dl_iterate_phdr(read_subs, &subs);
-  uint64_t seen = atomic_load_explicit(&subs_seen, memory_order_acquire);
-  if (seen != subs && atomic_compare_exchange_strong(&subs_seen, &seen, subs))
-    atomic_fetch_add(&generation, 1);
-  return atomic_load_explicit(&generation, memory_order_acquire) & 0xffff;
+typedef int (*dlclose_fn)(void*);
+static _Atomic(dlclose_fn) real_dlclose;
+
+/* The program's dlclose, interposed so that the cache never serves a rule of unloaded code: the
+ * generation is bumped after glibc's dlclose has returned, i.e. after any object it unloaded is
+ * unmapped. A walk that read the old generation before the bump may still store a rule computed
+ * from the old object under the old generation, but no walk that starts afterwards looks it up;
+ * a walk that reads the new generation ran _dl_find_object after the unmapping, so whatever it
+ * stores describes the objects loaded now. (Bumping before the unload would let a walk cache a
+ * rule of the dying object under the new generation.) Unloads that bypass the exported dlclose
+ * (glibc-internal ones, a dlopen failing half-way) are not seen; a stale rule can then only give
+ * a wrong or short stack, since every stack read is checked against the thread's stack bounds.
+ * glibc's dlclose is found on first use with dlsym(RTLD_NEXT), which allocates nothing when the
+ * symbol exists. The dlclose never touches errno beyond what glibc's does. */
+__attribute__((visibility("default"))) int dlclose(void* handle) {
+  dlclose_fn f = atomic_load_explicit(&real_dlclose, memory_order_acquire);
+  if (f == NULL) {
+    void* sym = dlsym(RTLD_NEXT, "dlclose");
+    if (sym == NULL) return -1;
+    memcpy(&f, &sym, sizeof f);
+    atomic_store_explicit(&real_dlclose, f, memory_order_release);
+  }
+  int rc = f(handle);
+  atomic_fetch_add_explicit(&generation, 1, memory_order_acq_rel);
+  return rc;
 }
 
 /* The cache is 2-way set associative: an address may sit in either entry of its set (the two

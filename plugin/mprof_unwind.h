@@ -11,8 +11,10 @@
  * same as any other once the process has seen its addresses, a new address costs one table
  * search, and nothing is allocated, mapped or opened per thread.
  *
- * The cache is emptied whenever an object has been unloaded (dl_iterate_phdr's dlpi_subs counter,
- * read once per walk), so a rule never outlives the code it describes.
+ * The cache is emptied whenever the program has called dlclose (the core interposes dlclose and
+ * bumps a generation counter after glibc's returns; a walk reads the counter with one atomic
+ * load), so a rule never outlives the code it describes. The walk takes no lock: not the
+ * loader's (no dl_iterate_phdr), none of the profiler's.
  *
  * The walk stops, keeping the frames found so far, at the outermost frame (return address marked
  * undefined, as glibc marks _start and a new thread's start), at code without call-frame
