@@ -17,7 +17,10 @@
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 #endif
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -103,4 +106,101 @@ void mprof__thread_release(mprof_thread_t* t) {
   if (t->stack != NULL) mprof__meta_free(t->stack, t->stack_cap * sizeof(uintptr_t));
   t->stack = NULL;
   t->stack_cap = 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Stack bounds
+ * ------------------------------------------------------------------------------------------- */
+
+/* The mapping of /proc/self/maps that contains sp, and the end of the mapping below it. Parsed
+ * as it is read (the fields wanted are the two hex addresses that start each line), so neither
+ * stdio nor memory is needed. */
+static bool find_mapping(uintptr_t sp, uintptr_t* start, uintptr_t* end, uintptr_t* below) {
+  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[1024];
+  uintptr_t a = 0, b = 0, prev_end = 0;
+  int field = 0; /* 0: start, 1: end, 2: the rest of the line */
+  bool found = false;
+  ssize_t n;
+  while (!found && (n = read(fd, buf, sizeof buf)) > 0) {
+    for (ssize_t i = 0; i < n && !found; i++) {
+      char c = buf[i];
+      if (c == '\n') {
+        if (field == 2) {
+          if (a <= sp && sp < b) {
+            *start = a;
+            *end = b;
+            *below = prev_end;
+            found = true;
+          } else if (b <= sp) {
+            prev_end = b;
+          }
+        }
+        a = b = 0;
+        field = 0;
+      } else if (field < 2) {
+        unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0')
+                     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
+                                            : 16u;
+        if (d < 16) {
+          if (field == 0)
+            a = a << 4 | d;
+          else
+            b = b << 4 | d;
+        } else {
+          field = field == 0 && c == '-' ? 1 : 2;
+        }
+      }
+    }
+  }
+  close(fd);
+  return found;
+}
+
+static bool initial_thread_bounds(uintptr_t sp, uintptr_t* lo, uintptr_t* hi) {
+  uintptr_t start, end, below;
+  if (!find_mapping(sp, &start, &end, &below)) return false;
+  /* The stack grows down to RLIMIT_STACK below its top, and never into the mapping below. */
+  uintptr_t low = below;
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_STACK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < end &&
+      end - rl.rlim_cur > low)
+    low = end - (uintptr_t)rl.rlim_cur;
+  if (low > start) low = start;
+  *lo = low;
+  *hi = end;
+  return true;
+}
+
+static bool other_thread_bounds(uintptr_t* lo, uintptr_t* hi) {
+  pthread_attr_t attr;
+  mprof__thread.busy++; /* glibc allocates the CPU set of the attributes: not sampled */
+  bool ok = pthread_getattr_np(pthread_self(), &attr) == 0;
+  if (ok) {
+    void* addr;
+    size_t size;
+    ok = pthread_attr_getstack(&attr, &addr, &size) == 0 && addr != NULL && size > 0;
+    if (ok) {
+      *lo = (uintptr_t)addr;
+      *hi = (uintptr_t)addr + size;
+    }
+    pthread_attr_destroy(&attr);
+  }
+  mprof__thread.busy--;
+  return ok;
+}
+
+void mprof__thread_stack_bounds(uintptr_t* lo, uintptr_t* hi) {
+  mprof_thread_t* t = &mprof__thread;
+  if (t->stack_hi == 0) {
+    uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+    uintptr_t l = 1, h = 1;
+    bool ok = gettid() == getpid() ? initial_thread_bounds(sp, &l, &h) : other_thread_bounds(&l, &h);
+    if (!ok || sp < l || sp >= h) l = h = 1; /* not found, or not where this thread runs */
+    t->stack_lo = l;
+    t->stack_hi = h & ~(uintptr_t)7;
+  }
+  *lo = t->stack_lo;
+  *hi = t->stack_hi;
 }

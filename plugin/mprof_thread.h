@@ -25,6 +25,8 @@ typedef struct mprof_thread_s {
   uint64_t rng;       /* xorshift64* state for the interval draws */
   uintptr_t* stack;   /* stack_cap return addresses, profiler memory; NULL until first sample */
   uint32_t stack_cap; /* entries in stack */
+  uintptr_t stack_lo; /* the thread's stack, [stack_lo, stack_hi): 0, 0 until the first walk; */
+  uintptr_t stack_hi; /* 1, 1 when it could not be found (see mprof__thread_stack_bounds) */
 } mprof_thread_t;
 
 enum {
@@ -78,6 +80,14 @@ uint32_t mprof__thread_capture_into(uintptr_t* buf, unsigned cap, unsigned depth
 
 /* Most leading frames of the profiler's own that a capture drops (room kept for them). */
 #define MPROF_SELF_FRAMES_MAX 16
+
+/* The calling thread's stack, [*lo, *hi), found on its first call and cached in mprof__thread:
+ * for the process's initial thread (and a fork child's only thread) the mapping that holds the
+ * stack pointer in /proc/self/maps (open and read, no stdio), extended downwards as far as the
+ * stack may grow (RLIMIT_STACK, never past the mapping below); for other threads
+ * pthread_getattr_np, with the re-entry guard raised (glibc allocates the CPU set there). Both are
+ * computed once per thread and the walk reads them only; *lo == *hi when nothing was found. */
+void mprof__thread_stack_bounds(uintptr_t* lo, uintptr_t* hi);
 
 /* Leading frames with an address in [lo, hi) are the profiler's own and are dropped. */
 void mprof__thread_set_self_range(uintptr_t lo, uintptr_t hi);

@@ -20,6 +20,8 @@
 #if defined(MPROF_OWN_UNWIND) && defined(__x86_64__)
 
 #include "mprof_meta.h"
+#include "mprof_mutex.h"
+#include "mprof_thread.h"
 
 #include <dlfcn.h>
 #include <link.h>
@@ -28,13 +30,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 /* DWARF register numbers of the x86-64 psABI. */
 #define REG_RBP 6
 #define REG_RSP 7
 
 /* Kinds of a packed rule. */
-enum { RULE_NONE = 0, RULE_STEP = 1, RULE_LAST = 2, RULE_STOP = 3 };
+enum { RULE_NONE = 0, RULE_STEP = 1, RULE_LAST = 2, RULE_STOP = 3, RULE_FP = 4 };
 /* Where the caller's rbp is. */
 enum { FP_SAME = 0, FP_AT_CFA = 1, FP_AT_FP = 2, FP_UNKNOWN = 3 };
 
@@ -427,11 +432,21 @@ static int32_t table_word(const uint8_t* table, uint64_t i) {
   return v;
 }
 
+/* The rule for code that no call-frame information covers (JIT code, hand-written assembly):
+ * the frame-pointer chain, as `push %rbp; mov %rsp, %rbp` leaves it. The CFA is rbp + 16, the
+ * return address below it and the caller's rbp at rbp. Where the code keeps no frame pointer
+ * this reads wrong words, which the walk's bounds checks contain. */
+static rule_t fp_rule(void) {
+  rule_t r = {.kind = RULE_FP, .cfa_fp = true, .cfa_off = 16, .ra_slots = -1,
+              .fp_how = FP_AT_CFA, .fp_off = -16};
+  return r;
+}
+
 /* The rule for `pc` from the call-frame information of its object. */
 static rule_t compute_rule(uintptr_t pc) {
   rule_t out = {.kind = RULE_STOP};
   struct dl_find_object dlfo;
-  if (_dl_find_object((void*)pc, &dlfo) != 0 || dlfo.dlfo_eh_frame == NULL) return out;
+  if (_dl_find_object((void*)pc, &dlfo) != 0 || dlfo.dlfo_eh_frame == NULL) return fp_rule();
   const uint8_t* hdr = dlfo.dlfo_eh_frame;
   /* .eh_frame_hdr: version 1, then the encodings of eh_frame_ptr, fde_count and the table. */
   if (hdr[0] != 1 || hdr[3] != 0x3b) return out; /* a table of datarel sdata4 pairs */
@@ -449,7 +464,7 @@ static rule_t compute_rule(uintptr_t pc) {
     else
       hi = mid;
   }
-  if ((uintptr_t)hdr + (intptr_t)table_word(table, 2 * lo) > pc) return out;
+  if ((uintptr_t)hdr + (intptr_t)table_word(table, 2 * lo) > pc) return fp_rule();
   const uint8_t* fde = hdr + table_word(table, 2 * lo + 1);
   uint32_t len, cie_off;
   memcpy(&len, fde, 4);
@@ -461,7 +476,8 @@ static rule_t compute_rule(uintptr_t pc) {
   reader_t f = {fde + 8, fde + 4 + len, false};
   uintptr_t start = rd_enc(&f, c.fde_enc, (uintptr_t)hdr, true);
   uintptr_t range = rd_enc(&f, c.fde_enc & 0x0f, 0, false);
-  if (f.bad || pc < start || pc - start >= range) return out;
+  if (f.bad) return out;
+  if (pc < start || pc - start >= range) return fp_rule(); /* between two functions' FDEs */
   /* Augmentation data of the FDE (the LSDA pointer): skipped by its length. */
   if (c.has_aug) {
     uint64_t alen = rd_uleb(&f);
@@ -614,10 +630,60 @@ static rule_t lookup(entry_t* c, uintptr_t pc, uint64_t gen) {
  * The walk
  * ------------------------------------------------------------------------------------------- */
 
-/* A word of the calling thread's stack. Sanitizers would see frames of other functions. */
-__attribute__((no_sanitize_address, no_sanitize_thread)) static uintptr_t
-stack_word(uintptr_t addr) {
-  return *(const volatile uintptr_t*)addr;
+/* The words the walk may read: [lo, hi) of the calling thread's stack. On the thread's own stack
+ * lo is the walk's starting stack pointer and hi the stack's top: everything between is the
+ * thread's live frames, mapped and readable. Off it (a signal handler on an alternate stack, a
+ * coroutine's stack), the readable range is found as the walk goes, one page at a time, by
+ * copying a byte of each new page with process_vm_readv on the own process (which fails with
+ * EFAULT instead of faulting); where that call is refused (seccomp), the walk ends there. */
+typedef struct span_s {
+  uintptr_t lo, hi;
+  bool probe; /* hi may be raised page by page (off the thread's stack) */
+} span_t;
+
+#define SPAN_PAGE ((uintptr_t)4096)
+#define SPAN_PROBE_MAX 16 /* pages one read may add: a bigger frame off the stack ends the walk */
+
+static bool page_readable(uintptr_t page) {
+  char byte;
+  struct iovec local = {&byte, 1}, remote = {(void*)page, 1};
+  return syscall(SYS_process_vm_readv, (long)getpid(), &local, 1L, &remote, 1L, 0L) == 1;
+}
+
+static bool span_extend(span_t* s, uintptr_t end) {
+  for (unsigned i = 0; s->hi < end; i++) {
+    if (i == SPAN_PROBE_MAX || s->hi > UINTPTR_MAX - SPAN_PAGE || !page_readable(s->hi)) {
+      s->probe = false;
+      return false;
+    }
+    s->hi += SPAN_PAGE;
+  }
+  return true;
+}
+
+/* A word of the stack at addr, if it lies in the span (8-aligned: no valid frame holds a return
+ * address, frame pointer or CFA at another alignment, and then a word never straddles hi).
+ * Sanitizers would see frames of other functions. */
+__attribute__((no_sanitize_address, no_sanitize_thread)) static inline bool
+stack_word(span_t* s, uintptr_t addr, uintptr_t* out) {
+  if ((addr & 7) != 0 || addr < s->lo) return false;
+  if (addr >= s->hi && !(s->probe && addr < UINTPTR_MAX - 8 && span_extend(s, addr + 8)))
+    return false;
+  *out = *(const volatile uintptr_t*)addr;
+  return true;
+}
+
+/* The pseudo return address that marks a stack cut short by a frame the walk could not read (see
+ * mprof_mutex.h for pseudo addresses; registered on first use, lock-free). 0 when the registry
+ * is full: the stack then ends unmarked. */
+static uintptr_t bad_frame_pc(void) {
+  static _Atomic uintptr_t pc;
+  uintptr_t v = atomic_load_explicit(&pc, memory_order_relaxed);
+  if (v == 0) {
+    v = mprof__mutex_name_pc(MPROF_UNWIND_BAD_FRAME);
+    atomic_store_explicit(&pc, v, memory_order_relaxed);
+  }
+  return v;
 }
 
 #define WALK_MAX 4096 /* frames, whatever the depth asked for */
@@ -629,31 +695,43 @@ __attribute__((noinline)) unsigned mprof__unwind(uintptr_t* pcs, unsigned max, u
                    "movq %%rsp, %1\n\t"
                    "movq %%rbp, %2"
                    : "=r"(pc), "=r"(sp), "=r"(fp));
+  uintptr_t lo, hi;
+  mprof__thread_stack_bounds(&lo, &hi);
+  span_t s = {sp, hi, false};
+  if (sp < lo || sp >= hi) { /* not on the thread's stack: probe as the walk goes */
+    s.hi = (sp & ~(SPAN_PAGE - 1)) + SPAN_PAGE;
+    s.probe = true;
+  }
   entry_t* c = get_cache();
   uint64_t gen = current_generation();
   unsigned n = 0;
-  bool dropping = true;
+  bool dropping = true, bad = false;
   for (unsigned frame = 0; frame < WALK_MAX && n < max; frame++) {
     /* A return address points after its call, which may be the end of the function (noreturn
      * calls): look up the call instruction itself. The first pc is this function's own. */
     rule_t r = lookup(c, frame == 0 ? pc : pc - 1, gen);
-    if (r.kind != RULE_STEP) break;
-    uintptr_t cfa = (r.cfa_fp ? fp : sp) + (uintptr_t)(intptr_t)r.cfa_off;
-    if (r.cfa_deref) {
-      if (fp == 0) break;
-      cfa = stack_word(cfa);
+    if (r.kind == RULE_FP) {
+      if (fp == 0) break; /* no CFI and no frame pointer: the chain ends (as at _start) */
+    } else if (r.kind != RULE_STEP) {
+      break; /* the outermost frame, or one the walk does not model */
     }
-    if (cfa <= sp || cfa - sp > ((uintptr_t)1 << 30)) break; /* must move up the same stack */
-    uintptr_t ra = stack_word(cfa + 8 * (intptr_t)r.ra_slots);
-    if (r.fp_how == FP_AT_CFA)
-      fp = stack_word(cfa + (intptr_t)r.fp_off);
-    else if (r.fp_how == FP_AT_FP)
-      fp = fp != 0 ? stack_word(fp + (intptr_t)r.fp_off) : 0;
-    else if (r.fp_how == FP_UNKNOWN)
+    uintptr_t cfa = (r.cfa_fp ? fp : sp) + (uintptr_t)(intptr_t)r.cfa_off;
+    uintptr_t ra;
+    if ((r.cfa_deref && !stack_word(&s, cfa, &cfa)) || cfa <= sp ||
+        !stack_word(&s, cfa + 8 * (intptr_t)r.ra_slots, &ra)) {
+      bad = true; /* the CFA must move up the stack, the return address be on it */
+      break;
+    }
+    if (r.fp_how == FP_AT_CFA) {
+      if (!stack_word(&s, cfa + (intptr_t)r.fp_off, &fp)) fp = 0;
+    } else if (r.fp_how == FP_AT_FP) {
+      if (!stack_word(&s, fp + (intptr_t)r.fp_off, &fp)) fp = 0;
+    } else if (r.fp_how == FP_UNKNOWN) {
       fp = 0;
+    }
     sp = cfa;
     pc = ra;
-    if (pc < 4096) break;
+    if (pc < 4096) break; /* a thread's first frame: nothing returns to page zero */
     if (dropping && pc >= drop_lo && pc < drop_hi) continue;
     dropping = false;
     if (skip > 0) {
@@ -661,6 +739,10 @@ __attribute__((noinline)) unsigned mprof__unwind(uintptr_t* pcs, unsigned max, u
       continue;
     }
     pcs[n++] = pc;
+  }
+  if (bad && n < max) {
+    uintptr_t mark = bad_frame_pc();
+    if (mark != 0) pcs[n++] = mark;
   }
   return n;
 }

@@ -28,6 +28,9 @@
 
 #define MPROF_UNWIND_CACHE 1024 /* cached rules (a power of two: 512 sets of 2) */
 
+/* The name of the frame that ends a stack the walk cut short at a frame it could not read. */
+#define MPROF_UNWIND_BAD_FRAME "mprof_stack_walk_stopped_bad_frame"
+
 /* Walks the calling thread's stack from the caller of this function upwards. Return addresses
  * that lie in [drop_lo, drop_hi) before the first one outside it are dropped (the profiler's own
  * frames), then `skip` more; the next ones, at most `max`, are stored leaf first in pcs. Returns

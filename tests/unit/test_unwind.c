@@ -16,7 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mprof_mutex.h"
+#include "mprof_thread.h"
 #include "mprof_unwind.h"
+
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
 
 #define MAXF 256
 
@@ -282,6 +288,188 @@ static void test_walks_stay_right_while_the_cache_is_emptied_and_refilled(void**
   assert_true(mprof__unwind_misses() >= m0 + 30); /* the cache was emptied each time */
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Stack bounds, bad frames, code without call-frame information
+ * ------------------------------------------------------------------------------------------- */
+static uintptr_t bounds_lo, bounds_hi, bounds_here;
+
+static void* thread_bounds(void* arg) {
+  (void)arg;
+  mprof__thread_stack_bounds(&bounds_lo, &bounds_hi);
+  bounds_here = (uintptr_t)__builtin_frame_address(0);
+  pthread_attr_t attr;
+  void* addr = NULL;
+  size_t size = 0;
+  pthread_getattr_np(pthread_self(), &attr);
+  pthread_attr_getstack(&attr, &addr, &size);
+  pthread_attr_destroy(&attr);
+  return (void*)((uintptr_t)addr + size);
+}
+
+static void test_stack_bounds_hold_the_running_frame(void** state) {
+  (void)state;
+  uintptr_t lo, hi, lo2, hi2;
+  mprof__thread_stack_bounds(&lo, &hi);
+  uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+  assert_true(lo < here && here < hi);
+  assert_true(hi - here < (uintptr_t)64 << 20); /* the top of this stack, not of another */
+  assert_int_equal(hi % 8, 0);
+  mprof__thread_stack_bounds(&lo2, &hi2); /* cached: the same */
+  assert_int_equal(lo, lo2);
+  assert_int_equal(hi, hi2);
+  pthread_t t;
+  void* top;
+  assert_int_equal(pthread_create(&t, NULL, thread_bounds, NULL), 0);
+  pthread_join(t, &top);
+  assert_true(bounds_lo < bounds_here && bounds_here < bounds_hi);
+  assert_int_equal(bounds_hi, (uintptr_t)top & ~(uintptr_t)7);
+  assert_true(bounds_hi != hi);
+}
+
+static bool ends_marked(void) {
+  if (nmine == 0) return false;
+  const char* name = mprof__mutex_pc_name(mine[nmine - 1]);
+  return name != NULL && strcmp(name, MPROF_UNWIND_BAD_FRAME) == 0;
+}
+
+/* Walks without backtrace(), which faults on the garbage frame pointers below. */
+__attribute__((noinline)) static unsigned walk_only(void) {
+  nmine = mprof__unwind(mine, MAXF, 0, 0, 0);
+  __asm__ volatile("" ::: "memory");
+  return nmine;
+}
+
+/* Overwrites the frame pointer this function saved (its caller's) while it walks: the walk steps
+ * into the caller, whose CFA is computed from that frame pointer. */
+__attribute__((noinline)) static unsigned walk_with_bad_saved_fp(uintptr_t garbage) {
+  uintptr_t* saved = __builtin_frame_address(0);
+  uintptr_t keep = *saved;
+  if (garbage != 0) *(volatile uintptr_t*)saved = garbage; /* 0: left intact */
+  unsigned n = walk_only();
+  *(volatile uintptr_t*)saved = keep;
+  return n;
+}
+
+__attribute__((noinline, optimize("no-omit-frame-pointer"))) static unsigned
+caller_with_fp(uintptr_t garbage) {
+  unsigned n = walk_with_bad_saved_fp(garbage);
+  __asm__ volatile("" ::: "memory");
+  return n;
+}
+
+static void test_a_garbage_frame_pointer_ends_the_stack_marked(void** state) {
+  (void)state;
+  caller_with_fp(0); /* the frame pointer intact: no mark */
+  unsigned good = nmine;
+  assert_true(good >= 4);
+  assert_false(ends_marked());
+  uintptr_t lo, hi;
+  mprof__thread_stack_bounds(&lo, &hi);
+  (void)lo;
+  /* Just above the main thread's stack nothing is mapped: a read there would fault. */
+  uintptr_t garbage[] = {0x4141414141414141ull, hi + 64, hi + 4096 * 8 + 8, 8,
+                         (uintptr_t)__builtin_frame_address(0) + 3};
+  for (size_t i = 0; i < sizeof garbage / sizeof garbage[0]; i++) {
+    caller_with_fp(garbage[i]);
+    /* walk_only, walk_with_bad_saved_fp, the return into caller_with_fp; then the mark. */
+    assert_true(nmine >= 3);
+    assert_true(nmine < good + 1);
+    assert_true(ends_marked());
+  }
+  /* Garbage that is a plausible frame inside the stack is not detectable: the walk goes on in
+   * bounds, and whatever it finds, it does not fault. */
+  uintptr_t plausible[2] = {0, 0};
+  caller_with_fp((uintptr_t)plausible);
+  assert_true(nmine >= 3);
+}
+
+/* Hand-written assembly without call-frame information that keeps a frame pointer and calls
+ * the function it is given. */
+__asm__(".text\n"
+        "nocfi_call:\n"
+        "  push %rbp\n"
+        "  mov %rsp, %rbp\n"
+        "  call *%rdi\n"
+        "  pop %rbp\n"
+        "  ret\n"
+        "nocfi_call_end:\n");
+unsigned nocfi_call(unsigned (*fn)(void));
+extern const char nocfi_call_end[];
+
+__attribute__((noinline)) static unsigned through_nocfi(void) {
+  unsigned n = nocfi_call(walk_here);
+  __asm__ volatile("" ::: "memory");
+  return n;
+}
+
+static void test_code_without_cfi_is_walked_by_its_frame_pointer(void** state) {
+  (void)state;
+  through_nocfi();
+  /* walk_here's return into nocfi_call, then through_nocfi, this test and on to the end. */
+  assert_true(nmine >= 5);
+  assert_true(mine[1] > (uintptr_t)&nocfi_call && mine[1] <= (uintptr_t)nocfi_call_end);
+  assert_true(mine[2] > (uintptr_t)&through_nocfi && mine[2] < (uintptr_t)&through_nocfi + 200);
+  assert_false(ends_marked());
+  /* From through_nocfi's caller on, the same frames as a walk from through_nocfi itself. */
+  recurse(0);
+  unsigned direct = nmine;
+  through_nocfi();
+  assert_int_equal(nmine, direct + 1);
+}
+
+/* A handler on an alternate signal stack: the stack pointer is outside the thread's stack, so the
+ * walk checks each page it reads (process_vm_readv) and stops at the signal frame. */
+static void test_a_walk_on_an_alternate_signal_stack(void** state) {
+  (void)state;
+  size_t size = 64 * 1024;
+  void* mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  assert_true(mem != MAP_FAILED);
+  stack_t ss = {.ss_sp = mem, .ss_size = size, .ss_flags = 0}, old_ss;
+  assert_int_equal(sigaltstack(&ss, &old_ss), 0);
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_ONSTACK;
+  sigaction(SIGUSR2, &sa, &old);
+  in_handler = 0;
+  handler_frames = 0;
+  raise(SIGUSR2);
+  sigaction(SIGUSR2, &old, NULL);
+  sigaltstack(&old_ss, NULL);
+  munmap(mem, size);
+  assert_true(in_handler);
+  assert_true(handler_frames >= 2);
+  assert_false(ends_marked());
+}
+
+/* A coroutine on a stack of the program's own (makecontext): walked page by page to its start. */
+static ucontext_t co_main, co_ctx;
+
+static void co_entry(void) {
+  recurse(3);
+  __asm__ volatile("" ::: "memory"); /* not a tail call: co_entry keeps its frame */
+}
+
+static void test_a_walk_on_a_coroutine_stack(void** state) {
+  (void)state;
+  size_t size = 256 * 1024;
+  char* mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  assert_true(mem != MAP_FAILED);
+  getcontext(&co_ctx);
+  co_ctx.uc_stack.ss_sp = mem;
+  co_ctx.uc_stack.ss_size = size;
+  co_ctx.uc_link = &co_main;
+  makecontext(&co_ctx, co_entry, 0);
+  nmine = 0;
+  swapcontext(&co_main, &co_ctx);
+  munmap(mem, size);
+  /* walk_here, recurse x 4, co_entry, then glibc's __start_context, whose return address is the
+   * first byte of the function (no call-frame information covers the byte before it): there the
+   * walk ends, marked or not, but never faults. */
+  assert_true(nmine >= 6);
+  assert_true(mine[5] > (uintptr_t)&co_entry && mine[5] < (uintptr_t)&co_entry + 100);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_the_walk_matches_backtrace_on_the_main_thread),
@@ -290,6 +478,11 @@ int main(void) {
       cmocka_unit_test(test_a_walk_from_a_signal_handler_stops_at_the_signal_frame),
       cmocka_unit_test(test_unloading_an_object_empties_the_cache),
       cmocka_unit_test(test_walks_stay_right_while_the_cache_is_emptied_and_refilled),
+      cmocka_unit_test(test_stack_bounds_hold_the_running_frame),
+      cmocka_unit_test(test_a_garbage_frame_pointer_ends_the_stack_marked),
+      cmocka_unit_test(test_code_without_cfi_is_walked_by_its_frame_pointer),
+      cmocka_unit_test(test_a_walk_on_an_alternate_signal_stack),
+      cmocka_unit_test(test_a_walk_on_a_coroutine_stack),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
