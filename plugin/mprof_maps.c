@@ -1,6 +1,7 @@
 /* Loaded objects of the process (see mprof_maps.h).
  *
- * This file owns the walk over dl_iterate_phdr, the reading of GNU build-id notes from memory,
+ * This file owns the walk over dl_iterate_phdr, the reading of GNU build-id notes from memory
+ * (through a copy that cannot fault, see safe_copy),
  * and the sorted table of executable segments with its address lookup. Each object's path and
  * build id live in one block of profiler memory shared by the object's entries; the first entry
  * of the object owns it. Everything comes from mprof__meta_alloc: this code may run inside the
@@ -11,9 +12,13 @@
 
 #include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <link.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define BUILD_ID_MAX 64 /* bytes; GNU ld writes 20 (sha1), some linkers up to 32 */
@@ -25,11 +30,69 @@ typedef struct walk_s {
   int err;             /* first error; stops the walk */
 } walk_t;
 
-/* True when [vaddr, vaddr + size) lies in the file-backed part of a PT_LOAD segment, so reading
- * it from memory is safe. */
-static bool in_loaded_file(const struct dl_phdr_info* info, ElfW(Addr) vaddr, ElfW(Xword) size) {
-  for (ElfW(Half) i = 0; i < info->dlpi_phnum; i++) {
-    const ElfW(Phdr)* ph = &info->dlpi_phdr[i];
+/* Copies len bytes at src into dst without ever faulting: the program headers and notes of a
+ * loaded object are read through the object's file mapping, and a file truncated or rewritten on
+ * disk since it was loaded (cp over a library) turns those pages into SIGBUS. process_vm_readv
+ * on the own process copies through the kernel, which reports EFAULT instead. Where it is refused
+ * (seccomp filters, kernels without it) the bytes are written into a pipe and read back: write
+ * also fails with EFAULT. Returns 0 or EFAULT (or the pipe's errno). */
+static int safe_copy(void* dst, uintptr_t src, size_t len) {
+  static _Atomic bool vm_refused;
+  if (len == 0) return 0;
+  if (!atomic_load_explicit(&vm_refused, memory_order_relaxed)) {
+    struct iovec local = {dst, len}, remote = {(void*)src, len};
+    ssize_t n = syscall(SYS_process_vm_readv, (long)getpid(), &local, 1L, &remote, 1L, 0L);
+    if (n == (ssize_t)len) return 0;
+    if (n >= 0 || errno == EFAULT) return EFAULT;
+    atomic_store_explicit(&vm_refused, true, memory_order_relaxed);
+  }
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return errno;
+  int err = 0;
+  size_t done = 0;
+  while (done < len && err == 0) {
+    size_t k = len - done < 4096 ? len - done : 4096; /* within the pipe's buffer */
+    ssize_t w = write(fds[1], (const void*)(src + done), k);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      err = w < 0 ? errno : EFAULT;
+      break;
+    }
+    size_t got = 0;
+    while (got < (size_t)w) {
+      ssize_t r = read(fds[0], (char*)dst + done + got, (size_t)w - got);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        err = EFAULT;
+        break;
+      }
+      got += (size_t)r;
+    }
+    done += got;
+  }
+  close(fds[0]);
+  close(fds[1]);
+  return err;
+}
+
+/* An object's program headers, copied into profiler memory (safe_copy): NULL when they cannot be
+ * read. Free with mprof__meta_free(p, phnum * sizeof *p). */
+static ElfW(Phdr) * copy_phdrs(const struct dl_phdr_info* info) {
+  size_t size = (size_t)info->dlpi_phnum * sizeof(ElfW(Phdr));
+  if (size == 0) return NULL;
+  ElfW(Phdr)* ph = mprof__meta_alloc(size);
+  if (ph != NULL && safe_copy(ph, (uintptr_t)info->dlpi_phdr, size) != 0) {
+    mprof__meta_free(ph, size);
+    ph = NULL;
+  }
+  return ph;
+}
+
+/* True when [vaddr, vaddr + size) lies in the file-backed part of a PT_LOAD segment. */
+static bool in_loaded_file(const ElfW(Phdr) * phdrs, size_t phnum, ElfW(Addr) vaddr,
+                           ElfW(Xword) size) {
+  for (size_t i = 0; i < phnum; i++) {
+    const ElfW(Phdr)* ph = &phdrs[i];
     if (ph->p_type != PT_LOAD) continue;
     if (vaddr >= ph->p_vaddr && size <= ph->p_filesz && vaddr - ph->p_vaddr <= ph->p_filesz - size)
       return true;
@@ -37,17 +100,27 @@ static bool in_loaded_file(const struct dl_phdr_info* info, ElfW(Addr) vaddr, El
   return false;
 }
 
+#define NOTE_MAX 4096 /* bytes of a note segment read for the build id */
+
 /* Writes the build id of the object as lowercase hex into hex (2 * BUILD_ID_MAX + 1 bytes);
  * leaves "" when the object has no readable NT_GNU_BUILD_ID note. */
-static void read_build_id(const struct dl_phdr_info* info, char* hex) {
+static void read_build_id(const struct dl_phdr_info* info, const ElfW(Phdr) * phdrs, char* hex) {
   static const char digits[] = "0123456789abcdef";
   hex[0] = '\0';
   for (ElfW(Half) i = 0; i < info->dlpi_phnum; i++) {
-    const ElfW(Phdr)* ph = &info->dlpi_phdr[i];
-    if (ph->p_type != PT_NOTE || !in_loaded_file(info, ph->p_vaddr, ph->p_filesz)) continue;
+    const ElfW(Phdr)* ph = &phdrs[i];
+    if (ph->p_type != PT_NOTE || ph->p_filesz == 0 || ph->p_filesz > NOTE_MAX ||
+        !in_loaded_file(phdrs, info->dlpi_phnum, ph->p_vaddr, ph->p_filesz))
+      continue;
+    unsigned char* notes = mprof__meta_alloc(NOTE_MAX);
+    if (notes == NULL) return;
+    if (safe_copy(notes, info->dlpi_addr + ph->p_vaddr, ph->p_filesz) != 0) {
+      mprof__meta_free(notes, NOTE_MAX);
+      continue;
+    }
     /* Notes are padded to 4 bytes, or to 8 in segments aligned to 8 (.note.gnu.property). */
     size_t align = ph->p_align == 8 ? 8 : 4;
-    const unsigned char* p = (const unsigned char*)(info->dlpi_addr + ph->p_vaddr);
+    const unsigned char* p = notes;
     size_t left = ph->p_filesz;
     while (left >= sizeof(ElfW(Nhdr))) {
       ElfW(Nhdr) nh;
@@ -68,11 +141,13 @@ static void read_build_id(const struct dl_phdr_info* info, char* hex) {
           hex[2 * k + 1] = digits[desc[k] & 15];
         }
         hex[2 * nh.n_descsz] = '\0';
+        mprof__meta_free(notes, NOTE_MAX);
         return;
       }
       p += body;
       left -= body;
     }
+    mprof__meta_free(notes, NOTE_MAX);
   }
 }
 
@@ -90,16 +165,14 @@ static int grow_entries(mprof_maps_t* maps, size_t need) {
   return 0;
 }
 
-static int visit_object(struct dl_phdr_info* info, size_t size, void* arg) {
-  (void)size;
-  walk_t* w = arg;
+/* The entries of one object, from a copy of its program headers. */
+static int visit_phdrs(const struct dl_phdr_info* info, const ElfW(Phdr) * phdrs, walk_t* w,
+                       bool is_main) {
   mprof_maps_t* maps = w->maps;
   uintptr_t phdr = (uintptr_t)info->dlpi_phdr;
-  bool is_main = phdr == w->main_phdr;
-
   size_t nexec = 0;
   for (ElfW(Half) i = 0; i < info->dlpi_phnum; i++) {
-    const ElfW(Phdr)* ph = &info->dlpi_phdr[i];
+    const ElfW(Phdr)* ph = &phdrs[i];
     if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && ph->p_memsz > 0) nexec++;
   }
   if (nexec == 0) return 0;
@@ -118,7 +191,7 @@ static int visit_object(struct dl_phdr_info* info, size_t size, void* arg) {
   if (path == NULL || path[0] == '\0') return 0;
 
   char build_id[2 * BUILD_ID_MAX + 1];
-  read_build_id(info, build_id);
+  read_build_id(info, phdrs, build_id);
   size_t path_size = strlen(path) + 1;
   size_t strings_size = path_size + strlen(build_id) + 1;
   char* strings = mprof__meta_alloc(strings_size);
@@ -132,7 +205,7 @@ static int visit_object(struct dl_phdr_info* info, size_t size, void* arg) {
 
   bool owner = true;
   for (ElfW(Half) i = 0; i < info->dlpi_phnum; i++) {
-    const ElfW(Phdr)* ph = &info->dlpi_phdr[i];
+    const ElfW(Phdr)* ph = &phdrs[i];
     if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X) || ph->p_memsz == 0) continue;
     /* The segment itself, not the pages around it: `go tool pprof` (Go 1.19) takes
      * start - (first executable p_vaddr) as the load bias and ignores the offset, so a start
@@ -150,6 +223,17 @@ static int visit_object(struct dl_phdr_info* info, size_t size, void* arg) {
     owner = false;
   }
   return 0;
+}
+
+static int visit_object(struct dl_phdr_info* info, size_t size, void* arg) {
+  (void)size;
+  walk_t* w = arg;
+  uintptr_t phdr = (uintptr_t)info->dlpi_phdr;
+  ElfW(Phdr)* phdrs = copy_phdrs(info);
+  if (phdrs == NULL) return 0; /* unreadable (a file changed on disk): the object is left out */
+  int r = visit_phdrs(info, phdrs, w, phdr == w->main_phdr);
+  mprof__meta_free(phdrs, (size_t)info->dlpi_phnum * sizeof *phdrs);
+  return r;
 }
 
 int mprof__maps_read(mprof_maps_t* out) {

@@ -6,7 +6,10 @@
  * its GNU build id. Exact bounds are what pprof needs (see mprof_maps.c).
  *
  * Reading uses dl_iterate_phdr and readlink only: no stdio, no malloc, so it may run inside the
- * program's allocator. dl_iterate_phdr takes the dynamic loader's lock, and dlopen calls malloc
+ * program's allocator. Program headers and notes are copied out of the objects' mappings with
+ * process_vm_readv on the own process (or, where that is refused, through a pipe), which fail with
+ * EFAULT where a plain read would fault: a library file overwritten on disk since it was loaded
+ * leaves its object out of the table, or without a build id, instead of raising SIGBUS. dl_iterate_phdr takes the dynamic loader's lock, and dlopen calls malloc
  * while holding it: do not read the maps while holding a lock that malloc may wait for. A
  * snapshot does not follow later dlopen/dlclose calls. */
 #ifndef MPROF_MAPS_H

@@ -468,7 +468,7 @@ static void symbolize(writer_t* w) {
     const mprof_mapping_t* map = &w->maps->entries[m];
     if (w->symtab_state[m] == 0) {
       w->symtab_state[m] = 2;
-      if (map->path[0] == '/' && mprof__symtab_open(map->path, map->build_id, &w->symtabs[m]) == 0)
+      if (map->path[0] == '/' && mprof__symtab_load(map->path, map->build_id, &w->symtabs[m]) == 0)
         w->symtab_state[m] = 1;
       /* The other entries of the same file share the table. */
       for (size_t k = 0; k < n; k++) {
