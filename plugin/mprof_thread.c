@@ -1,10 +1,12 @@
 /* Per-thread sampling state and stack capture (see mprof_thread.h).
  *
- * On x86-64 stacks are taken with the profiler's own unwinder (mprof_unwind.h), which walks the
- * DWARF call-frame information (so code built without frame pointers is handled) with a rule
- * cache shared by all threads: it drops the profiler's own frames as it walks, so the buffer
- * holds exactly the requested depth, and a thread's first sample maps, opens and allocates
- * nothing of its own. Elsewhere libunwind's unw_backtrace is used; the buffer then also holds
+ * On x86-64 with glibc's _dl_find_object (MPROF_OWN_UNWIND) stacks are taken with the profiler's
+ * own unwinder (mprof_unwind.h), which walks the DWARF call-frame information (so code built
+ * without frame pointers is handled) with a rule cache shared by all threads, and reads only
+ * inside the thread's stack bounds (found here, once per thread). It drops the profiler's own
+ * frames as it walks, so the buffer holds exactly the requested depth, and a thread's first
+ * sample maps and allocates nothing of its own (the initial thread's opens and closes
+ * /proc/self/maps once). Elsewhere libunwind's unw_backtrace is used; the buffer then also holds
  * MPROF_SELF_FRAMES_MAX frames for the profiler's own frames, which are dropped afterwards. */
 #include "mprof_thread.h"
 #include "mprof_math.h"

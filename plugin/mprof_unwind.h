@@ -1,26 +1,30 @@
 /* Stack walking for samples: the profiler's own unwinder over the DWARF call-frame information
- * (.eh_frame) of the loaded objects, x86-64 only.
+ * (.eh_frame) of the loaded objects, x86-64 with glibc's _dl_find_object (MPROF_OWN_UNWIND; see
+ * docs/DESIGN.md, "Stacks").
  *
  * Each frame is stepped with a rule found for its address: where the canonical frame address
  * (CFA) is (rsp or rbp plus an offset, or loaded from rbp plus an offset for functions that
  * realign their stack), where the return address is saved, and where the caller's rbp is. Rules
  * come from a process-wide cache of MPROF_UNWIND_CACHE entries shared by every thread (filled
  * lock-free, 32 KiB of profiler memory mapped on the first walk); a miss finds the object with
- * glibc's _dl_find_object, the FDE through the object's .eh_frame_hdr search table, and runs the
- * CIE's and FDE's call-frame instructions up to the address. So a thread's first sample costs the
- * same as any other once the process has seen its addresses, a new address costs one table
- * search, and nothing is allocated, mapped or opened per thread.
+ * glibc's _dl_find_object (lock-free), the FDE through the object's .eh_frame_hdr search table,
+ * and runs the CIE's and FDE's call-frame instructions up to the address. Code that no FDE covers
+ * (JIT code, hand-written assembly) is stepped by the frame-pointer chain (CFA = rbp + 16).
  *
- * The cache is emptied whenever the program has called dlclose (the core interposes dlclose and
- * bumps a generation counter after glibc's returns; a walk reads the counter with one atomic
- * load), so a rule never outlives the code it describes. The walk takes no lock: not the
- * loader's (no dl_iterate_phdr), none of the profiler's.
+ * Locks: none. Not the loader's (no dl_iterate_phdr), not the allocator's, none of the
+ * profiler's. The cache is invalidated by a generation counter that the core's dlclose bumps
+ * after glibc's dlclose has returned; a walk reads it with one atomic load.
  *
- * The walk stops, keeping the frames found so far, at the outermost frame (return address marked
- * undefined, as glibc marks _start and a new thread's start), at code without call-frame
- * information (JIT code), at a frame whose rule it does not model (a signal frame, a PLT stub, a
- * CFA given by another register or a general expression), and at a frame that would not move
- * up the stack. */
+ * Bounds: every word read is 8-aligned, at or above the walk's starting stack pointer and below
+ * the top of the calling thread's stack (mprof__thread_stack_bounds, cached per thread). Off the
+ * thread's stack (alternate signal stacks, coroutines), each new page is first checked with
+ * process_vm_readv. So the walk never faults. A frame that would read outside the bounds, or whose
+ * CFA does not move up the stack, ends the stack with the pseudo frame MPROF_UNWIND_BAD_FRAME.
+ *
+ * The walk also stops, unmarked, at the outermost frame (return address marked undefined, as
+ * glibc marks _start and a new thread's start, or below 4096), at a frame whose rule it does not
+ * model (a signal frame, a CFA given by another register or a general expression), and at code
+ * without call-frame information whose rbp is 0. */
 #ifndef MPROF_UNWIND_H
 #define MPROF_UNWIND_H
 
@@ -34,8 +38,9 @@
 /* Walks the calling thread's stack from the caller of this function upwards. Return addresses
  * that lie in [drop_lo, drop_hi) before the first one outside it are dropped (the profiler's own
  * frames), then `skip` more; the next ones, at most `max`, are stored leaf first in pcs. Returns
- * how many were stored. Never allocates from the heap, takes no lock, opens nothing; safe to
- * call from inside malloc. */
+ * how many were stored, the bad-frame mark included. Never allocates from the heap, takes no
+ * lock, never faults; safe to call from inside malloc. A thread's first walk finds its stack
+ * bounds (mprof__thread_stack_bounds: pthread_getattr_np on threads other than the initial one). */
 unsigned mprof__unwind(uintptr_t* pcs, unsigned max, uintptr_t drop_lo, uintptr_t drop_hi,
                        unsigned skip);
 
