@@ -193,16 +193,11 @@ static bool other_thread_bounds(uintptr_t* lo, uintptr_t* hi) {
   return ok;
 }
 
-void mprof__thread_stack_bounds(uintptr_t* lo, uintptr_t* hi) {
-  mprof_thread_t* t = &mprof__thread;
-  if (t->stack_hi == 0) {
-    uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
-    uintptr_t l = 1, h = 1;
-    bool ok = gettid() == getpid() ? initial_thread_bounds(sp, &l, &h) : other_thread_bounds(&l, &h);
-    if (!ok || sp < l || sp >= h) l = h = 1; /* not found, or not where this thread runs */
-    t->stack_lo = l;
-    t->stack_hi = h & ~(uintptr_t)7;
-  }
-  *lo = t->stack_lo;
-  *hi = t->stack_hi;
+void mprof__thread_find_stack(mprof_thread_t* t) {
+  uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+  uintptr_t l = 1, h = 1;
+  bool ok = gettid() == getpid() ? initial_thread_bounds(sp, &l, &h) : other_thread_bounds(&l, &h);
+  if (!ok || sp < l || sp >= h) l = h = 1; /* not found, or not where this thread runs */
+  t->stack_lo = l;
+  t->stack_hi = h & ~(uintptr_t)7;
 }

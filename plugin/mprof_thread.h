@@ -87,7 +87,13 @@ uint32_t mprof__thread_capture_into(uintptr_t* buf, unsigned cap, unsigned depth
  * stack may grow (RLIMIT_STACK, never past the mapping below); for other threads
  * pthread_getattr_np, with the re-entry guard raised (glibc allocates the CPU set there). Both are
  * computed once per thread and the walk reads them only; *lo == *hi when nothing was found. */
-void mprof__thread_stack_bounds(uintptr_t* lo, uintptr_t* hi);
+void mprof__thread_find_stack(mprof_thread_t* t);
+static inline void mprof__thread_stack_bounds(uintptr_t* lo, uintptr_t* hi) {
+  mprof_thread_t* t = &mprof__thread;
+  if (__builtin_expect(t->stack_hi == 0, 0)) mprof__thread_find_stack(t);
+  *lo = t->stack_lo;
+  *hi = t->stack_hi;
+}
 
 /* Leading frames with an address in [lo, hi) are the profiler's own and are dropped. */
 void mprof__thread_set_self_range(uintptr_t lo, uintptr_t hi);
