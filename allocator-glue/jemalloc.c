@@ -13,12 +13,16 @@
  * object files, so the linker can route them here; no line of jemalloc changes):
  *
  *   prof_sample_new_event_wait,        the bytes until this thread's next sample: the core's
- *   prof_sample_postponed_event_wait   exponential countdown (mprof_thread.h) instead of
+ *   prof_sample_postponed_event_wait   exponential countdown (mprof__sample_wait) instead of
  *                                      jemalloc's geometric one, so the core's rate applies;
+ *                                      jemalloc asks when it sets a thread up, so the thread's
+ *                                      first allocation is compared with a real countdown;
  *   prof_tctx_create                   "sample this allocation?": the core decides
- *                                      (mprof__sample_decide) and a record is taken;
+ *                                      (mprof__sample_decide) and a record is taken (or, for a
+ *                                      thread set up before the core started, taken undecided);
  *   prof_malloc_sample_object          the sampled block now exists: on_alloc fills the record,
- *                                      which jemalloc stores in the block's extent;
+ *                                      which jemalloc stores in the block's extent (an
+ *                                      undecided record is decided first, with the size);
  *   prof_free_sampled_object           a sampled block is being freed: on_free with its record;
  *   prof_alloc_rollback                a sampled allocation failed: the record goes back.
  *
@@ -44,6 +48,8 @@
 #include "mprof_meta.h"
 #include "mprof_thread.h"
 
+#include <stdatomic.h>
+
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/resource.h>
@@ -62,7 +68,6 @@ int mprof__dump(const char* path);
 int mprof__dump_auto(char kind);
 bool mprof__active_get(void);
 void mprof__active_set(bool on);
-uint64_t mprof__sample_interval(void);
 
 /* jemalloc's profiling, as this library runs it. Options a user sets in MALLOC_CONF for
  * jemalloc's own tuning (arenas, decay, tcache, ...) keep working; these are read after it. */
@@ -71,8 +76,13 @@ const char* je_malloc_conf_2_conf_harder =
     "prof_final:false,prof_gdump:false,prof_leak:false,lg_prof_interval:-1,"
     "prof_recent_alloc_max:0,prof_stats:false,prof_sys_thread_name:false,prof_log:false";
 
-static const mprof_callbacks_t* cb; /* set once by the constructor; NULL: profiling off */
-static bool started;                /* the constructor has run mprof__init */
+static const mprof_callbacks_t* cb; /* set once at start-up; NULL: profiling off */
+
+/* Start-up: by the first sample point (glue_start_early), or by the constructor, whichever comes
+ * first; the constructor finishes it. */
+enum { GLUE_NONE = 0, GLUE_STARTING, GLUE_STARTED };
+static _Atomic int glue_state;
+static void glue_start_early(tsd_t* tsd);
 
 /* ---------------------------------------------------------------------------------------------
  * Records
@@ -81,6 +91,7 @@ typedef struct glue_rec_s {
   mprof_sample_t s;
   const void* ptr;
   struct glue_rec_s* next; /* free list */
+  bool undecided;          /* taken before the allocation's size was known: decided then */
 } glue_rec_t;
 
 #define REC_CHUNK 256
@@ -116,24 +127,9 @@ static void rec_put(glue_rec_t* r) {
 /* ---------------------------------------------------------------------------------------------
  * The sampler
  * ------------------------------------------------------------------------------------------- */
-/* Set when the core has just drawn this thread's next countdown (in mprof__thread.countdown)
- * for jemalloc's next call to prof_sample_new_event_wait. */
-static __thread bool fresh_wait __attribute__((tls_model("initial-exec")));
-
-/* A wait for an event that fired when the core could not decide (re-entrant, inactive). */
-static uint64_t other_wait(void) {
-  mprof_thread_t* t = &mprof__thread;
-  if (!mprof__ready()) {
-    /* Before start-up, look at every allocation (there are a few hundred, from the dynamic
-     * loader and libc), so that the first allocation after it draws the thread's countdown: a
-     * program's first allocations are sampled. Profiling off: never again. */
-    return started ? UINT64_MAX : 1;
-  }
-  if (t->state == MPROF_THREAD_NEW) return 1; /* let the next allocation seed the thread */
-  if (t->state == MPROF_THREAD_DEAD) return UINT64_MAX;
-  return mprof__thread_next_interval(t, mprof__sample_interval());
-}
-
+/* jemalloc keeps the per-thread byte counter and asks for the bytes until the next sample
+ * point when it sets a thread up and after each sample point; the core answers
+ * (mprof__sample_wait) with its exponential countdown. */
 uint64_t __wrap_je_prof_sample_new_event_wait(tsd_t* tsd);
 uint64_t __wrap_je_prof_sample_postponed_event_wait(tsd_t* tsd);
 prof_tctx_t* __wrap_je_prof_tctx_create(tsd_t* tsd);
@@ -148,36 +144,37 @@ void __wrap_je_prof_unwind_init(void);
 
 uint64_t __wrap_je_prof_sample_new_event_wait(tsd_t* tsd) {
   (void)tsd;
-  if (fresh_wait) {
-    fresh_wait = false;
-    uint64_t w = mprof__thread.countdown;
-    return w ? w : 1;
-  }
-  return other_wait();
+  return mprof__sample_wait();
 }
 
 uint64_t __wrap_je_prof_sample_postponed_event_wait(tsd_t* tsd) {
   (void)tsd;
-  return other_wait();
+  return mprof__sample_wait();
 }
 
 prof_tctx_t* __wrap_je_prof_tctx_create(tsd_t* tsd) {
   if (!tsd_nominal(tsd) || tsd_reentrancy_level_get(tsd) > 0) return (prof_tctx_t*)(uintptr_t)1U;
-  mprof_thread_t* t = &mprof__thread;
-  if (t->busy) { /* the profiler's own allocation: never sampled */
-    fresh_wait = false;
-    return (prof_tctx_t*)(uintptr_t)1U;
+  if (mprof__thread.busy) return (prof_tctx_t*)(uintptr_t)1U; /* the profiler's own allocation */
+  if (__builtin_expect(atomic_load_explicit(&glue_state, memory_order_acquire) == GLUE_NONE, 0))
+    glue_start_early(tsd);
+  if (mprof__sample_needs_size()) {
+    /* This thread was set up before the core started, so its countdown was never drawn: the
+     * core decides once the size is known (prof_malloc_sample_object). Until then the block is
+     * placed as a sampled one is. */
+    glue_rec_t* r = cb != NULL ? rec_get() : NULL;
+    if (r == NULL) return (prof_tctx_t*)(uintptr_t)1U;
+    r->undecided = true;
+    return (prof_tctx_t*)r;
   }
   /* jemalloc's countdown for this thread ran out: the core's decision, which also draws the
-   * next countdown (or, on a thread's first event, seeds it and may find it not yet due). */
-  bool sample = mprof__sample_decide(1);
-  fresh_wait = mprof__ready(); /* before start-up, other_wait decides */
-  if (!sample) return (prof_tctx_t*)(uintptr_t)1U;
+   * next countdown. */
+  if (!mprof__sample_decide(1)) return (prof_tctx_t*)(uintptr_t)1U;
   glue_rec_t* r = cb != NULL ? rec_get() : NULL;
   if (r == NULL) {
     mprof__sample_dropped();
     return (prof_tctx_t*)(uintptr_t)1U;
   }
+  r->undecided = false;
   return (prof_tctx_t*)r;
 }
 
@@ -186,11 +183,13 @@ void __wrap_je_prof_malloc_sample_object(tsd_t* tsd, const void* ptr, size_t siz
   glue_rec_t* r = (glue_rec_t*)tctx;
   edata_t* edata = emap_edata_lookup(tsd_tsdn(tsd), &arena_emap_global, ptr);
   r->ptr = ptr;
-  pre_reentrancy(tsd, NULL);
-  /* jemalloc's countdown charged usize bytes: that sets the weight; size is what is reported. */
-  cb->on_alloc_counted(&r->s, (void*)(uintptr_t)ptr, size, usize);
-  post_reentrancy(tsd);
-  fresh_wait = true;         /* on_alloc left the thread's next countdown */
+  r->s.bucket = NULL;
+  if (!r->undecided || mprof__sample_decide(usize)) {
+    pre_reentrancy(tsd, NULL);
+    /* jemalloc's countdown charged usize bytes: that sets the weight; size is reported. */
+    cb->on_alloc_counted(&r->s, (void*)(uintptr_t)ptr, size, usize);
+    post_reentrancy(tsd);
+  }
   if (r->s.bucket == NULL) { /* not recorded: the block frees as an unsampled one */
     rec_put(r);
     arena_prof_info_set(tsd, edata, (prof_tctx_t*)(uintptr_t)1U, size);
@@ -289,17 +288,38 @@ static int glue_alloc_stats(mprof_alloc_stats_t* out) {
   return 0;
 }
 
+/* What the core is told about this library; filled once, by whichever start comes first. */
+static const mprof_host_t* glue_host(void) {
+  static mprof_host_t host;
+  if (host.name == NULL) {
+    /* Frames in this library (jemalloc, operator new, the core) are dropped from the leaf end. */
+    uintptr_t lo, hi;
+    mprof__glue_start((const void*)&cb, &lo, &hi);
+    host = (mprof_host_t){"jemalloc " JEMALLOC_VERSION, lo, hi, glue_alloc_stats};
+  }
+  return &host;
+}
+
+/* The core started at the first sample point, before the constructor ran (a library's
+ * constructor, the dynamic loader or libstdc++'s emergency pool allocated first): those
+ * allocations are sampled like the program's own (mprof_hooks.h). jemalloc's re-entrancy level
+ * is raised, so what this allocates is served without events. */
+static void glue_start_early(tsd_t* tsd) {
+  int expected = GLUE_NONE;
+  if (!atomic_compare_exchange_strong(&glue_state, &expected, GLUE_STARTING)) return;
+  pre_reentrancy(tsd, NULL);
+  mprof__enter();
+  cb = mprof__init_early(glue_host());
+  mprof__leave();
+  post_reentrancy(tsd);
+  /* Too early to read the options: the next sample point tries again. */
+  atomic_store_explicit(&glue_state, cb != NULL || mprof__ready() ? GLUE_STARTED : GLUE_NONE,
+                        memory_order_release);
+}
+
 __attribute__((constructor)) static void mprof_jemalloc_init(void) {
-  /* Frames in this library (jemalloc, operator new, the core) are dropped from the leaf end. */
-  uintptr_t lo, hi;
-  mprof__glue_start((const void*)&cb, &lo, &hi);
-  static char name[96];
-  const char* version = "";
-  size_t len = sizeof version;
-  if (je_mallctl("version", (void*)&version, &len, NULL, 0) != 0) version = "5.3.0";
-  snprintf(name, sizeof name, "jemalloc %s", version);
   pthread_atfork(rec_fork_prepare, rec_fork_parent, rec_fork_child);
-  mprof_host_t host = {name, lo, hi, glue_alloc_stats};
-  cb = mprof__init(&host);
-  started = true;
+  /* An early start may be under way on another thread: mprof__init waits for it. */
+  cb = mprof__init(glue_host());
+  atomic_store_explicit(&glue_state, GLUE_STARTED, memory_order_release);
 }
