@@ -36,7 +36,11 @@
 #pragma GCC diagnostic ignored "-Wunused-parameter"
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
 #pragma GCC diagnostic ignored "-Wundef"
+/* mimalloc's mi_heap_destroy under another name: the exported one (below) ends the heap's sampled
+ * blocks first. */
+#define mi_heap_destroy mprof__mi_heap_destroy_pages
 #include "static.c" /* mimalloc 2.0.9: src/static.c of the source tree */
+#undef mi_heap_destroy
 #pragma GCC diagnostic pop
 
 #include "glue.h"
@@ -240,6 +244,53 @@ void mprof__mi_resize(void* p, size_t oldsize, size_t newsize) {
   unreport(p, oldsize);
   if (mprof__thread_countdown_expired(newsize)) mprof__mi_malloc_slow(p, newsize);
   errno = saved;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Heaps destroyed whole. mi_heap_destroy releases a heap's pages without freeing their blocks one
+ * by one, so mi_track_free never sees them: its sampled blocks are ended here first, or they would
+ * stay "in use" for good. Only marked pages can hold one (a page's mark counts at least its live
+ * sampled blocks); on them every block is looked up in the filter (one load each), and on a page
+ * with aligned blocks, whose sampled address may lie inside the block, every 16 bytes of it
+ * (mimalloc aligns blocks to 8 bytes without that path, so an interior address is a multiple of an
+ * alignment of at least 16). mi_heap_delete needs nothing: it moves the pages, marks and all, to
+ * the thread's backing heap, and their blocks stay live at the same addresses.
+ * ------------------------------------------------------------------------------------------- */
+static void end_if_sampled(void* p) {
+  mprof_sample_t d;
+  if (!take_record(p, &d)) return;
+  if (p == last_sample.block) last_sample.block = NULL;
+  cb->on_free(&d, p);
+}
+
+static bool end_page_samples(mi_heap_t* heap, mi_page_queue_t* pq, mi_page_t* page, void* a1,
+                             void* a2) {
+  (void)heap, (void)pq, (void)a1, (void)a2;
+  if (page_marks(page) == 0) return true;
+  size_t psize;
+  uint8_t* start = _mi_page_start(_mi_page_segment(page), page, &psize);
+  size_t bsize = mi_page_block_size(page);
+  bool aligned = mi_page_has_aligned(page);
+  for (size_t i = 0; i < page->capacity; i++) {
+    uint8_t* b = start + i * bsize;
+    end_if_sampled(b);
+    if (!aligned) continue;
+    for (uintptr_t q = ((uintptr_t)b + 16) & ~(uintptr_t)15; q < (uintptr_t)b + bsize; q += 16)
+      end_if_sampled((void*)q);
+  }
+  page_set_marks(page, 0);
+  return true;
+}
+
+void mi_heap_destroy(mi_heap_t* heap);
+MPROF_PUBLIC void mi_heap_destroy(mi_heap_t* heap) {
+  /* As mimalloc does: a heap that may hold reclaimed pages is deleted instead (blocks kept). */
+  if (cb != NULL && heap != NULL && mi_heap_is_initialized(heap) && heap->no_reclaim) {
+    int saved = errno;
+    mi_heap_visit_pages(heap, end_page_samples, NULL, NULL);
+    errno = saved;
+  }
+  mprof__mi_heap_destroy_pages(heap);
 }
 
 /* ---------------------------------------------------------------------------------------------
