@@ -238,8 +238,43 @@ bool __wrap_je_prof_active_set(tsdn_t* tsdn, bool active) {
   return old;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * The malloc family, with glibc's results and errno where jemalloc 5.3.0's differ (compared call
+ * by call in tests/integration/it_errno.sh): jemalloc leaves errno alone when realloc cannot grow
+ * a block and when memalign or valloc fail, and its memalign refuses an alignment that is not a
+ * power of two, which glibc rounds up. (Its posix_memalign is kept: it returns the error and
+ * leaves errno alone, as POSIX has it; see docs/OPTIONS.md.) jemalloc's own functions are renamed in the
+ * archive the library is linked from (cmake/jemalloc.cmake) and called from here; hidden, so they
+ * are not exported.
+ * ------------------------------------------------------------------------------------------- */
+__attribute__((visibility("hidden"))) void* mprof__je_realloc(void* p, size_t n);
+__attribute__((visibility("hidden"))) void* mprof__je_memalign(size_t align, size_t n);
+
+MPROF_PUBLIC void* realloc(void* p, size_t n) {
+  void* r = mprof__je_realloc(p, n);
+  if (r == NULL && n != 0) errno = ENOMEM; /* n == 0: p was freed (glibc's realloc(p, 0)) */
+  return r;
+}
+
+MPROF_PUBLIC void* memalign(size_t align, size_t n) {
+  if (align > SIZE_MAX / 2 + 1) { /* no power of two to round up to */
+    errno = EINVAL;
+    return NULL;
+  }
+  size_t a = 1;
+  while (a < align)
+    a <<= 1;
+  void* r = mprof__je_memalign(a, n);
+  if (r == NULL) errno = ENOMEM;
+  return r;
+}
+
+MPROF_PUBLIC void* valloc(size_t n) {
+  return memalign((size_t)sysconf(_SC_PAGESIZE), n);
+}
+
 /* pvalloc(): jemalloc 5.3.0 does not define it, and glibc's serves it from glibc's own heap,
- * which free() here cannot take back. The page-rounded request from jemalloc instead. */
+ * which free() here cannot take back. The page-rounded request, as glibc rounds it. */
 void* pvalloc(size_t n);
 MPROF_PUBLIC void* pvalloc(size_t n) {
   size_t page = (size_t)sysconf(_SC_PAGESIZE);
@@ -249,7 +284,7 @@ MPROF_PUBLIC void* pvalloc(size_t n) {
     return NULL;
   }
   r &= ~(page - 1);
-  return je_memalign(page, r ? r : page);
+  return memalign(page, r ? r : page);
 }
 
 /* ---------------------------------------------------------------------------------------------

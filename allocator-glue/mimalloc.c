@@ -381,7 +381,7 @@ MPROF_PUBLIC int posix_memalign(void** out, size_t align, size_t n) {
   if (!is_pow2(align) || align % sizeof(void*) != 0) return EINVAL;
   int saved = errno;
   void* p = aligned(align, n);
-  errno = saved;
+  errno = saved; /* the error is the return value (POSIX), not errno: see docs/OPTIONS.md */
   if (p == NULL) return ENOMEM;
   *out = p;
   return 0;
