@@ -70,10 +70,12 @@ bool mprof__active_get(void);
 void mprof__active_set(bool on);
 
 /* jemalloc's profiling, as this library runs it. Options a user sets in MALLOC_CONF for
- * jemalloc's own tuning (arenas, decay, tcache, ...) keep working; these are read after it. */
+ * jemalloc's own tuning (arenas, decay, tcache, ...) keep working; these are read after it.
+ * prof_leak_error is off with prof_final: jemalloc refuses the one without the other (and with
+ * abort_conf:true would abort the program). */
 const char* je_malloc_conf_2_conf_harder =
     "prof:true,prof_active:true,prof_thread_active_init:true,prof_accum:false,"
-    "prof_final:false,prof_gdump:false,prof_leak:false,lg_prof_interval:-1,"
+    "prof_final:false,prof_gdump:false,prof_leak:false,prof_leak_error:false,lg_prof_interval:-1,"
     "prof_recent_alloc_max:0,prof_stats:false,prof_sys_thread_name:false,prof_log:false";
 
 static const mprof_callbacks_t* cb; /* set once at start-up; NULL: profiling off */
@@ -352,7 +354,42 @@ static void glue_start_early(tsd_t* tsd) {
                         memory_order_release);
 }
 
+/* MALLOC_CONF's profiling options (prof, prof_*, lg_prof_*) are accepted, as plain jemalloc
+ * accepts them, and have no effect here: profiling is MPROF_CONF's (docs/OPTIONS.md). One line on
+ * stderr names the ones the environment set, so that nobody waits for a jemalloc dump that will
+ * not come. */
+static void note_malloc_conf_prof(void) {
+  const char* conf = secure_getenv("MALLOC_CONF");
+  if (conf == NULL) return;
+  static const char head[] = "mprof: MALLOC_CONF profiling options have no effect in "
+                             "libmprof-jemalloc.so (profiling is set by MPROF_CONF):";
+  char line[512];
+  size_t len = sizeof head - 1, found = 0;
+  memcpy(line, head, len);
+  while (*conf != '\0') {
+    size_t n = strcspn(conf, ":,"), klen = n;
+    bool prof = (n >= 4 && strncmp(conf, "prof", 4) == 0 && (n == 4 || conf[4] == '_')) ||
+                (n > 8 && strncmp(conf, "lg_prof_", 8) == 0);
+    if (prof && len + klen + 5 < sizeof line) {
+      line[len++] = ' ';
+      memcpy(line + len, conf, klen);
+      len += klen;
+      found++;
+    }
+    conf += n;
+    conf += strcspn(conf, ","); /* the value */
+    if (*conf == ',') conf++;
+  }
+  if (found == 0) return;
+  line[len++] = '\n';
+  int saved = errno;
+  ssize_t w = write(STDERR_FILENO, line, len);
+  (void)w;
+  errno = saved;
+}
+
 __attribute__((constructor)) static void mprof_jemalloc_init(void) {
+  note_malloc_conf_prof();
   pthread_atfork(rec_fork_prepare, rec_fork_parent, rec_fork_child);
   /* An early start may be under way on another thread: mprof__init waits for it. */
   cb = mprof__init(glue_host());
