@@ -33,7 +33,9 @@
  * its own dumps (final, interval, high-water, leak report) off, since the core does them.
  *
  * The record handed to jemalloc as its "tctx" is a glue_rec_t in profiler memory: the core's
- * mprof_sample_t plus the block's address. jemalloc never dereferences it (the functions that
+ * mprof_sample_t plus the block's address (jemalloc's free path passes the record, not the
+ * address). A copy of the sample also goes into the core's block map, whose walk gives dumps the
+ * ages of live blocks, as with every glue. jemalloc never dereferences it (the functions that
  * would are the wrapped ones). Records are recycled through a free list under one lock, taken
  * once per sample and once per sampled free.
  *
@@ -44,6 +46,7 @@
 #include "jemalloc/internal/jemalloc_internal_includes.h"
 
 #include "glue.h"
+#include "mprof_blockmap.h"
 #include "mprof_hooks.h"
 #include "mprof_meta.h"
 #include "mprof_thread.h"
@@ -94,6 +97,7 @@ typedef struct glue_rec_s {
   const void* ptr;
   struct glue_rec_s* next; /* free list */
   bool undecided;          /* taken before the allocation's size was known: decided then */
+  bool in_map;             /* a copy of s is in the core's block map (for ages) */
 } glue_rec_t;
 
 #define REC_CHUNK 256
@@ -180,6 +184,10 @@ prof_tctx_t* __wrap_je_prof_tctx_create(tsd_t* tsd) {
   return (prof_tctx_t*)r;
 }
 
+/* The address of a sampled block reallocated in place whose old record is about to be freed
+ * (see prof_malloc_sample_object), on this thread. */
+static __thread const void* displaced __attribute__((tls_model("initial-exec")));
+
 void __wrap_je_prof_malloc_sample_object(tsd_t* tsd, const void* ptr, size_t size, size_t usize,
                                          prof_tctx_t* tctx) {
   glue_rec_t* r = (glue_rec_t*)tctx;
@@ -197,6 +205,15 @@ void __wrap_je_prof_malloc_sample_object(tsd_t* tsd, const void* ptr, size_t siz
     arena_prof_info_set(tsd, edata, (prof_tctx_t*)(uintptr_t)1U, size);
     return;
   }
+  /* A copy in the core's block map, whose walk gives dumps the ages of live blocks (prof_age).
+   * If the map cannot grow the block still counts, in its stack's figures without an age. */
+  mprof_sample_t prev;
+  if (mprof__blockmap_remove(ptr, &prev)) {
+    /* A sampled block reallocated in place: jemalloc records the new sample first, then frees
+     * the old one (prof_realloc), whose copy at the same address goes now. */
+    displaced = ptr;
+  }
+  r->in_map = mprof__blockmap_insert(ptr, &r->s) == 0;
   prof_info_set(tsd, edata, tctx, size);
 }
 
@@ -204,6 +221,12 @@ void __wrap_je_prof_free_sampled_object(tsd_t* tsd, size_t usize, prof_info_t* p
   (void)usize;
   glue_rec_t* r = (glue_rec_t*)prof_info->alloc_tctx;
   pre_reentrancy(tsd, NULL);
+  mprof_sample_t copy;
+  if (r->ptr == displaced)
+    displaced = NULL; /* its copy went when the block was reallocated in place */
+  else if (r->in_map)
+    mprof__blockmap_remove(r->ptr, &copy);
+  r->in_map = false;
   cb->on_free(&r->s, (void*)(uintptr_t)r->ptr);
   post_reentrancy(tsd);
   rec_put(r);
