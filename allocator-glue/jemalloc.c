@@ -26,7 +26,11 @@
  *   prof_free_sampled_object           a sampled block is being freed: on_free with its record;
  *   prof_alloc_rollback                a sampled allocation failed: the record goes back.
  *
- * and four others: prof_mdump (mallctl "prof.dump": a profile from the core, in the format of the
+ * and five others: malloc_mutex_lock_slow (jemalloc's wait for one of its own mutexes: run with
+ * the profiler's re-entry guard raised, so that the interposed pthread_mutex_lock of
+ * prof_mutex_app, plugin/mprof_mutex_app.c, passes it through: recording a wait there would run
+ * the profiler while jemalloc holds that mutex, and anything it allocated could need it again),
+ * prof_mdump (mallctl "prof.dump": a profile from the core, in the format of the
  * `prof_format` option), prof_active_get/set (mallctl "prof.active": the core's active flag) and
  * prof_unwind_init (jemalloc's start-up warm-up of an unwinder it will not use here). jemalloc's own profiling options are fixed at start-up through its
  * `malloc_conf_2_conf_harder` configuration source, read after MALLOC_CONF: profiling on,
@@ -147,6 +151,8 @@ bool __wrap_je_prof_mdump(tsd_t* tsd, const char* filename);
 bool __wrap_je_prof_active_get(tsdn_t* tsdn);
 bool __wrap_je_prof_active_set(tsdn_t* tsdn, bool active);
 void __wrap_je_prof_unwind_init(void);
+void __real_je_malloc_mutex_lock_slow(malloc_mutex_t* mutex);
+void __wrap_je_malloc_mutex_lock_slow(malloc_mutex_t* mutex);
 
 uint64_t __wrap_je_prof_sample_new_event_wait(tsd_t* tsd) {
   (void)tsd;
@@ -249,6 +255,13 @@ bool __wrap_je_prof_mdump(tsd_t* tsd, const char* filename) {
 /* jemalloc's warm-up of its unwinder at start-up: not used here (the core unwinds), and its
  * first use would open libunwind's validation pipe outside the profiler (see glue.h). */
 void __wrap_je_prof_unwind_init(void) {}
+
+/* A contended jemalloc mutex: jemalloc's spin and wait, not the program's (see the top). */
+void __wrap_je_malloc_mutex_lock_slow(malloc_mutex_t* mutex) {
+  mprof__thread.busy++;
+  __real_je_malloc_mutex_lock_slow(mutex);
+  mprof__thread.busy--;
+}
 
 /* mallctl("prof.active"): the core's flag (jemalloc's own stays on). */
 bool __wrap_je_prof_active_get(tsdn_t* tsdn) {

@@ -43,7 +43,7 @@ ExternalProject_Add(jemalloc_src
 set(MPROF_JEMALLOC_WRAPPED
     prof_sample_new_event_wait prof_sample_postponed_event_wait prof_tctx_create
     prof_malloc_sample_object prof_free_sampled_object prof_alloc_rollback prof_mdump
-    prof_active_get prof_active_set prof_unwind_init)
+    prof_active_get prof_active_set prof_unwind_init malloc_mutex_lock_slow)
 set(_mprof_wrap_opts "")
 foreach(fn ${MPROF_JEMALLOC_WRAPPED})
   list(APPEND _mprof_wrap_opts "LINKER:--wrap=je_${fn}")
@@ -66,6 +66,7 @@ add_custom_target(jemalloc_glued DEPENDS ${MPROF_JEMALLOC_GLUED})
 
 add_library(mprof_jemalloc SHARED ${PROJECT_SOURCE_DIR}/allocator-glue/jemalloc.c
                                   ${PROJECT_SOURCE_DIR}/allocator-glue/glue.c
+                                  ${MPROF_MUTEX_APP_SOURCE}
                                   $<TARGET_OBJECTS:mprof_core_obj>)
 add_library(mprof::mprof_jemalloc ALIAS mprof_jemalloc)
 add_dependencies(mprof_jemalloc jemalloc_src jemalloc_glued)
