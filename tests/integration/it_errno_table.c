@@ -17,12 +17,18 @@
 
 static const char* ename(int e) {
   switch (e) {
-  case SENTINEL: return "unchanged";
-  case 0: return "0";
-  case ENOMEM: return "ENOMEM";
-  case EINVAL: return "EINVAL";
-  case EOVERFLOW: return "EOVERFLOW";
-  default: return "other";
+  case SENTINEL:
+    return "unchanged";
+  case 0:
+    return "0";
+  case ENOMEM:
+    return "ENOMEM";
+  case EINVAL:
+    return "EINVAL";
+  case EOVERFLOW:
+    return "EOVERFLOW";
+  default:
+    return "other";
   }
 }
 

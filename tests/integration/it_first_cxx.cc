@@ -6,7 +6,8 @@
 static char* volatile keep[1000];
 
 __attribute__((noinline)) static void site_new() {
-  for (int i = 0; i < 1000; i++) keep[i] = new char[1000];
+  for (int i = 0; i < 1000; i++)
+    keep[i] = new char[1000];
 }
 
 int main(int argc, char** argv) {

@@ -62,7 +62,8 @@ int main(void) {
     void* own[N];
     for (int i = 0; i < N; i++) {
       size_t n = next_size();
-      own[i] = (i % 7 == 3) ? mi_heap_malloc_aligned(heap, n, 64 << (i % 5)) : mi_heap_malloc(heap, n);
+      own[i] =
+          (i % 7 == 3) ? mi_heap_malloc_aligned(heap, n, 64 << (i % 5)) : mi_heap_malloc(heap, n);
       if (own[i] == NULL) abort();
       if (i % 11 == 5) own[i] = mi_heap_realloc(heap, own[i], n + 5000);
       if (i % 3 == 0) mi_free(own[i]);
