@@ -264,8 +264,9 @@ void mprof__sample_dropped(void) {
   int saved_errno = errno;
   atomic_fetch_add_explicit(&st_dropped, 1, memory_order_relaxed);
   if (!atomic_flag_test_and_set(&warned_drop))
-    say("mprof: a sample could not be recorded (out of profiler memory or sampled-block space); "
-        "samples are being dropped, see stats.dropped_samples");
+    say("mprof: a sample could not be recorded (profiler memory exhausted, or a block the "
+        "allocator cannot mark as sampled); samples are being dropped, see "
+        "stats.dropped_samples in docs/OPTIONS.md");
   errno = saved_errno;
 }
 
