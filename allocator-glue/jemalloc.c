@@ -13,23 +13,33 @@
  * object files, so the linker can route them here; no line of jemalloc changes):
  *
  *   prof_sample_new_event_wait,        the bytes until this thread's next sample: the core's
- *   prof_sample_postponed_event_wait   exponential countdown (mprof_thread.h) instead of
+ *   prof_sample_postponed_event_wait   exponential countdown (mprof__sample_wait) instead of
  *                                      jemalloc's geometric one, so the core's rate applies;
+ *                                      jemalloc asks when it sets a thread up, so the thread's
+ *                                      first allocation is compared with a real countdown;
  *   prof_tctx_create                   "sample this allocation?": the core decides
- *                                      (mprof__sample_decide) and a record is taken;
+ *                                      (mprof__sample_decide) and a record is taken (or, for a
+ *                                      thread set up before the core started, taken undecided);
  *   prof_malloc_sample_object          the sampled block now exists: on_alloc fills the record,
- *                                      which jemalloc stores in the block's extent;
+ *                                      which jemalloc stores in the block's extent (an
+ *                                      undecided record is decided first, with the size);
  *   prof_free_sampled_object           a sampled block is being freed: on_free with its record;
  *   prof_alloc_rollback                a sampled allocation failed: the record goes back.
  *
- * and four others: prof_mdump (mallctl "prof.dump": a profile from the core, in the format of the
+ * and five others: malloc_mutex_lock_slow (jemalloc's wait for one of its own mutexes: run with
+ * the profiler's re-entry guard raised, so that the interposed pthread_mutex_lock of
+ * prof_mutex_app, plugin/mprof_mutex_app.c, passes it through: recording a wait there would run
+ * the profiler while jemalloc holds that mutex, and anything it allocated could need it again),
+ * prof_mdump (mallctl "prof.dump": a profile from the core, in the format of the
  * `prof_format` option), prof_active_get/set (mallctl "prof.active": the core's active flag) and
  * prof_unwind_init (jemalloc's start-up warm-up of an unwinder it will not use here). jemalloc's own profiling options are fixed at start-up through its
  * `malloc_conf_2_conf_harder` configuration source, read after MALLOC_CONF: profiling on,
  * its own dumps (final, interval, high-water, leak report) off, since the core does them.
  *
  * The record handed to jemalloc as its "tctx" is a glue_rec_t in profiler memory: the core's
- * mprof_sample_t plus the block's address. jemalloc never dereferences it (the functions that
+ * mprof_sample_t plus the block's address (jemalloc's free path passes the record, not the
+ * address). A copy of the sample also goes into the core's block map, whose walk gives dumps the
+ * ages of live blocks, as with every glue. jemalloc never dereferences it (the functions that
  * would are the wrapped ones). Records are recycled through a free list under one lock, taken
  * once per sample and once per sampled free.
  *
@@ -40,9 +50,12 @@
 #include "jemalloc/internal/jemalloc_internal_includes.h"
 
 #include "glue.h"
+#include "mprof_blockmap.h"
 #include "mprof_hooks.h"
 #include "mprof_meta.h"
 #include "mprof_thread.h"
+
+#include <stdatomic.h>
 
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -62,17 +75,23 @@ int mprof__dump(const char* path);
 int mprof__dump_auto(char kind);
 bool mprof__active_get(void);
 void mprof__active_set(bool on);
-uint64_t mprof__sample_interval(void);
 
 /* jemalloc's profiling, as this library runs it. Options a user sets in MALLOC_CONF for
- * jemalloc's own tuning (arenas, decay, tcache, ...) keep working; these are read after it. */
+ * jemalloc's own tuning (arenas, decay, tcache, ...) keep working; these are read after it.
+ * prof_leak_error is off with prof_final: jemalloc refuses the one without the other (and with
+ * abort_conf:true would abort the program). */
 const char* je_malloc_conf_2_conf_harder =
     "prof:true,prof_active:true,prof_thread_active_init:true,prof_accum:false,"
-    "prof_final:false,prof_gdump:false,prof_leak:false,lg_prof_interval:-1,"
+    "prof_final:false,prof_gdump:false,prof_leak:false,prof_leak_error:false,lg_prof_interval:-1,"
     "prof_recent_alloc_max:0,prof_stats:false,prof_sys_thread_name:false,prof_log:false";
 
-static const mprof_callbacks_t* cb; /* set once by the constructor; NULL: profiling off */
-static bool started;                /* the constructor has run mprof__init */
+static const mprof_callbacks_t* cb; /* set once at start-up; NULL: profiling off */
+
+/* Start-up: by the first sample point (glue_start_early), or by the constructor, whichever comes
+ * first; the constructor finishes it. */
+enum { GLUE_NONE = 0, GLUE_STARTING, GLUE_STARTED };
+static _Atomic int glue_state;
+static void glue_start_early(tsd_t* tsd);
 
 /* ---------------------------------------------------------------------------------------------
  * Records
@@ -81,6 +100,8 @@ typedef struct glue_rec_s {
   mprof_sample_t s;
   const void* ptr;
   struct glue_rec_s* next; /* free list */
+  bool undecided;          /* taken before the allocation's size was known: decided then */
+  bool in_map;             /* a copy of s is in the core's block map (for ages) */
 } glue_rec_t;
 
 #define REC_CHUNK 256
@@ -116,24 +137,9 @@ static void rec_put(glue_rec_t* r) {
 /* ---------------------------------------------------------------------------------------------
  * The sampler
  * ------------------------------------------------------------------------------------------- */
-/* Set when the core has just drawn this thread's next countdown (in mprof__thread.countdown)
- * for jemalloc's next call to prof_sample_new_event_wait. */
-static __thread bool fresh_wait __attribute__((tls_model("initial-exec")));
-
-/* A wait for an event that fired when the core could not decide (re-entrant, inactive). */
-static uint64_t other_wait(void) {
-  mprof_thread_t* t = &mprof__thread;
-  if (!mprof__ready()) {
-    /* Before start-up, look at every allocation (there are a few hundred, from the dynamic
-     * loader and libc), so that the first allocation after it draws the thread's countdown: a
-     * program's first allocations are sampled. Profiling off: never again. */
-    return started ? UINT64_MAX : 1;
-  }
-  if (t->state == MPROF_THREAD_NEW) return 1; /* let the next allocation seed the thread */
-  if (t->state == MPROF_THREAD_DEAD) return UINT64_MAX;
-  return mprof__thread_next_interval(t, mprof__sample_interval());
-}
-
+/* jemalloc keeps the per-thread byte counter and asks for the bytes until the next sample
+ * point when it sets a thread up and after each sample point; the core answers
+ * (mprof__sample_wait) with its exponential countdown. */
 uint64_t __wrap_je_prof_sample_new_event_wait(tsd_t* tsd);
 uint64_t __wrap_je_prof_sample_postponed_event_wait(tsd_t* tsd);
 prof_tctx_t* __wrap_je_prof_tctx_create(tsd_t* tsd);
@@ -145,57 +151,75 @@ bool __wrap_je_prof_mdump(tsd_t* tsd, const char* filename);
 bool __wrap_je_prof_active_get(tsdn_t* tsdn);
 bool __wrap_je_prof_active_set(tsdn_t* tsdn, bool active);
 void __wrap_je_prof_unwind_init(void);
+void __real_je_malloc_mutex_lock_slow(malloc_mutex_t* mutex);
+void __wrap_je_malloc_mutex_lock_slow(malloc_mutex_t* mutex);
 
 uint64_t __wrap_je_prof_sample_new_event_wait(tsd_t* tsd) {
   (void)tsd;
-  if (fresh_wait) {
-    fresh_wait = false;
-    uint64_t w = mprof__thread.countdown;
-    return w ? w : 1;
-  }
-  return other_wait();
+  return mprof__sample_wait();
 }
 
 uint64_t __wrap_je_prof_sample_postponed_event_wait(tsd_t* tsd) {
   (void)tsd;
-  return other_wait();
+  return mprof__sample_wait();
 }
 
 prof_tctx_t* __wrap_je_prof_tctx_create(tsd_t* tsd) {
   if (!tsd_nominal(tsd) || tsd_reentrancy_level_get(tsd) > 0) return (prof_tctx_t*)(uintptr_t)1U;
-  mprof_thread_t* t = &mprof__thread;
-  if (t->busy) { /* the profiler's own allocation: never sampled */
-    fresh_wait = false;
-    return (prof_tctx_t*)(uintptr_t)1U;
+  if (mprof__thread.busy) return (prof_tctx_t*)(uintptr_t)1U; /* the profiler's own allocation */
+  if (__builtin_expect(atomic_load_explicit(&glue_state, memory_order_acquire) == GLUE_NONE, 0))
+    glue_start_early(tsd);
+  if (mprof__sample_needs_size()) {
+    /* This thread was set up before the core started, so its countdown was never drawn: the
+     * core decides once the size is known (prof_malloc_sample_object). Until then the block is
+     * placed as a sampled one is. */
+    glue_rec_t* r = cb != NULL ? rec_get() : NULL;
+    if (r == NULL) return (prof_tctx_t*)(uintptr_t)1U;
+    r->undecided = true;
+    return (prof_tctx_t*)r;
   }
   /* jemalloc's countdown for this thread ran out: the core's decision, which also draws the
-   * next countdown (or, on a thread's first event, seeds it and may find it not yet due). */
-  bool sample = mprof__sample_decide(1);
-  fresh_wait = mprof__ready(); /* before start-up, other_wait decides */
-  if (!sample) return (prof_tctx_t*)(uintptr_t)1U;
+   * next countdown. */
+  if (!mprof__sample_decide(1)) return (prof_tctx_t*)(uintptr_t)1U;
   glue_rec_t* r = cb != NULL ? rec_get() : NULL;
   if (r == NULL) {
     mprof__sample_dropped();
     return (prof_tctx_t*)(uintptr_t)1U;
   }
+  r->undecided = false;
   return (prof_tctx_t*)r;
 }
+
+/* The address of a sampled block reallocated in place whose old record is about to be freed
+ * (see prof_malloc_sample_object), on this thread. */
+static __thread const void* displaced __attribute__((tls_model("initial-exec")));
 
 void __wrap_je_prof_malloc_sample_object(tsd_t* tsd, const void* ptr, size_t size, size_t usize,
                                          prof_tctx_t* tctx) {
   glue_rec_t* r = (glue_rec_t*)tctx;
   edata_t* edata = emap_edata_lookup(tsd_tsdn(tsd), &arena_emap_global, ptr);
   r->ptr = ptr;
-  pre_reentrancy(tsd, NULL);
-  /* jemalloc's countdown charged usize bytes: that sets the weight; size is what is reported. */
-  cb->on_alloc_counted(&r->s, (void*)(uintptr_t)ptr, size, usize);
-  post_reentrancy(tsd);
-  fresh_wait = true;         /* on_alloc left the thread's next countdown */
+  r->s.bucket = NULL;
+  if (!r->undecided || mprof__sample_decide(usize)) {
+    pre_reentrancy(tsd, NULL);
+    /* jemalloc's countdown charged usize bytes: that sets the weight; size is reported. */
+    cb->on_alloc_counted(&r->s, (void*)(uintptr_t)ptr, size, usize);
+    post_reentrancy(tsd);
+  }
   if (r->s.bucket == NULL) { /* not recorded: the block frees as an unsampled one */
     rec_put(r);
     arena_prof_info_set(tsd, edata, (prof_tctx_t*)(uintptr_t)1U, size);
     return;
   }
+  /* A copy in the core's block map, whose walk gives dumps the ages of live blocks (prof_age).
+   * If the map cannot grow the block still counts, in its stack's figures without an age. */
+  mprof_sample_t prev;
+  if (mprof__blockmap_remove(ptr, &prev)) {
+    /* A sampled block reallocated in place: jemalloc records the new sample first, then frees
+     * the old one (prof_realloc), whose copy at the same address goes now. */
+    displaced = ptr;
+  }
+  r->in_map = mprof__blockmap_insert(ptr, &r->s) == 0;
   prof_info_set(tsd, edata, tctx, size);
 }
 
@@ -203,6 +227,12 @@ void __wrap_je_prof_free_sampled_object(tsd_t* tsd, size_t usize, prof_info_t* p
   (void)usize;
   glue_rec_t* r = (glue_rec_t*)prof_info->alloc_tctx;
   pre_reentrancy(tsd, NULL);
+  mprof_sample_t copy;
+  if (r->ptr == displaced)
+    displaced = NULL; /* its copy went when the block was reallocated in place */
+  else if (r->in_map)
+    mprof__blockmap_remove(r->ptr, &copy);
+  r->in_map = false;
   cb->on_free(&r->s, (void*)(uintptr_t)r->ptr);
   post_reentrancy(tsd);
   rec_put(r);
@@ -226,6 +256,13 @@ bool __wrap_je_prof_mdump(tsd_t* tsd, const char* filename) {
  * first use would open libunwind's validation pipe outside the profiler (see glue.h). */
 void __wrap_je_prof_unwind_init(void) {}
 
+/* A contended jemalloc mutex: jemalloc's spin and wait, not the program's (see the top). */
+void __wrap_je_malloc_mutex_lock_slow(malloc_mutex_t* mutex) {
+  mprof__thread.busy++;
+  __real_je_malloc_mutex_lock_slow(mutex);
+  mprof__thread.busy--;
+}
+
 /* mallctl("prof.active"): the core's flag (jemalloc's own stays on). */
 bool __wrap_je_prof_active_get(tsdn_t* tsdn) {
   (void)tsdn;
@@ -239,8 +276,43 @@ bool __wrap_je_prof_active_set(tsdn_t* tsdn, bool active) {
   return old;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * The malloc family, with glibc's results and errno where jemalloc 5.3.0's differ (compared call
+ * by call in tests/integration/it_errno.sh): jemalloc leaves errno alone when realloc cannot grow
+ * a block and when memalign or valloc fail, and its memalign refuses an alignment that is not a
+ * power of two, which glibc rounds up. (Its posix_memalign is kept: it returns the error and
+ * leaves errno alone, as POSIX has it; see docs/OPTIONS.md.) jemalloc's own functions are renamed in the
+ * archive the library is linked from (cmake/jemalloc.cmake) and called from here; hidden, so they
+ * are not exported.
+ * ------------------------------------------------------------------------------------------- */
+__attribute__((visibility("hidden"))) void* mprof__je_realloc(void* p, size_t n);
+__attribute__((visibility("hidden"))) void* mprof__je_memalign(size_t align, size_t n);
+
+MPROF_PUBLIC void* realloc(void* p, size_t n) {
+  void* r = mprof__je_realloc(p, n);
+  if (r == NULL && n != 0) errno = ENOMEM; /* n == 0: p was freed (glibc's realloc(p, 0)) */
+  return r;
+}
+
+MPROF_PUBLIC void* memalign(size_t align, size_t n) {
+  if (align > SIZE_MAX / 2 + 1) { /* no power of two to round up to */
+    errno = EINVAL;
+    return NULL;
+  }
+  size_t a = 1;
+  while (a < align)
+    a <<= 1;
+  void* r = mprof__je_memalign(a, n);
+  if (r == NULL) errno = ENOMEM;
+  return r;
+}
+
+MPROF_PUBLIC void* valloc(size_t n) {
+  return memalign((size_t)sysconf(_SC_PAGESIZE), n);
+}
+
 /* pvalloc(): jemalloc 5.3.0 does not define it, and glibc's serves it from glibc's own heap,
- * which free() here cannot take back. The page-rounded request from jemalloc instead. */
+ * which free() here cannot take back. The page-rounded request, as glibc rounds it. */
 void* pvalloc(size_t n);
 MPROF_PUBLIC void* pvalloc(size_t n) {
   size_t page = (size_t)sysconf(_SC_PAGESIZE);
@@ -250,7 +322,7 @@ MPROF_PUBLIC void* pvalloc(size_t n) {
     return NULL;
   }
   r &= ~(page - 1);
-  return je_memalign(page, r ? r : page);
+  return memalign(page, r ? r : page);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -289,17 +361,73 @@ static int glue_alloc_stats(mprof_alloc_stats_t* out) {
   return 0;
 }
 
+/* What the core is told about this library; filled once, by whichever start comes first. */
+static const mprof_host_t* glue_host(void) {
+  static mprof_host_t host;
+  if (host.name == NULL) {
+    /* Frames in this library (jemalloc, operator new, the core) are dropped from the leaf end. */
+    uintptr_t lo, hi;
+    mprof__glue_start((const void*)&cb, &lo, &hi);
+    host = (mprof_host_t){"jemalloc " JEMALLOC_VERSION, lo, hi, glue_alloc_stats};
+  }
+  return &host;
+}
+
+/* The core started at the first sample point, before the constructor ran (a library's
+ * constructor, the dynamic loader or libstdc++'s emergency pool allocated first): those
+ * allocations are sampled like the program's own (mprof_hooks.h). jemalloc's re-entrancy level
+ * is raised, so what this allocates is served without events. */
+static void glue_start_early(tsd_t* tsd) {
+  int expected = GLUE_NONE;
+  if (!atomic_compare_exchange_strong(&glue_state, &expected, GLUE_STARTING)) return;
+  pre_reentrancy(tsd, NULL);
+  mprof__enter();
+  cb = mprof__init_early(glue_host());
+  mprof__leave();
+  post_reentrancy(tsd);
+  /* Too early to read the options: the next sample point tries again. */
+  atomic_store_explicit(&glue_state, cb != NULL || mprof__ready() ? GLUE_STARTED : GLUE_NONE,
+                        memory_order_release);
+}
+
+/* MALLOC_CONF's profiling options (prof, prof_*, lg_prof_*) are accepted, as plain jemalloc
+ * accepts them, and have no effect here: profiling is MPROF_CONF's (docs/OPTIONS.md). One line on
+ * stderr names the ones the environment set, so that nobody waits for a jemalloc dump that will
+ * not come. */
+static void note_malloc_conf_prof(void) {
+  const char* conf = secure_getenv("MALLOC_CONF");
+  if (conf == NULL) return;
+  static const char head[] = "mprof: MALLOC_CONF profiling options have no effect in "
+                             "libmprof-jemalloc.so (profiling is set by MPROF_CONF):";
+  char line[512];
+  size_t len = sizeof head - 1, found = 0;
+  memcpy(line, head, len);
+  while (*conf != '\0') {
+    size_t n = strcspn(conf, ":,"), klen = n;
+    bool prof = (n >= 4 && strncmp(conf, "prof", 4) == 0 && (n == 4 || conf[4] == '_')) ||
+                (n > 8 && strncmp(conf, "lg_prof_", 8) == 0);
+    if (prof && len + klen + 5 < sizeof line) {
+      line[len++] = ' ';
+      memcpy(line + len, conf, klen);
+      len += klen;
+      found++;
+    }
+    conf += n;
+    conf += strcspn(conf, ","); /* the value */
+    if (*conf == ',') conf++;
+  }
+  if (found == 0) return;
+  line[len++] = '\n';
+  int saved = errno;
+  ssize_t w = write(STDERR_FILENO, line, len);
+  (void)w;
+  errno = saved;
+}
+
 __attribute__((constructor)) static void mprof_jemalloc_init(void) {
-  /* Frames in this library (jemalloc, operator new, the core) are dropped from the leaf end. */
-  uintptr_t lo, hi;
-  mprof__glue_start((const void*)&cb, &lo, &hi);
-  static char name[96];
-  const char* version = "";
-  size_t len = sizeof version;
-  if (je_mallctl("version", (void*)&version, &len, NULL, 0) != 0) version = "5.3.0";
-  snprintf(name, sizeof name, "jemalloc %s", version);
+  note_malloc_conf_prof();
   pthread_atfork(rec_fork_prepare, rec_fork_parent, rec_fork_child);
-  mprof_host_t host = {name, lo, hi, glue_alloc_stats};
-  cb = mprof__init(&host);
-  started = true;
+  /* An early start may be under way on another thread: mprof__init waits for it. */
+  cb = mprof__init(glue_host());
+  atomic_store_explicit(&glue_state, GLUE_STARTED, memory_order_release);
 }

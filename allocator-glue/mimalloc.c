@@ -19,8 +19,10 @@
  *     come back misaligned). C++ operator new/delete stay libstdc++'s, which call malloc and free
  *     and throw std::bad_alloc (mimalloc's, compiled as C, abort instead);
  *   - what every glue adds (glue.h): exit(), pipe2() where libunwind is used, the code range;
- *   - start-up: the core is initialised from a constructor, with the library's own code range so
- *     that the allocator's and profiler's frames are dropped from the leaf end of stacks.
+ *   - start-up: the core is initialised by the first allocation that reaches the slow path, or
+ *     by the constructor if that comes first (the constructor finishes it), with the library's
+ *     own code range so that the allocator's and profiler's frames are dropped from the leaf end
+ *     of stacks.
  * There is no thread, lock or memory reservation of the glue's own. */
 #include "mimalloc_hooks.h"
 
@@ -34,7 +36,11 @@
 #pragma GCC diagnostic ignored "-Wunused-parameter"
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
 #pragma GCC diagnostic ignored "-Wundef"
+/* mimalloc's mi_heap_destroy under another name: the exported one (below) ends the heap's sampled
+ * blocks first. */
+#define mi_heap_destroy mprof__mi_heap_destroy_pages
 #include "static.c" /* mimalloc 2.0.9: src/static.c of the source tree */
+#undef mi_heap_destroy
 #pragma GCC diagnostic pop
 
 #include "glue.h"
@@ -52,8 +58,14 @@
 
 #define MPROF_PUBLIC __attribute__((visibility("default")))
 
-/* Written once by the constructor (NULL while profiling is off), read-only afterwards. */
+/* Written once at start-up (NULL while profiling is off), read-only afterwards. */
 static const mprof_callbacks_t* cb;
+
+/* Start-up: by the first allocation that reaches the slow path (glue_start_early), or by the
+ * constructor, whichever comes first; the constructor finishes it. */
+enum { GLUE_NONE = 0, GLUE_STARTING, GLUE_STARTED };
+static _Atomic int glue_state;
+static void glue_start_early(void);
 
 /* The thread's latest sampled block and the countdown it had before that allocation: what the
  * aligned fallback needs to take the sample back when it re-reports the block (see
@@ -154,6 +166,9 @@ __attribute__((noinline, cold)) void* mprof__mi_malloc_slow(void* p, size_t n) {
     return p;
   }
   int saved = errno;
+  if (__builtin_expect(atomic_load_explicit(&glue_state, memory_order_acquire) == GLUE_NONE, 0) &&
+      t->busy == 0)
+    glue_start_early();
   last_sample.block = NULL;
   if (mprof__sample_decide(n) && cb != NULL) record(p, n, before);
   errno = saved;
@@ -229,6 +244,53 @@ void mprof__mi_resize(void* p, size_t oldsize, size_t newsize) {
   unreport(p, oldsize);
   if (mprof__thread_countdown_expired(newsize)) mprof__mi_malloc_slow(p, newsize);
   errno = saved;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Heaps destroyed whole. mi_heap_destroy releases a heap's pages without freeing their blocks one
+ * by one, so mi_track_free never sees them: its sampled blocks are ended here first, or they would
+ * stay "in use" for good. Only marked pages can hold one (a page's mark counts at least its live
+ * sampled blocks); on them every block is looked up in the filter (one load each), and on a page
+ * with aligned blocks, whose sampled address may lie inside the block, every 16 bytes of it
+ * (mimalloc aligns blocks to 8 bytes without that path, so an interior address is a multiple of an
+ * alignment of at least 16). mi_heap_delete needs nothing: it moves the pages, marks and all, to
+ * the thread's backing heap, and their blocks stay live at the same addresses.
+ * ------------------------------------------------------------------------------------------- */
+static void end_if_sampled(void* p) {
+  mprof_sample_t d;
+  if (!take_record(p, &d)) return;
+  if (p == last_sample.block) last_sample.block = NULL;
+  cb->on_free(&d, p);
+}
+
+static bool end_page_samples(mi_heap_t* heap, mi_page_queue_t* pq, mi_page_t* page, void* a1,
+                             void* a2) {
+  (void)heap, (void)pq, (void)a1, (void)a2;
+  if (page_marks(page) == 0) return true;
+  size_t psize;
+  uint8_t* start = _mi_page_start(_mi_page_segment(page), page, &psize);
+  size_t bsize = mi_page_block_size(page);
+  bool aligned = mi_page_has_aligned(page);
+  for (size_t i = 0; i < page->capacity; i++) {
+    uint8_t* b = start + i * bsize;
+    end_if_sampled(b);
+    if (!aligned) continue;
+    for (uintptr_t q = ((uintptr_t)b + 16) & ~(uintptr_t)15; q < (uintptr_t)b + bsize; q += 16)
+      end_if_sampled((void*)q);
+  }
+  page_set_marks(page, 0);
+  return true;
+}
+
+void mi_heap_destroy(mi_heap_t* heap);
+MPROF_PUBLIC void mi_heap_destroy(mi_heap_t* heap) {
+  /* As mimalloc does: a heap that may hold reclaimed pages is deleted instead (blocks kept). */
+  if (cb != NULL && heap != NULL && mi_heap_is_initialized(heap) && heap->no_reclaim) {
+    int saved = errno;
+    mi_heap_visit_pages(heap, end_page_samples, NULL, NULL);
+    errno = saved;
+  }
+  mprof__mi_heap_destroy_pages(heap);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -319,7 +381,7 @@ MPROF_PUBLIC int posix_memalign(void** out, size_t align, size_t n) {
   if (!is_pow2(align) || align % sizeof(void*) != 0) return EINVAL;
   int saved = errno;
   void* p = aligned(align, n);
-  errno = saved;
+  errno = saved; /* the error is the return value (POSIX), not errno: see docs/OPTIONS.md */
   if (p == NULL) return ENOMEM;
   *out = p;
   return 0;
@@ -392,12 +454,36 @@ static int glue_alloc_stats(mprof_alloc_stats_t* out) {
   return 0;
 }
 
-__attribute__((constructor)) static void mprof_glue_init(void) {
-  uintptr_t lo, hi;
-  mprof__glue_start(&cb, &lo, &hi);
+/* What the core is told about this library; filled once, by whichever start comes first. */
+static const mprof_host_t* glue_host(void) {
+  static mprof_host_t host;
   static char name[32];
-  snprintf(name, sizeof name, "mimalloc %d.%d.%d", MI_MALLOC_VERSION / 100,
-           (MI_MALLOC_VERSION / 10) % 10, MI_MALLOC_VERSION % 10);
+  if (host.name == NULL) {
+    uintptr_t lo, hi;
+    mprof__glue_start(&cb, &lo, &hi);
+    snprintf(name, sizeof name, "mimalloc %d.%d.%d", MI_MALLOC_VERSION / 100,
+             (MI_MALLOC_VERSION / 10) % 10, MI_MALLOC_VERSION % 10);
+    host = (mprof_host_t){name, lo, hi, glue_alloc_stats};
+  }
+  return &host;
+}
+
+/* The core started from inside an allocation, before the constructor ran: a library's
+ * constructor, the dynamic loader or libstdc++'s emergency pool allocated first. Sampling starts
+ * there, so those allocations are sampled like the program's own (mprof_hooks.h). */
+static void glue_start_early(void) {
+  int expected = GLUE_NONE;
+  if (!atomic_compare_exchange_strong(&glue_state, &expected, GLUE_STARTING)) return;
+  mprof__enter(); /* what this allocates is not sampled */
+  mi_register_error(on_mi_error, NULL);
+  cb = mprof__init_early(glue_host());
+  mprof__leave();
+  /* Too early to read the options: the next allocation tries again. */
+  atomic_store_explicit(&glue_state, cb != NULL || mprof__ready() ? GLUE_STARTED : GLUE_NONE,
+                        memory_order_release);
+}
+
+__attribute__((constructor)) static void mprof_glue_init(void) {
   mi_register_error(on_mi_error, NULL);
   /* mimalloc's first allocation on the main thread sets errno (ENOENT, from probing the system
    * once); a successful malloc must not, so that probing happens here, errno kept. */
@@ -406,6 +492,8 @@ __attribute__((constructor)) static void mprof_glue_init(void) {
   mi_free(mi_malloc(16));
   mprof__leave();
   errno = saved;
-  mprof_host_t host = {name, lo, hi, glue_alloc_stats};
-  cb = mprof__init(&host);
+  /* An early start may be under way on another thread: mprof__init waits for it. */
+  const mprof_host_t* host = glue_host();
+  cb = mprof__init(host);
+  atomic_store_explicit(&glue_state, GLUE_STARTED, memory_order_release);
 }

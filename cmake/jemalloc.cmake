@@ -43,17 +43,33 @@ ExternalProject_Add(jemalloc_src
 set(MPROF_JEMALLOC_WRAPPED
     prof_sample_new_event_wait prof_sample_postponed_event_wait prof_tctx_create
     prof_malloc_sample_object prof_free_sampled_object prof_alloc_rollback prof_mdump
-    prof_active_get prof_active_set prof_unwind_init)
+    prof_active_get prof_active_set prof_unwind_init malloc_mutex_lock_slow)
 set(_mprof_wrap_opts "")
 foreach(fn ${MPROF_JEMALLOC_WRAPPED})
   list(APPEND _mprof_wrap_opts "LINKER:--wrap=je_${fn}")
 endforeach()
 
+# jemalloc's malloc-family functions whose results or errno differ from glibc's are defined by
+# the glue (allocator-glue/jemalloc.c, "The malloc family"): jemalloc's realloc and memalign are
+# renamed mprof__je_<name> in a copy of the archive (the glue calls them, and declares them
+# hidden so they are not exported), its valloc is made local (unused).
+set(MPROF_JEMALLOC_GLUED ${MPROF_JEMALLOC_BUILD}/lib/libjemalloc_mprof.a)
+set(_mprof_objcopy_opts --localize-symbol=valloc)
+foreach(fn realloc memalign)
+  list(APPEND _mprof_objcopy_opts --redefine-sym ${fn}=mprof__je_${fn})
+endforeach()
+add_custom_command(OUTPUT ${MPROF_JEMALLOC_GLUED}
+  COMMAND ${CMAKE_OBJCOPY} ${_mprof_objcopy_opts} ${MPROF_JEMALLOC_PIC} ${MPROF_JEMALLOC_GLUED}
+  DEPENDS jemalloc_src ${MPROF_JEMALLOC_PIC}
+  COMMENT "jemalloc's archive with the glue's malloc-family names")
+add_custom_target(jemalloc_glued DEPENDS ${MPROF_JEMALLOC_GLUED})
+
 add_library(mprof_jemalloc SHARED ${PROJECT_SOURCE_DIR}/allocator-glue/jemalloc.c
                                   ${PROJECT_SOURCE_DIR}/allocator-glue/glue.c
+                                  ${MPROF_MUTEX_APP_SOURCE}
                                   $<TARGET_OBJECTS:mprof_core_obj>)
 add_library(mprof::mprof_jemalloc ALIAS mprof_jemalloc)
-add_dependencies(mprof_jemalloc jemalloc_src)
+add_dependencies(mprof_jemalloc jemalloc_src jemalloc_glued)
 # The glue is compiled against jemalloc's internal headers (its own and the generated ones),
 # as jemalloc's sources are: GNU C, _REENTRANT. They are system headers to our warnings.
 set_source_files_properties(${PROJECT_SOURCE_DIR}/allocator-glue/jemalloc.c PROPERTIES
@@ -64,11 +80,11 @@ target_include_directories(mprof_jemalloc PUBLIC $<BUILD_INTERFACE:${PROJECT_SOU
                                                  $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
 target_compile_options(mprof_jemalloc PRIVATE ${MPROF_WARNINGS} -ftls-model=initial-exec)
 target_link_libraries(mprof_jemalloc PRIVATE mprof_core_obj
-  -Wl,--whole-archive ${MPROF_JEMALLOC_PIC} -Wl,--no-whole-archive stdc++ m Threads::Threads)
+  -Wl,--whole-archive ${MPROF_JEMALLOC_GLUED} -Wl,--no-whole-archive stdc++ m Threads::Threads)
 target_link_options(mprof_jemalloc PRIVATE -Wl,-z,nodelete -Wl,--no-undefined ${_mprof_wrap_opts})
 set_target_properties(mprof_jemalloc PROPERTIES OUTPUT_NAME mprof-jemalloc VERSION ${PROJECT_VERSION}
                       SOVERSION 0 PUBLIC_HEADER include/mprof.h EXPORT_NAME mprof_jemalloc
-                      LINK_DEPENDS ${MPROF_JEMALLOC_PIC})
+                      LINK_DEPENDS ${MPROF_JEMALLOC_GLUED})
 
 install(TARGETS mprof_jemalloc EXPORT mprofJemallocTargets
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}

@@ -162,6 +162,25 @@ static void take_signal_dump(mprof_thread_t* t) {
   }
 }
 
+/* A thread's first countdown was drawn by mprof__sample_wait, for an allocator that keeps its own
+ * byte counter (jemalloc): that allocator has already compared the allocation with it, so the
+ * event that brings the thread here is a real sample point, not one to test again. */
+static __thread bool first_drawn __attribute__((tls_model("initial-exec")));
+/* mprof__sample_decide left a fresh countdown that mprof__sample_wait has not handed out. */
+static __thread bool wait_fresh __attribute__((tls_model("initial-exec")));
+
+/* The thread's first visit to the slow path with the core running: its generator and its
+ * teardown (a thread key whose destructor releases its buffers). */
+static void thread_register(mprof_thread_t* t) {
+  int saved_errno = errno; /* a successful allocation leaves errno alone */
+  t->busy++;
+  if (!first_drawn) mprof__thread_seed(t);
+  pthread_setspecific(thread_key, t); /* may allocate once: served unsampled */
+  t->state = MPROF_THREAD_LIVE;
+  t->busy--;
+  errno = saved_errno;
+}
+
 bool mprof__sample_decide(size_t n) {
   mprof_thread_t* t = &mprof__thread;
   if (t->busy) {
@@ -173,8 +192,10 @@ bool mprof__sample_decide(size_t n) {
   decide_errno_set = false; /* from a decision whose allocation failed: not ours to restore */
   int st = atomic_load_explicit(&init_state, memory_order_acquire);
   if (st != INIT_ON) {
-    /* Before start-up look again after 64 KiB; with profiling off never again. */
-    t->countdown = st == INIT_OFF ? UINT64_MAX : (uint64_t)1 << 16;
+    /* Profiling off: never again. Not started yet (options not known, or another thread is
+     * starting the core): a countdown of 0, so that the next allocation asks again, and the
+     * first one after start-up is decided with the probability of its own size. */
+    t->countdown = st == INIT_OFF ? UINT64_MAX : 0;
     return false;
   }
   if (t->state == MPROF_THREAD_DEAD) {
@@ -183,19 +204,20 @@ bool mprof__sample_decide(size_t n) {
   }
   if (atomic_load_explicit(&signal_pending, memory_order_relaxed)) take_signal_dump(t);
   if (t->state == MPROF_THREAD_NEW) {
-    int saved_errno = errno; /* a successful allocation leaves errno alone */
-    t->busy++;
-    mprof__thread_seed(t);
-    pthread_setspecific(thread_key, t); /* may allocate once: served unsampled */
-    t->state = MPROF_THREAD_LIVE;
-    t->busy--;
-    errno = saved_errno;
-    t->countdown = mprof__thread_next_interval(t, interval);
-    if (n <= t->countdown) {
-      t->countdown -= n;
-      return false;
+    bool drawn = first_drawn;
+    thread_register(t);
+    first_drawn = false;
+    if (!drawn) {
+      /* The thread's first countdown, drawn now and tested against this allocation. */
+      t->countdown = mprof__thread_next_interval(t, interval);
+      if (n <= t->countdown) {
+        t->countdown -= n;
+        wait_fresh = true;
+        return false;
+      }
     }
   }
+  wait_fresh = true;
   if (!atomic_load_explicit(&active, memory_order_relaxed)) {
     t->countdown = interval; /* look at the flag again after about one interval */
     return false;
@@ -206,6 +228,34 @@ bool mprof__sample_decide(size_t n) {
   return true;
 }
 
+bool mprof__sample_needs_size(void) {
+  mprof_thread_t* t = &mprof__thread;
+  return !t->busy && t->state == MPROF_THREAD_NEW && !first_drawn &&
+         atomic_load_explicit(&init_state, memory_order_acquire) == INIT_ON;
+}
+
+uint64_t mprof__sample_wait(void) {
+  mprof_thread_t* t = &mprof__thread;
+  int st = atomic_load_explicit(&init_state, memory_order_acquire);
+  if (st == INIT_OFF || t->state == MPROF_THREAD_DEAD) return UINT64_MAX;
+  if (st != INIT_ON) return 1; /* not started: look at the next allocation */
+  if (t->state == MPROF_THREAD_NEW) {
+    /* The thread's first countdown, drawn before its first allocation (the allocator asks for
+     * it when it sets the thread up), so that allocation is sampled with the probability of
+     * its size. Registering the thread waits for its first sample point (mprof__sample_decide):
+     * here the allocator may be in the middle of setting the thread up. */
+    if (!first_drawn) {
+      mprof__thread_seed(t);
+      t->countdown = mprof__thread_next_interval(t, interval);
+      first_drawn = true;
+    }
+    return t->countdown ? t->countdown : 1;
+  }
+  if (!wait_fresh) t->countdown = mprof__thread_next_interval(t, interval);
+  wait_fresh = false;
+  return t->countdown ? t->countdown : 1;
+}
+
 void mprof__sample_dropped(void) {
   if (decide_errno_set) { /* the glue served the allocation unsampled: it succeeded */
     errno = decide_errno;
@@ -214,8 +264,9 @@ void mprof__sample_dropped(void) {
   int saved_errno = errno;
   atomic_fetch_add_explicit(&st_dropped, 1, memory_order_relaxed);
   if (!atomic_flag_test_and_set(&warned_drop))
-    say("mprof: a sample could not be recorded (out of profiler memory or sampled-block space); "
-        "samples are being dropped, see stats.dropped_samples");
+    say("mprof: a sample could not be recorded (profiler memory exhausted, or a block the "
+        "allocator cannot mark as sampled); samples are being dropped, see "
+        "stats.dropped_samples in docs/OPTIONS.md");
   errno = saved_errno;
 }
 
@@ -810,8 +861,18 @@ void mprof__at_exit(void) {
 
 /* ---------------------------------------------------------------------------------------------
  * Start-up
+ *
+ * In two steps. The first (start_core) is what sampling needs: the options, the interval, the
+ * thread key. It takes no lock of libc's and allocates nothing from the profiled heap, so a glue
+ * may run it from inside the first allocation that reaches its slow path, which may come before
+ * the library's constructor (another library's constructor, the dynamic loader, libstdc++'s
+ * emergency pool): those allocations are then sampled like any other. The second (start_hooks)
+ * registers the fork and exit handlers and the dump signal; pthread_atfork and atexit take libc
+ * locks under which libc itself allocates, so it runs from the constructor only.
  * ------------------------------------------------------------------------------------------- */
-static const mprof_callbacks_t* start(const mprof_host_t* h) {
+static atomic_flag hooks_started = ATOMIC_FLAG_INIT;
+
+static const mprof_callbacks_t* start_core(const mprof_host_t* h, const mprof_opts_t* opts) {
   int expected = INIT_NONE;
   if (!atomic_compare_exchange_strong(&init_state, &expected, INIT_RUNNING)) {
     while ((expected = atomic_load(&init_state)) == INIT_RUNNING) {
@@ -819,6 +880,13 @@ static const mprof_callbacks_t* start(const mprof_host_t* h) {
     return expected == INIT_ON ? &callbacks : NULL;
   }
   mprof__thread.busy++;
+  if (opts != NULL) {
+    mprof__opts = *opts;
+  } else {
+    mprof__opts_default(&mprof__opts);
+    const char* conf = mprof__conf_from_env();
+    if (conf != NULL) mprof__conf_parse(conf, &mprof__opts, conf_report, NULL);
+  }
   if (h != NULL) {
     host_name = h->name;
     host_alloc_stats = h->alloc_stats;
@@ -840,25 +908,38 @@ static const mprof_callbacks_t* start(const mprof_host_t* h) {
     mprof__thread.busy--;
     return NULL;
   }
-  pthread_atfork(fork_prepare, fork_parent, fork_child);
-  atexit(mprof__at_exit);
   mprof__mutex_start(mprof__opts.prof_mutex_fraction, mprof__opts.prof_mutex_app);
   atomic_store_explicit(&init_state, INIT_ON, memory_order_release);
-  install_dump_signal(); /* after INIT_ON: a signal that comes at once finds the core ready */
   mprof__thread.busy--;
   return &callbacks;
 }
 
+static void start_hooks(void) {
+  if (atomic_flag_test_and_set(&hooks_started)) return;
+  mprof__thread.busy++;
+  pthread_atfork(fork_prepare, fork_parent, fork_child);
+  atexit(mprof__at_exit);
+  install_dump_signal(); /* after INIT_ON: a signal that comes at once finds the core ready */
+  mprof__thread.busy--;
+}
+
+const mprof_callbacks_t* mprof__init_early(const mprof_host_t* h) {
+  /* libc sets environ in its own constructor; an allocation before that (from the dynamic
+   * loader) would read no MPROF_CONF. Such allocations are left unsampled, and the next asks
+   * again. */
+  extern char** environ;
+  if (environ == NULL) return NULL;
+  return start_core(h, NULL);
+}
+
 const mprof_callbacks_t* mprof__init(const mprof_host_t* h) {
-  if (atomic_load(&init_state) == INIT_NONE) {
-    mprof__opts_default(&mprof__opts);
-    const char* conf = mprof__conf_from_env();
-    if (conf != NULL) mprof__conf_parse(conf, &mprof__opts, conf_report, NULL);
-  }
-  return start(h);
+  const mprof_callbacks_t* cb = start_core(h, NULL);
+  if (cb != NULL) start_hooks();
+  return cb;
 }
 
 const mprof_callbacks_t* mprof__init_with_opts(const mprof_opts_t* opts) {
-  if (atomic_load(&init_state) == INIT_NONE) mprof__opts = *opts;
-  return start(NULL);
+  const mprof_callbacks_t* cb = start_core(NULL, opts);
+  if (cb != NULL) start_hooks();
+  return cb;
 }

@@ -51,25 +51,27 @@ static void tmp_name(char* buf, size_t len) {
 }
 
 /* The process's umask from /proc (a umask() call cannot read it without changing it for every
- * thread for a moment); 022 when /proc cannot say. */
-static mode_t current_umask(void) {
-  mode_t m = 022;
+ * thread for a moment). False when /proc cannot say (a container without /proc): the profile
+ * then keeps the 0600 it was created with, never wider than the program may have wanted. */
+static bool current_umask(mode_t* out) {
   int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return m;
+  if (fd < 0) return false;
   char buf[4096];
   ssize_t n = read(fd, buf, sizeof buf - 1);
   close(fd);
-  if (n <= 0) return m;
+  if (n <= 0) return false;
   buf[n] = '\0';
   const char* p = strstr(buf, "\nUmask:");
-  if (p == NULL) return m;
+  if (p == NULL) return false;
   p += 7;
   while (*p == ' ' || *p == '\t')
     p++;
+  if (*p < '0' || *p > '7') return false;
   mode_t v = 0;
   for (; *p >= '0' && *p <= '7'; p++)
     v = (mode_t)(v * 8 + (mode_t)(*p - '0'));
-  return v & 0777;
+  *out = v & 0777;
+  return true;
 }
 
 /* Splits path into its directory (opened as dirfd, O_PATH) and last component. */
@@ -282,8 +284,10 @@ int mprof__dumpfile_commit(mprof_dumpfile_t* f) {
     return err;
   }
   bool unnamed = f->tmp[0] == '\0';
-  /* 0600 while incomplete; a finished profile gets the mode of a file created with 0644. */
-  if (fchmod(f->fd, 0644 & ~current_umask()) != 0) err = errno;
+  /* 0600 while incomplete; a finished profile gets the mode of a file created with 0644, or
+   * stays 0600 when the umask cannot be read. */
+  mode_t mask;
+  if (current_umask(&mask) && fchmod(f->fd, 0644 & ~mask) != 0) err = errno;
   if (err == 0 && !f->replace) {
     /* Nothing was at the name: link it there, which never replaces what may have appeared. */
     if (unnamed) {

@@ -83,6 +83,14 @@ typedef struct mprof_host_s {
  * the profiled heap. */
 const mprof_callbacks_t* mprof__init(const mprof_host_t* host);
 
+/* The part of mprof__init that sampling needs (options, interval, thread key), for a glue to
+ * call from the first allocation that reaches its slow path when that comes before its
+ * constructor: it takes no libc lock and does not allocate from the profiled heap. The
+ * constructor still calls mprof__init, which adds the fork and exit handlers. Returns what
+ * mprof__init would, or NULL (and nothing done) when it is too early to read the environment.
+ * A glue must not call it again on a thread that is inside it. */
+const mprof_callbacks_t* mprof__init_early(const mprof_host_t* host);
+
 /* True once mprof__init finished with profiling on. */
 bool mprof__ready(void);
 
@@ -91,6 +99,19 @@ bool mprof__ready(void);
  * mprof__sample_dropped if it cannot). Always leaves a fresh countdown. Never samples while the
  * thread is already inside the profiler. */
 bool mprof__sample_decide(size_t n);
+
+/* For an allocator that keeps its own per-thread byte counter and asks for the bytes until the
+ * next sample point itself (jemalloc's event wait): that wait, at least 1. Called when the
+ * allocator sets a thread up (the thread's first countdown is drawn then, so its first
+ * allocation is sampled with the probability of its size) and after every sample point. Before
+ * start-up 1 (look at the next allocation); UINT64_MAX with profiling off. */
+uint64_t mprof__sample_wait(void);
+
+/* For the same allocators, whose sample point comes before they know the allocation's size:
+ * true when mprof__sample_decide needs that size, which is when this thread's countdown was not
+ * drawn by mprof__sample_wait (its allocator set it up before the core started). The glue then
+ * calls mprof__sample_decide(size) once the size is known. */
+bool mprof__sample_needs_size(void);
 
 /* A sample was decided but the glue could not place or keep it (no room for its record). */
 void mprof__sample_dropped(void);

@@ -1,15 +1,15 @@
 /* The program's own mutexes in the contention profile (prof_mutex_app).
  *
- * libmprof.so exports pthread_mutex_lock and pthread_mutex_timedlock, so the program's calls (and
- * its libraries') come here first. Each is one indirect jump through a pointer: to glibc's
+ * Each library (libmprof.so, libmprof-jemalloc.so) exports pthread_mutex_lock and
+ * pthread_mutex_timedlock, so the program's calls (and its libraries') come here first. Each is one indirect jump through a pointer: to glibc's
  * function while the program's mutexes are not profiled (one instruction more than glibc alone),
  * to lock_on/timedlock_on while they are. There a mutex that looks free goes straight to glibc
  * (five instructions more than glibc alone); one that looks taken is tried, and only when that
  * fails is the wait sampled; a sampled wait is timed and recorded with the caller's stack.
- * Mutexes of libmprof.so itself (in its data) and calls from inside the profiler are passed
+ * Mutexes of the library itself (in its data) and calls from inside the profiler are passed
  * through.
  *
- * This file is linked into libmprof.so only, not into the static core the unit tests use.
+ * This file is linked into each library, not into the static core the unit tests use.
  * pthread_mutex_unlock, trylock, rwlocks and spinlocks are not interposed (see docs/DESIGN.md). */
 #include "mprof_lock.h"
 #include "mprof_mutex.h"
@@ -41,7 +41,7 @@ static _Atomic(lock_fn) lock_impl = resolve_lock;
 static _Atomic(timedlock_fn) timedlock_impl = resolve_timedlock;
 static _Atomic int app_on;
 
-/* The writable segments of libmprof.so: a mutex there is the library's own. */
+/* The writable segments of this library: a mutex there is the library's own. */
 static uintptr_t own_lo, own_hi;
 
 typedef struct own_range_s {
@@ -149,7 +149,7 @@ __attribute__((noinline)) static int lock_taken(pthread_mutex_t* m,
                                                 const struct timespec* abstime) {
   int r = pthread_mutex_trylock(m);
   if (r != EBUSY) return r;
-  /* Not the program's: calls from inside the profiler, and libmprof.so's own mutexes. */
+  /* Not the program's: calls from inside the profiler, and the library's own mutexes. */
   bool mine = mprof__thread.busy || ((uintptr_t)m - own_lo < own_hi - own_lo);
   uint64_t weight = mine ? 0 : mprof__mutex_sample();
   if (weight == 0)

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Age labels, the peak profile, thread labels, and dumps on a signal and over a threshold, at
 # lg_prof_sample:0 (every allocation sampled, so every figure is exact), read by go tool pprof.
+# Run once per library.
 . "$(dirname "$0")/it_lib.sh"
 
-run() { # run CONF ARGS...: the program under libmprof.so
+run() { # run CONF ARGS...: the program under the library
   local conf=$1
   shift
   MPROF_CONF="lg_prof_sample:0${conf:+,$conf}" LD_PRELOAD="$lib" "$prog" "$@"
