@@ -650,6 +650,43 @@ uint64_t mprof__unwind_misses(void) {
   return atomic_load_explicit(&n_misses, memory_order_relaxed);
 }
 
+/* The walk of a stack that is not the caller's (mprof_unwind.h): the same rules, every word
+ * through `read`. rbp is not always known (a thread blocked in a system call reports only its
+ * sp and pc): until a frame's rule says where the caller's rbp was saved, a rule that needs rbp
+ * ends the walk. */
+unsigned mprof__unwind_remote(uintptr_t pc, uintptr_t sp, uintptr_t fp, int fp_known,
+                              int (*read)(void* arg, uintptr_t addr, uintptr_t* out), void* arg,
+                              uintptr_t* pcs, unsigned max) {
+  if (max == 0) return 0;
+  entry_t* c = get_cache();
+  uint64_t gen = current_generation();
+  unsigned n = 0;
+  pcs[n++] = pc + 1; /* the leaf as a return address would be: writers look up pc - 1 */
+  for (unsigned frame = 0; frame < WALK_MAX && n < max; frame++) {
+    /* The leaf pc is the next instruction to run, the others return addresses. */
+    rule_t r = lookup(c, frame == 0 ? pc : pc - 1, gen);
+    if (r.kind != RULE_STEP) break;
+    if (r.cfa_fp && !fp_known) break;
+    uintptr_t cfa = (r.cfa_fp ? fp : sp) + (uintptr_t)(intptr_t)r.cfa_off;
+    if (r.cfa_deref && (fp == 0 || read(arg, cfa, &cfa) != 0)) break;
+    if (cfa <= sp || cfa - sp > ((uintptr_t)1 << 30)) break; /* must move up the same stack */
+    uintptr_t ra;
+    if (read(arg, cfa + 8 * (intptr_t)r.ra_slots, &ra) != 0) break;
+    if (r.fp_how == FP_AT_CFA) {
+      fp_known = read(arg, cfa + (intptr_t)r.fp_off, &fp) == 0;
+    } else if (r.fp_how == FP_AT_FP) {
+      fp_known = fp_known && fp != 0 && read(arg, fp + (intptr_t)r.fp_off, &fp) == 0;
+    } else if (r.fp_how == FP_UNKNOWN) {
+      fp_known = 0;
+    }
+    sp = cfa;
+    pc = ra;
+    if (pc < 4096) break;
+    pcs[n++] = pc;
+  }
+  return n;
+}
+
 #else
 typedef int mprof__unwind_not_built_t; /* ISO C wants a translation unit to declare something */
 #endif

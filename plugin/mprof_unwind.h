@@ -34,6 +34,19 @@
 unsigned mprof__unwind(uintptr_t* pcs, unsigned max, uintptr_t drop_lo, uintptr_t drop_hi,
                        unsigned skip);
 
+/* Walks a stack other than the caller's (another thread's, or the context a signal interrupted)
+ * from the registers pc, sp and, if fp_known, rbp = fp. Every stack word is fetched through
+ * read(arg, addr, &word), which returns 0 or nonzero when the word cannot be read (the walk then
+ * stops): a reader that never faults (process_vm_readv) makes the walk fault-free even if the
+ * stack goes away meanwhile. Stores at most max entries leaf first: pc + 1 (so that, as for
+ * return addresses, entry - 1 lies in the instruction), then the return addresses. With rbp
+ * unknown, the walk stops at the first frame whose CFA is given by rbp unless a frame below it
+ * said where rbp was saved. Takes no lock; safe in a signal handler once a walk has run (the
+ * first one maps the rule cache). */
+unsigned mprof__unwind_remote(uintptr_t pc, uintptr_t sp, uintptr_t fp, int fp_known,
+                              int (*read)(void* arg, uintptr_t addr, uintptr_t* out), void* arg,
+                              uintptr_t* pcs, unsigned max);
+
 /* Rules computed from call-frame information so far (cache misses), for tests. */
 uint64_t mprof__unwind_misses(void);
 
