@@ -128,7 +128,10 @@ enum {
   HOW_SIGNALLED,   /* sent the signal; answered once `answered` is set */
   HOW_NO_ANSWER,   /* could not be taken (signal blocked, no signal configured, no answer) */
   HOW_GONE,        /* exited meanwhile: left out */
+  HOW_MOVED,       /* blocked, but not in the same call throughout the walk: look again */
 };
+
+#define LOOKS 4 /* walks of a thread that keeps moving between calls before it is given up */
 
 typedef struct slot_s {
   int32_t tid;
@@ -151,6 +154,7 @@ typedef struct snap_s {
   size_t n;
   unsigned depth;
   bool use_vm;                /* process_vm_readv works */
+  bool have_proc;             /* /proc/self/task could be listed */
   const vma_t* vmas;          /* without it: readable mappings, in address order */
   size_t nvmas;
   _Atomic uint32_t answers;   /* handler answers (a futex word) */
@@ -442,31 +446,37 @@ static bool signal_blocked(int32_t tid, int sig) {
 }
 
 /* Walks a thread blocked in a system call from the registers the kernel reports. HOW_DONE when
- * the walk is confirmed, HOW_SIGNALLED when the thread must be taken by the signal (running, or
- * it moved during the walk), HOW_GONE when it exited. */
+ * the walk is confirmed, HOW_SIGNALLED when the thread runs (it must be taken by the signal),
+ * HOW_MOVED when it left its call during the walk, HOW_GONE when it exited. */
 static int take_blocked(snap_t* s, slot_t* sl) {
   char sys1[256], sys2[256], st1[96], st2[96];
+  if (!s->have_proc) return HOW_SIGNALLED;
   bool have_st = read_task(sl->tid, "schedstat", st1, sizeof st1) > 0;
   if (read_task(sl->tid, "syscall", sys1, sizeof sys1) < 0) return HOW_GONE;
   long nr;
   uintptr_t sp, pc;
-  if (!s->use_vm || !parse_syscall(sys1, &nr, &sp, &pc)) return HOW_SIGNALLED;
+  if (!parse_syscall(sys1, &nr, &sp, &pc)) return HOW_SIGNALLED; /* running */
+  if (!s->use_vm) { /* no fault-free reader: the signal takes it */
+    state_of_call(nr, sl->state, sizeof sl->state);
+    return HOW_SIGNALLED;
+  }
   vm_reader_t r = {.pid = getpid()};
   sl->npcs = mprof__unwind_remote(pc, sp, 0, 0, vm_read, &r, sl->pcs, s->depth);
   if (read_task(sl->tid, "syscall", sys2, sizeof sys2) < 0) return HOW_GONE;
-  if (strcmp(sys1, sys2) != 0) return HOW_SIGNALLED;
+  if (strcmp(sys1, sys2) != 0) return HOW_MOVED;
   if (have_st && (read_task(sl->tid, "schedstat", st2, sizeof st2) <= 0 || strcmp(st1, st2) != 0))
-    return HOW_SIGNALLED;
+    return HOW_MOVED;
   state_of_call(nr, sl->state, sizeof sl->state);
   return HOW_DONE;
 }
 
 /* The thread ids of the process: /proc/self/task with getdents64 (opendir would allocate). */
-static int32_t* list_tasks(size_t* n, size_t* cap_out) {
+static int32_t* list_tasks(size_t* n, size_t* cap_out, bool* have_proc) {
   size_t cap = 256, k = 0;
   int32_t* tids = mprof__meta_alloc(cap * sizeof *tids);
   if (tids == NULL) return NULL;
   int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  *have_proc = fd >= 0;
   if (fd < 0) {
     /* No /proc: the threads that ever sampled are the ones known. */
     uint32_t next = atomic_load_explicit(&reg_next, memory_order_acquire);
@@ -600,7 +610,8 @@ int mprof__threads_snapshot(mprof_threads_profile_t* out, unsigned depth) {
   if (depth == 0) depth = 1;
 
   size_t ntids, tids_cap;
-  int32_t* tids = list_tasks(&ntids, &tids_cap);
+  bool have_proc;
+  int32_t* tids = list_tasks(&ntids, &tids_cap, &have_proc);
   if (tids == NULL) return ENOMEM;
   int32_t self = (int32_t)gettid();
   bool self_listed = false;
@@ -636,6 +647,7 @@ int mprof__threads_snapshot(mprof_threads_profile_t* out, unsigned depth) {
   s.n = n;
   s.depth = depth;
   s.use_vm = vm_works();
+  s.have_proc = have_proc;
   size_t vmas_cap = 0;
   vma_t* vmas = NULL;
   if (!s.use_vm && sig > 0) {
@@ -666,7 +678,14 @@ int mprof__threads_snapshot(mprof_threads_profile_t* out, unsigned depth) {
     if (sl->how != HOW_PENDING) continue;
     /* Look, then signal at once if it runs: the less time in between, the less chance that it
      * enters a system call the signal would interrupt (see DESIGN.md). */
-    sl->how = take_blocked(&s, sl);
+    for (int look = 0; look < LOOKS; look++) {
+      sl->how = take_blocked(&s, sl);
+      if (sl->how != HOW_MOVED) break;
+    }
+    if (sl->how == HOW_MOVED) { /* last seen blocked: a signal now could interrupt its call */
+      sl->how = HOW_NO_ANSWER;
+      continue;
+    }
     if (sl->how != HOW_SIGNALLED) continue;
     sl->npcs = 0;
     if (sig == 0 || signal_blocked(sl->tid, sig)) {
@@ -680,7 +699,7 @@ int mprof__threads_snapshot(mprof_threads_profile_t* out, unsigned depth) {
     si.si_pid = pid;
     si.si_uid = getuid();
     si.si_value.sival_ptr = (void*)(uintptr_t)((uint64_t)s.gen << 32 | i);
-    snprintf(sl->state, sizeof sl->state, "running");
+    if (sl->state[0] == '\0') snprintf(sl->state, sizeof sl->state, "running");
     if (syscall(SYS_rt_tgsigqueueinfo, pid, sl->tid, sig, &si) != 0) {
       sl->how = errno == ESRCH ? HOW_GONE : HOW_NO_ANSWER;
       continue;

@@ -9,7 +9,8 @@
  *     read with process_vm_readv on the own pid (which returns an error, never faults, if the
  *     stack went away), and the walk is kept only if the thread was still blocked in the same call
  *     at the same place afterwards and never ran in between (/proc/self/task/<tid>/schedstat
- *     unchanged, where the kernel has it); otherwise the thread is taken by the signal.
+ *     unchanged, where the kernel has it); otherwise it is looked at again (LOOKS times at
+ *     most), and taken by the signal if it is found running.
  *   - A running thread is sent the real-time signal prof_threads_signal (rt_tgsigqueueinfo, so
  *     its handler knows the request); the handler walks the interrupted context's stack into the
  *     thread's slot and returns. The handler is installed (SA_RESTART, SA_SIGINFO) by the first

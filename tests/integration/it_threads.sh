@@ -8,8 +8,12 @@
 #    taking a snapshot of its own), all succeed and read;
 #  - a program that handles the signal itself: EBUSY, its handler kept; without a snapshot the
 #    signal's disposition stays the default;
-#  - prof_dump_threads: the prof_dump_signal dump and the final dump write *.threads.pb.gz.
+#  - prof_dump_threads: the prof_dump_signal dump and the final dump write *.threads.pb.gz;
+#  - `mprof threads FILE` groups threads by state and stack; `mprof run --threads` prints the
+#    final snapshot after its report.
+# Arguments: LIB PROG MPROF (the mprof command).
 . "$(dirname "$0")/it_lib.sh"
+mprof=$3
 
 # One line per sample of a snapshot: "THREAD|STATE|TID|INUSE|FUNC FUNC ..." (leaf first).
 samples() {
@@ -85,4 +89,20 @@ for f in "$work"/auto.*.threads.pb.gz; do
   [ "$(samples "$f" | grep -c '|running|')" -ge 1 ] && ok "$(basename "$f"): the exiting thread, running" ||
     bad "$(basename "$f"): no running thread"
 done
+
+# mprof threads: one group per (state, stack), most threads first.
+t=$("$mprof" threads "$work/s.pb.gz") || bad "mprof threads failed"
+grep -qx "threads profile: total 7" <<<"$t" && ok "mprof threads: total 7" || bad "mprof threads: $(head -1 <<<"$t")"
+rt=$(awk '$1 == "thread" && $2 == "reader" { print $3 }' <<<"$(MPROF_CONF=lg_prof_sample:14 LD_PRELOAD="$lib" "$prog" snap "$work/s2.pb.gz")")
+t=$("$mprof" threads "$work/s2.pb.gz")
+awk -v tid="$rt" '/^1 read @/ { g = 1; next } g && /^# threads:/ { ok = index($0, "reader[" tid "]") > 0; next }
+                  g && /in_read/ { found = ok } /^$/ { g = 0 } END { exit !found }' <<<"$t" &&
+  ok "mprof threads: the reader's group (read, in_read, reader[$rt])" || bad "mprof threads: no reader group: $t"
+LD_PRELOAD="$lib" "$prog" many 20 "$work/m.pb.gz" >/dev/null || bad "many 20 failed"
+t=$("$mprof" threads "$work/m.pb.gz")
+grep -q "^10 read @" <<<"$t" && ok "mprof threads: the 10 idle threads in one group" || bad "mprof threads: no group of 10: $t"
+err=$(MPROF_LIB_DIR=$(dirname "$lib") "$mprof" run --threads -o "$work/run" --allocator \
+  "$(case $lib in *jemalloc*) echo jemalloc ;; *) echo mimalloc ;; esac)" -- "$prog" quiet 2>&1 >/dev/null)
+grep -q "^threads profile: total 1" <<<"$err" && grep -q "^threads: $work/run\..*\.f\.threads\.pb\.gz" <<<"$err" &&
+  ok "mprof run --threads prints the final snapshot" || bad "mprof run --threads: $err"
 finish
