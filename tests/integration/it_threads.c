@@ -19,6 +19,8 @@
  *                           prof_dump_threads the signal's and the final dump write snapshots.
  *   it_threads quiet        allocates without taking a snapshot: prints the disposition of the
  *                           snapshot's signal ("default": the profiler installed nothing).
+ *   it_threads novm FILE    as snap, but process_vm_readv is refused (a seccomp filter, as some
+ *                           containers have): every thread is then taken by the signal.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -30,7 +32,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -361,6 +368,19 @@ static int quiet(void) {
   return 0;
 }
 
+/* process_vm_readv fails with ENOSYS from now on, in this thread and those it creates. */
+static int refuse_process_vm_readv(void) {
+  struct sock_filter f[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_process_vm_readv, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  struct sock_fprog prog = {sizeof f / sizeof f[0], f};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -1;
+  return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+}
+
 int main(int argc, char** argv) {
   *(void**)&ctl = dlsym(RTLD_DEFAULT, "mprof_ctl");
   if (ctl == NULL) {
@@ -368,6 +388,13 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (argc == 3 && strcmp(argv[1], "snap") == 0) return snap(argv[2]);
+  if (argc == 3 && strcmp(argv[1], "novm") == 0) {
+    if (refuse_process_vm_readv() != 0) {
+      perror("seccomp");
+      return 1;
+    }
+    return snap(argv[2]);
+  }
   if (argc == 3 && strcmp(argv[1], "exit") == 0) return exits(argv[2]);
   if (argc == 3 && strcmp(argv[1], "fork") == 0) return forks(argv[2]);
   if (argc == 3 && strcmp(argv[1], "busy") == 0) return busy(argv[2]);

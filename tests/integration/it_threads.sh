@@ -57,6 +57,19 @@ mt=$(awk '$1 == "thread" && $2 == "main" { print $3 }' <<<"$out")
 grep -q "|running|$mt|.*threads_dump snap main" <<<"$s" && ok "the dumping thread: running, in threads_dump < snap < main" ||
   bad "the dumping thread's sample is wrong"
 
+# process_vm_readv refused: the same stacks, every thread taken by the signal (the handler reads
+# its own stack within the mapping that holds it). EINTR is possible here (docs/OPTIONS.md).
+out=$(MPROF_CONF=lg_prof_sample:14 LD_PRELOAD="$lib" "$prog" novm "$work/n.pb.gz") || bad "novm run failed"
+s=$(samples "$work/n.pb.gz")
+for spec in "spinner in_spin" "reader in_read" "sleeper in_nanosleep" "poller in_poll" \
+  "epoller in_epoll_wait" "condwaiter in_cond_wait"; do
+  read -r name fn <<<"$spec"
+  grep "^$name|" <<<"$s" | grep -qw "$fn" && ok "without process_vm_readv: $name in $fn" ||
+    bad "without process_vm_readv: $name not in $fn ($(grep "^$name|" <<<"$s"))"
+done
+go tool pprof -raw "$work/n.pb.gz" 2>/dev/null | grep -qx "Comment: mprof.threads_walked_blocked=0" &&
+  ok "without process_vm_readv: no thread walked from outside" || bad "without process_vm_readv: threads walked from outside"
+
 # Threads that exit during snapshots; fork during snapshots.
 out=$(LD_PRELOAD="$lib" "$prog" exit "$work") && grep -qx "snapshots 30" <<<"$out" &&
   ok "30 snapshots while threads come and go" || bad "snapshots with exiting threads: $out"
