@@ -86,16 +86,32 @@ void mprof__threads_fork_child(void) {
   if (e != NULL) atomic_store_explicit(&e->tid, (int32_t)gettid(), memory_order_relaxed);
 }
 
-/* The heap figures of the living thread `tid` (zeros if it never sampled). */
-static void reg_find(int32_t tid, int64_t* alloc, int64_t* inuse) {
-  *alloc = *inuse = 0;
+/* Fills the heap figures of the records (zeros for a thread that never sampled): one pass over
+ * the table, each living entry looked up among the records by thread id (an open-addressing set
+ * of record indices, `set` with `cap` slots, a power of two above nrecs). A newer serial with the
+ * same id (the id reused after an exit whose teardown did not run) wins. */
+static void reg_fill(mprof_thread_rec_t* recs, size_t nrecs, uint32_t* set, size_t cap) {
+  for (size_t i = 0; i < cap; i++)
+    set[i] = UINT32_MAX;
+  for (size_t i = 0; i < nrecs; i++) {
+    size_t h = ((uint64_t)recs[i].tid * 0x9e3779b97f4a7c15ull >> 32) & (cap - 1);
+    while (set[h] != UINT32_MAX)
+      h = (h + 1) & (cap - 1);
+    set[h] = (uint32_t)i;
+  }
   uint32_t n = atomic_load_explicit(&reg_next, memory_order_acquire);
-  for (uint32_t s = n; s-- > 1;) {
+  for (uint32_t s = 1; s < n; s++) {
     reg_entry_t* e = reg_entry(s, false);
-    if (e == NULL || atomic_load_explicit(&e->tid, memory_order_acquire) != tid) continue;
-    *alloc = atomic_load_explicit(&e->alloc, memory_order_relaxed);
-    *inuse = atomic_load_explicit(&e->inuse, memory_order_relaxed);
-    return;
+    int32_t tid = e != NULL ? atomic_load_explicit(&e->tid, memory_order_acquire) : 0;
+    if (tid == 0) continue;
+    size_t h = ((uint64_t)tid * 0x9e3779b97f4a7c15ull >> 32) & (cap - 1);
+    for (; set[h] != UINT32_MAX; h = (h + 1) & (cap - 1)) {
+      mprof_thread_rec_t* r = &recs[set[h]];
+      if (r->tid != tid) continue;
+      r->alloc_bytes = atomic_load_explicit(&e->alloc, memory_order_relaxed);
+      r->inuse_bytes = atomic_load_explicit(&e->inuse, memory_order_relaxed);
+      break;
+    }
   }
 }
 
@@ -769,7 +785,14 @@ int mprof__threads_snapshot(mprof_threads_profile_t* out, unsigned depth) {
     r->tid = sl->tid;
     r->name = sl->name;
     r->state = sl->state;
-    reg_find(sl->tid, &r->alloc_bytes, &r->inuse_bytes);
+  }
+  size_t cap = 2;
+  while (cap < 2 * k)
+    cap *= 2;
+  uint32_t* set = mprof__meta_alloc(cap * sizeof *set);
+  if (set != NULL) { /* else the heap figures stay 0 */
+    reg_fill(recs, k, set, cap);
+    mprof__meta_free(set, cap * sizeof *set);
   }
   uint64_t total = now_ns() - t_start;
   atomic_store_explicit(&last_pause_ns, longest, memory_order_relaxed);
