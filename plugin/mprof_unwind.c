@@ -650,10 +650,113 @@ uint64_t mprof__unwind_misses(void) {
   return atomic_load_explicit(&n_misses, memory_order_relaxed);
 }
 
+/* The start of the function holding pc, by its object's .eh_frame_hdr table (0 if none). */
+static uintptr_t function_start(uintptr_t pc) {
+  struct dl_find_object dlfo;
+  if (_dl_find_object((void*)pc, &dlfo) != 0 || dlfo.dlfo_eh_frame == NULL) return 0;
+  const uint8_t* hdr = dlfo.dlfo_eh_frame;
+  if (hdr[0] != 1 || hdr[3] != 0x3b) return 0;
+  reader_t r = {hdr + 4, hdr + 4 + 16, false};
+  (void)rd_enc(&r, hdr[1], (uintptr_t)hdr, true);
+  uint64_t count = rd_enc(&r, hdr[2], (uintptr_t)hdr, true);
+  if (r.bad || count == 0) return 0;
+  const uint8_t* table = r.p;
+  uint64_t lo = 0, hi = count;
+  while (hi - lo > 1) {
+    uint64_t mid = lo + (hi - lo) / 2;
+    if ((uintptr_t)hdr + (intptr_t)table_word(table, 2 * mid) <= pc)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  uintptr_t start = (uintptr_t)hdr + (intptr_t)table_word(table, 2 * lo);
+  return start <= pc ? start : 0;
+}
+
+/* Where a direct call to `target` lands: through a PLT entry (endbr64, bnd, jmp *GOT) to what
+ * the GOT holds, and through functions that only jump on (jmp rel32 or rel8: wrappers compiled
+ * into a tail call), a few hops at most. */
+static uintptr_t call_landing(uintptr_t target) {
+  for (int hop = 0; hop < 4; hop++) {
+    const volatile uint8_t* p = (const volatile uint8_t*)target;
+    if (p[0] == 0xf3 && p[1] == 0x0f && p[2] == 0x1e && p[3] == 0xfa) p += 4; /* endbr64 */
+    if (p[0] == 0xf2) p++;                                                    /* bnd */
+    if (p[0] == 0xff && p[1] == 0x25) {
+      int32_t disp = (int32_t)((uint32_t)p[2] | (uint32_t)p[3] << 8 | (uint32_t)p[4] << 16 |
+                               (uint32_t)p[5] << 24);
+      target = *(const volatile uintptr_t*)((uintptr_t)(p + 6) + (intptr_t)disp);
+    } else if (p[0] == 0xe9) {
+      int32_t rel = (int32_t)((uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 |
+                              (uint32_t)p[4] << 24);
+      target = (uintptr_t)(p + 5) + (intptr_t)rel;
+    } else if (p[0] == 0xeb) {
+      target = (uintptr_t)(p + 2) + (intptr_t)(int8_t)p[1];
+    } else {
+      break;
+    }
+  }
+  return target;
+}
+
+/* Whether the code just before `ra` is a call into the function holding `callee_pc`: e8 rel32
+ * (directly or through a PLT entry) or ff 15 disp32 (through a pointer in memory, as calls through
+ * the GOT are), so that a stale return address left by an earlier call of another function is not
+ * taken for the caller's. Calls through a register cannot be checked and are not accepted. `ra`
+ * has call-frame information, so it lies in the code of a loaded object, which is read in place
+ * like its .eh_frame. */
+static bool after_call(uintptr_t ra, uintptr_t callee_pc) {
+  const volatile uint8_t* p = (const volatile uint8_t*)ra;
+  uintptr_t target;
+  if (p[-5] == 0xe8) {
+    int32_t rel = (int32_t)((uint32_t)p[-4] | (uint32_t)p[-3] << 8 | (uint32_t)p[-2] << 16 |
+                            (uint32_t)p[-1] << 24);
+    target = call_landing(ra + (intptr_t)rel);
+  } else if (p[-6] == 0xff && p[-5] == 0x15) {
+    int32_t disp = (int32_t)((uint32_t)p[-4] | (uint32_t)p[-3] << 8 | (uint32_t)p[-2] << 16 |
+                             (uint32_t)p[-1] << 24);
+    target = call_landing(*(const volatile uintptr_t*)(ra + (intptr_t)disp));
+  } else {
+    return false;
+  }
+  uintptr_t start = function_start(callee_pc);
+  if (start == 0) return false;
+  if (target == start) return true;
+  /* A wrapper that tail-calls the callee on some path only (a jmp rel32 to it among its first
+   * 64 bytes, which must be code of the same function: within its FDE). */
+  if (function_start(target) != target) return false;
+  const volatile uint8_t* q = (const volatile uint8_t*)target;
+  for (int i = 0; i + 5 <= 64 && function_start(target + (uintptr_t)i + 4) == target; i++) {
+    if (q[i] != 0xe9) continue;
+    int32_t rel = (int32_t)((uint32_t)q[i + 1] | (uint32_t)q[i + 2] << 8 |
+                            (uint32_t)q[i + 3] << 16 | (uint32_t)q[i + 4] << 24);
+    if (target + (uintptr_t)i + 5 + (uintptr_t)(intptr_t)rel == start) return true;
+  }
+  return false;
+}
+
+/* rbp of a frame whose CFA is rbp + cfa_off, when rbp itself is not known: the first 8-aligned
+ * r above sp where a frame laid out by "push rbp; mov rsp, rbp" would sit, i.e. r + cfa_off - 8
+ * holds a return address (code with call-frame information, right after a call instruction) and
+ * r holds 0 or a higher address (the caller's saved rbp), and a direct call there enters the
+ * function holding pc (a stale return address left by an earlier call of another function does
+ * not). A heuristic: 0 when none is found within 64 KiB. */
+static uintptr_t find_fp(entry_t* c, uint64_t gen, uintptr_t pc, uintptr_t sp, int32_t cfa_off,
+                         int (*read)(void* arg, uintptr_t addr, uintptr_t* out), void* arg) {
+  if (cfa_off < 16 || cfa_off > 1024 || cfa_off % 8 != 0) return 0;
+  for (uintptr_t r = (sp + 7) & ~(uintptr_t)7; r < sp + ((uintptr_t)64 << 10); r += 8) {
+    uintptr_t ra, saved;
+    if (read(arg, r + (uintptr_t)cfa_off - 8, &ra) != 0) return 0;
+    if (ra < 4096 || read(arg, r, &saved) != 0 || (saved != 0 && saved <= r)) continue;
+    rule_t rr = lookup(c, ra - 1, gen);
+    if ((rr.kind == RULE_STEP || rr.kind == RULE_LAST) && after_call(ra, pc)) return r;
+  }
+  return 0;
+}
+
 /* The walk of a stack that is not the caller's (mprof_unwind.h): the same rules, every word
  * through `read`. rbp is not always known (a thread blocked in a system call reports only its
- * sp and pc): until a frame's rule says where the caller's rbp was saved, a rule that needs rbp
- * ends the walk. */
+ * sp and pc): until a frame's rule says where the caller's rbp was saved, a frame whose CFA is
+ * given by rbp has it guessed by find_fp. */
 unsigned mprof__unwind_remote(uintptr_t pc, uintptr_t sp, uintptr_t fp, int fp_known,
                               int (*read)(void* arg, uintptr_t addr, uintptr_t* out), void* arg,
                               uintptr_t* pcs, unsigned max) {
@@ -666,7 +769,10 @@ unsigned mprof__unwind_remote(uintptr_t pc, uintptr_t sp, uintptr_t fp, int fp_k
     /* The leaf pc is the next instruction to run, the others return addresses. */
     rule_t r = lookup(c, frame == 0 ? pc : pc - 1, gen);
     if (r.kind != RULE_STEP) break;
-    if (r.cfa_fp && !fp_known) break;
+    if (r.cfa_fp && !fp_known) {
+      if (r.cfa_deref || (fp = find_fp(c, gen, pc, sp, r.cfa_off, read, arg)) == 0) break;
+      fp_known = 1;
+    }
     uintptr_t cfa = (r.cfa_fp ? fp : sp) + (uintptr_t)(intptr_t)r.cfa_off;
     if (r.cfa_deref && (fp == 0 || read(arg, cfa, &cfa) != 0)) break;
     if (cfa <= sp || cfa - sp > ((uintptr_t)1 << 30)) break; /* must move up the same stack */
