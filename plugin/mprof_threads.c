@@ -152,6 +152,7 @@ enum {
 typedef struct slot_s {
   int32_t tid;
   int how;
+  _Atomic int armed;    /* the slot is ready for the handler (release, after its last write) */
   _Atomic int answered; /* the handler's walk is in pcs (release) */
   uint32_t npcs;
   uint64_t pause_ns;   /* time spent in the handler */
@@ -261,7 +262,8 @@ static void on_threads_signal(int sig, siginfo_t* info, void* ctx) {
     uint64_t v = (uint64_t)(uintptr_t)info->si_value.sival_ptr;
     if (s != NULL && (uint32_t)(v >> 32) == s->gen && (v & 0xffffffffu) < s->n) {
       slot_t* sl = &s->slots[v & 0xffffffffu];
-      if (sl->tid == (int32_t)gettid() && !atomic_load_explicit(&sl->answered, memory_order_relaxed)) {
+      if (sl->tid == (int32_t)gettid() && atomic_load_explicit(&sl->armed, memory_order_acquire) &&
+          !atomic_load_explicit(&sl->answered, memory_order_relaxed)) {
         uint64_t t0 = now_ns();
         const ucontext_t* uc = ctx;
         uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
@@ -716,6 +718,7 @@ int mprof__threads_snapshot(mprof_threads_profile_t* out, unsigned depth) {
     si.si_uid = getuid();
     si.si_value.sival_ptr = (void*)(uintptr_t)((uint64_t)s.gen << 32 | i);
     if (sl->state[0] == '\0') snprintf(sl->state, sizeof sl->state, "running");
+    atomic_store_explicit(&sl->armed, 1, memory_order_release);
     if (syscall(SYS_rt_tgsigqueueinfo, pid, sl->tid, sig, &si) != 0) {
       sl->how = errno == ESRCH ? HOW_GONE : HOW_NO_ANSWER;
       continue;

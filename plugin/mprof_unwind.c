@@ -673,24 +673,43 @@ static uintptr_t function_start(uintptr_t pc) {
   return start <= pc ? start : 0;
 }
 
+typedef int (*word_reader_t)(void* arg, uintptr_t addr, uintptr_t* out);
+
+/* n <= 16 bytes at addr through the reader (aligned words: a reader may want them aligned). */
+static bool read_bytes(word_reader_t read, void* arg, uintptr_t addr, uint8_t* out, size_t n) {
+  uintptr_t base = addr & ~(uintptr_t)7;
+  uint8_t buf[32];
+  for (uintptr_t a = base; a < addr + n; a += 8) {
+    uintptr_t w;
+    if (read(arg, a, &w) != 0) return false;
+    memcpy(buf + (a - base), &w, 8);
+  }
+  memcpy(out, buf + (addr - base), n);
+  return true;
+}
+
+static int32_t le32(const uint8_t* p) {
+  return (int32_t)((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                   (uint32_t)p[3] << 24);
+}
+
 /* Where a direct call to `target` lands: through a PLT entry (endbr64, bnd, jmp *GOT) to what
- * the GOT holds, and through functions that only jump on (jmp rel32 or rel8: wrappers compiled
- * into a tail call), a few hops at most. */
-static uintptr_t call_landing(uintptr_t target) {
+ * the GOT holds, and through functions that only jump on (jmp rel32 or rel8), a few hops at
+ * most. 0 if something cannot be read. */
+static uintptr_t call_landing(word_reader_t read, void* arg, uintptr_t target) {
   for (int hop = 0; hop < 4; hop++) {
-    const volatile uint8_t* p = (const volatile uint8_t*)target;
-    if (p[0] == 0xf3 && p[1] == 0x0f && p[2] == 0x1e && p[3] == 0xfa) p += 4; /* endbr64 */
-    if (p[0] == 0xf2) p++;                                                    /* bnd */
-    if (p[0] == 0xff && p[1] == 0x25) {
-      int32_t disp = (int32_t)((uint32_t)p[2] | (uint32_t)p[3] << 8 | (uint32_t)p[4] << 16 |
-                               (uint32_t)p[5] << 24);
-      target = *(const volatile uintptr_t*)((uintptr_t)(p + 6) + (intptr_t)disp);
-    } else if (p[0] == 0xe9) {
-      int32_t rel = (int32_t)((uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 |
-                              (uint32_t)p[4] << 24);
-      target = (uintptr_t)(p + 5) + (intptr_t)rel;
-    } else if (p[0] == 0xeb) {
-      target = (uintptr_t)(p + 2) + (intptr_t)(int8_t)p[1];
+    uint8_t b[16];
+    if (!read_bytes(read, arg, target, b, sizeof b)) return 0;
+    size_t i = 0;
+    if (b[0] == 0xf3 && b[1] == 0x0f && b[2] == 0x1e && b[3] == 0xfa) i = 4; /* endbr64 */
+    if (b[i] == 0xf2) i++;                                                   /* bnd */
+    if (b[i] == 0xff && b[i + 1] == 0x25) {
+      uintptr_t slot = target + i + 6 + (uintptr_t)(intptr_t)le32(b + i + 2);
+      if ((slot & 7) != 0 || read(arg, slot, &target) != 0) return 0;
+    } else if (b[i] == 0xe9) {
+      target = target + i + 5 + (uintptr_t)(intptr_t)le32(b + i + 1);
+    } else if (b[i] == 0xeb) {
+      target = target + i + 2 + (uintptr_t)(intptr_t)(int8_t)b[i + 1];
     } else {
       break;
     }
@@ -699,37 +718,38 @@ static uintptr_t call_landing(uintptr_t target) {
 }
 
 /* Whether the code just before `ra` is a call into the function holding `callee_pc`: e8 rel32
- * (directly or through a PLT entry) or ff 15 disp32 (through a pointer in memory, as calls through
- * the GOT are), so that a stale return address left by an earlier call of another function is not
- * taken for the caller's. Calls through a register cannot be checked and are not accepted. `ra`
- * has call-frame information, so it lies in the code of a loaded object, which is read in place
- * like its .eh_frame. */
-static bool after_call(uintptr_t ra, uintptr_t callee_pc) {
-  const volatile uint8_t* p = (const volatile uint8_t*)ra;
+ * (directly, through a PLT entry, or through a wrapper that tail-calls it) or ff 15 disp32
+ * (through a pointer in memory, as calls through the GOT are), so that a stale return address
+ * left by an earlier call of another function is not taken for the caller's. Calls through a
+ * register cannot be checked and are not accepted. Code and pointers are read through the reader
+ * (an address decoded from bytes that were not a call could be anywhere). */
+static bool after_call(word_reader_t read, void* arg, uintptr_t ra, uintptr_t callee_pc) {
+  uint8_t b[6];
   uintptr_t target;
-  if (p[-5] == 0xe8) {
-    int32_t rel = (int32_t)((uint32_t)p[-4] | (uint32_t)p[-3] << 8 | (uint32_t)p[-2] << 16 |
-                            (uint32_t)p[-1] << 24);
-    target = call_landing(ra + (intptr_t)rel);
-  } else if (p[-6] == 0xff && p[-5] == 0x15) {
-    int32_t disp = (int32_t)((uint32_t)p[-4] | (uint32_t)p[-3] << 8 | (uint32_t)p[-2] << 16 |
-                             (uint32_t)p[-1] << 24);
-    target = call_landing(*(const volatile uintptr_t*)(ra + (intptr_t)disp));
+  if (!read_bytes(read, arg, ra - 6, b, 6)) return false;
+  if (b[1] == 0xe8) {
+    target = call_landing(read, arg, ra + (uintptr_t)(intptr_t)le32(b + 2));
+  } else if (b[0] == 0xff && b[1] == 0x15) {
+    uintptr_t slot = ra + (uintptr_t)(intptr_t)le32(b + 2), fn;
+    if ((slot & 7) != 0 || read(arg, slot, &fn) != 0) return false;
+    target = call_landing(read, arg, fn);
   } else {
     return false;
   }
   uintptr_t start = function_start(callee_pc);
-  if (start == 0) return false;
+  if (start == 0 || target == 0) return false;
   if (target == start) return true;
-  /* A wrapper that tail-calls the callee on some path only (a jmp rel32 to it among its first
-   * 64 bytes, which must be code of the same function: within its FDE). */
+  /* A wrapper that tail-calls the callee on some path only: a jmp rel32 to it among its first 64
+   * bytes. */
   if (function_start(target) != target) return false;
-  const volatile uint8_t* q = (const volatile uint8_t*)target;
-  for (int i = 0; i + 5 <= 64 && function_start(target + (uintptr_t)i + 4) == target; i++) {
-    if (q[i] != 0xe9) continue;
-    int32_t rel = (int32_t)((uint32_t)q[i + 1] | (uint32_t)q[i + 2] << 8 |
-                            (uint32_t)q[i + 3] << 16 | (uint32_t)q[i + 4] << 24);
-    if (target + (uintptr_t)i + 5 + (uintptr_t)(intptr_t)rel == start) return true;
+  uint8_t code[64 + 8];
+  if (!read_bytes(read, arg, target, code, 16) || !read_bytes(read, arg, target + 16, code + 16, 16) ||
+      !read_bytes(read, arg, target + 32, code + 32, 16) ||
+      !read_bytes(read, arg, target + 48, code + 48, 16))
+    return false;
+  for (int i = 0; i + 5 <= 64; i++) {
+    if (code[i] == 0xe9 && target + (uintptr_t)i + 5 + (uintptr_t)(intptr_t)le32(code + i + 1) == start)
+      return true;
   }
   return false;
 }
@@ -748,7 +768,7 @@ static uintptr_t find_fp(entry_t* c, uint64_t gen, uintptr_t pc, uintptr_t sp, i
     if (read(arg, r + (uintptr_t)cfa_off - 8, &ra) != 0) return 0;
     if (ra < 4096 || read(arg, r, &saved) != 0 || (saved != 0 && saved <= r)) continue;
     rule_t rr = lookup(c, ra - 1, gen);
-    if ((rr.kind == RULE_STEP || rr.kind == RULE_LAST) && after_call(ra, pc)) return r;
+    if ((rr.kind == RULE_STEP || rr.kind == RULE_LAST) && after_call(read, arg, ra, pc)) return r;
   }
   return 0;
 }
