@@ -5,8 +5,9 @@
  *                           (in_epoll_wait) and waiting on a condition variable (in_cond_wait),
  *                           each having allocated a known amount it still holds; writes one
  *                           snapshot to FILE and then prints "eintr N" (the EINTR returns and
- *                           spurious condition-variable wake-ups the threads saw) and one
- *                           "thread NAME TID" line per thread.
+ *                           spurious condition-variable wake-ups the threads saw, and a changed
+ *                           errno or signal mask in the spinner) and one "thread NAME TID" line
+ *                           per thread.
  *   it_threads exit DIR     snapshots while threads are created and exit all the time: every
  *                           snapshot succeeds; prints "snapshots N".
  *   it_threads fork DIR     snapshots while another thread forks all the time, and a snapshot in
@@ -80,10 +81,24 @@ static void release(void* held) {
   free(p);
 }
 
+/* Interrupted by the snapshot's handler: errno and the signal mask must be as they were. */
 __attribute__((noinline)) static void in_spin(void) {
+  sigset_t before, after;
+  sigemptyset(&before);
+  sigaddset(&before, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, &before, NULL);
+  pthread_sigmask(SIG_BLOCK, NULL, &before);
+  errno = EDOM;
   volatile uint64_t x = 0;
   while (!atomic_load(&stop))
     x++;
+  int e = errno;
+  sigemptyset(&after);
+  pthread_sigmask(SIG_BLOCK, NULL, &after);
+  int same = 1;
+  for (int sig = 1; sig < SIGRTMAX; sig++)
+    same &= sigismember(&before, sig) == sigismember(&after, sig);
+  if (e != EDOM || !same) atomic_fetch_add(&eintr_seen, 1);
 }
 
 __attribute__((noinline)) static void in_read(void) {
@@ -203,6 +218,8 @@ static int snap(const char* file) {
     return 1;
   }
   sleep_ms(50); /* a late signal would show as EINTR by now */
+  atomic_store(&stop, 1);
+  pthread_join(th[0], NULL); /* the spinner: it checks its errno and mask as it leaves */
   printf("eintr %d\n", atomic_load(&eintr_seen));
   printf("thread main %d\n", (int)gettid());
   for (int i = 0; i < NJOBS; i++)
@@ -215,7 +232,7 @@ static int snap(const char* file) {
   cond_flag = 1;
   pthread_cond_broadcast(&cv);
   pthread_mutex_unlock(&mu);
-  for (int i = 0; i < NJOBS; i++) {
+  for (int i = 1; i < NJOBS; i++) {
     if (jobs[i].fn == in_nanosleep) {
       pthread_cancel(th[i]);
     }

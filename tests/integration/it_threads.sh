@@ -36,7 +36,7 @@ out=$(MPROF_CONF=lg_prof_sample:14 LD_PRELOAD="$lib" "$prog" snap "$work/s.pb.gz
 echo "$out"
 s=$(samples "$work/s.pb.gz")
 echo "$s"
-grep -qx "eintr 0" <<<"$out" && ok "no EINTR, no spurious wake-up" || bad "the threads saw EINTR or wake-ups: $(grep eintr <<<"$out")"
+grep -qx "eintr 0" <<<"$out" && ok "no EINTR, no spurious wake-up; the spinner's errno and signal mask kept" || bad "the threads saw EINTR or wake-ups: $(grep eintr <<<"$out")"
 grep -qx "handler_before default" <<<"$out" && ok "no handler before the first snapshot" || bad "a handler was installed before the first snapshot"
 [ "$(wc -l <<<"$s")" = 7 ] && ok "7 threads in the snapshot" || bad "$(wc -l <<<"$s") samples, want 7"
 k=0
