@@ -4,7 +4,7 @@
  *                           read (in_read), nanosleep (in_nanosleep), poll (in_poll), epoll_wait
  *                           (in_epoll_wait) and waiting on a condition variable (in_cond_wait),
  *                           each having allocated a known amount it still holds; writes one
- *                           snapshot to FILE and then prints "eintr N" (the EINTR returns and
+ *                           snapshot to FILE (and ten more, removed again) and then prints "eintr N" (the EINTR returns and
  *                           spurious condition-variable wake-ups the threads saw, and a changed
  *                           errno or signal mask in the spinner) and one "thread NAME TID" line
  *                           per thread.
@@ -216,6 +216,13 @@ static int snap(const char* file) {
   if (err != 0) {
     fprintf(stderr, "prof.threads.dump: %s\n", strerror(err));
     return 1;
+  }
+  /* More snapshots, to give a wrongly sent signal more chances to show as EINTR. */
+  for (int i = 0; i < 10; i++) {
+    char more[4096];
+    snprintf(more, sizeof more, "%s.%d", file, i);
+    if (threads_dump(more) != 0) return 1;
+    unlink(more);
   }
   sleep_ms(50); /* a late signal would show as EINTR by now */
   atomic_store(&stop, 1);
