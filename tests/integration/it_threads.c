@@ -4,10 +4,10 @@
  *                           read (in_read), nanosleep (in_nanosleep), poll (in_poll), epoll_wait
  *                           (in_epoll_wait) and waiting on a condition variable (in_cond_wait),
  *                           each having allocated a known amount it still holds; writes one
- *                           snapshot to FILE (and ten more, removed again) and then prints "eintr N" (the EINTR returns and
- *                           spurious condition-variable wake-ups the threads saw, and a changed
- *                           errno or signal mask in the spinner) and one "thread NAME TID" line
- *                           per thread.
+ *                           snapshot to FILE (and ten more, removed again), then prints
+ *                           "eintr N" (the EINTR returns and spurious condition-variable wake-ups
+ *                           the threads saw, and a changed errno or signal mask in the spinner)
+ *                           and one "thread NAME TID" line per thread.
  *   it_threads exit DIR     snapshots while threads are created and exit all the time: every
  *                           snapshot succeeds; prints "snapshots N".
  *   it_threads fork DIR     snapshots while another thread forks all the time, and a snapshot in
