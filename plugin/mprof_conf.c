@@ -67,8 +67,7 @@ const mprof_opt_desc_t mprof__opt_descs[] = {
      "prof_dump_signal and the final dump also write a thread snapshot (*.threads.pb.gz).", NULL},
     {"prof_threads_signal", MPROF_OPT_STRING, offsetof(mprof_opts_t, prof_threads_signal), 0,
      MPROF_SIGNAL_MAX - 1,
-     "Signal that takes running threads' stacks for a thread snapshot; empty: none.",
-     check_signal},
+     "Signal that takes running threads' stacks for a thread snapshot; empty: none.", check_signal},
 };
 const size_t mprof__opt_ndescs = sizeof mprof__opt_descs / sizeof mprof__opt_descs[0];
 

@@ -52,7 +52,7 @@ static pthread_key_t thread_key;                      /* destructor releases per
 
 static _Atomic uint64_t st_samples, st_frees, st_dropped, st_inuse_bytes, st_dumps, st_dump_errors;
 static uint64_t dump_seq;          /* every automatic dump of this process; mprof_dump_lock */
-static uint64_t kind_seq[3][6]; /* per profile (heap, mutex, threads), kind f i m u s o; dump lock */
+static uint64_t kind_seq[3][6];    /* heap, mutex, threads; kind f i m u s o; dump lock */
 static _Atomic uint64_t alloc_est; /* estimated bytes allocated (sum of w*size) */
 static _Atomic int64_t inuse_est;  /* estimated bytes in use (sum of w*size) */
 static _Atomic int64_t gdump_mark; /* high-water mark of inuse_est last dumped */
@@ -557,8 +557,9 @@ static int dump(const char* path, char kind, dump_what_t what, bool wait, char* 
   }
   /* prof_format: pprof to the path (or <name>.pb.gz), jeprof text to the path (or
    * <name>.heap), both: the pprof path and the same with .heap appended (or the two names). */
-  mprof_format_t fmt = what == DUMP_MUTEX || what == DUMP_THREADS ? MPROF_FORMAT_PPROF
-                                                                  : mprof__opts_format(&mprof__opts);
+  mprof_format_t fmt = what == DUMP_MUTEX || what == DUMP_THREADS
+                           ? MPROF_FORMAT_PPROF
+                           : mprof__opts_format(&mprof__opts);
   char heap[PATH_MAX];
   const char* heap_path = NULL;
   if (err == 0 && path == NULL) {

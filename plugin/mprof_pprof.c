@@ -125,8 +125,8 @@ enum {
   T_NFIXED
 };
 static const char* const threads_fixed_strings[T_NFIXED] = {
-    "", "threads", "count", "inuse_space", "bytes", "alloc_space", "mprof threads profile",
-    "thread", "state", "tid",
+    "",       "threads", "count", "inuse_space", "bytes", "alloc_space", "mprof threads profile",
+    "thread", "state",   "tid",
 };
 
 typedef struct loc_slot_s {
@@ -667,11 +667,13 @@ static int write_profile(int fd, const mprof_heap_profile_t* heap,
   memset(&w, 0, sizeof w);
   w.fd = fd;
   w.maps = maps;
-  w.fixed = heap != NULL ? fixed_strings : threads != NULL ? threads_fixed_strings : mutex_fixed_strings;
+  w.fixed = heap != NULL      ? fixed_strings
+            : threads != NULL ? threads_fixed_strings
+                              : mutex_fixed_strings;
   w.nfixed = heap != NULL ? S_NFIXED : threads != NULL ? T_NFIXED : M_NFIXED;
   mprof__pb_init(&w.out);
 
-  w.err = maps == NULL       ? EINVAL
+  w.err = maps == NULL      ? EINVAL
           : heap != NULL    ? check_profile(heap)
           : threads != NULL ? check_threads_profile(threads)
                             : check_mutex_profile(mutex);

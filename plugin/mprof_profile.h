@@ -74,7 +74,7 @@ typedef struct mprof_thread_rec_s {
 typedef struct mprof_threads_profile_s {
   const mprof_thread_rec_t* recs;
   size_t nrecs;
-  int64_t time_nanos; /* CLOCK_REALTIME when the snapshot was taken */
+  int64_t time_nanos;          /* CLOCK_REALTIME when the snapshot was taken */
   const char* const* comments; /* written after "mprof threads profile" */
   size_t ncomments;
 } mprof_threads_profile_t;

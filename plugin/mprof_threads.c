@@ -155,10 +155,10 @@ typedef struct slot_s {
   _Atomic int armed;    /* the slot is ready for the handler (release, after its last write) */
   _Atomic int answered; /* the handler's walk is in pcs (release) */
   uint32_t npcs;
-  uint64_t pause_ns;   /* time spent in the handler */
-  char state[32];      /* "running", a system call, ... */
-  char name[20];       /* comm */
-  uintptr_t* pcs;      /* depth entries */
+  uint64_t pause_ns; /* time spent in the handler */
+  char state[32];    /* "running", a system call, ... */
+  char name[20];     /* comm */
+  uintptr_t* pcs;    /* depth entries */
 } slot_t;
 
 typedef struct vma_s {
@@ -170,11 +170,11 @@ typedef struct snap_s {
   slot_t* slots;
   size_t n;
   unsigned depth;
-  bool use_vm;                /* process_vm_readv works */
-  bool have_proc;             /* /proc/self/task could be listed */
-  const vma_t* vmas;          /* without it: readable mappings, in address order */
+  bool use_vm;       /* process_vm_readv works */
+  bool have_proc;    /* /proc/self/task could be listed */
+  const vma_t* vmas; /* without it: readable mappings, in address order */
   size_t nvmas;
-  _Atomic uint32_t answers;   /* handler answers (a futex word) */
+  _Atomic uint32_t answers; /* handler answers (a futex word) */
 } snap_t;
 
 static _Atomic(snap_t*) current; /* the snapshot the handler serves, or NULL */
@@ -229,9 +229,8 @@ typedef struct own_reader_s {
   uintptr_t lo, hi;
 } own_reader_t;
 
-__attribute__((no_sanitize_address, no_sanitize_thread)) static int own_read(void* arg,
-                                                                             uintptr_t addr,
-                                                                             uintptr_t* out) {
+__attribute__((no_sanitize_address, no_sanitize_thread)) static int
+own_read(void* arg, uintptr_t addr, uintptr_t* out) {
   const own_reader_t* r = arg;
   if ((addr & 7) != 0 || addr < r->lo || addr > r->hi - sizeof *out) return 1;
   *out = *(const volatile uintptr_t*)addr;
@@ -282,7 +281,8 @@ static void on_threads_signal(int sig, siginfo_t* info, void* ctx) {
             else
               hi = mid;
           }
-          if (lo < s->nvmas && s->vmas[lo].lo <= sp) r = (own_reader_t){s->vmas[lo].lo, s->vmas[lo].hi};
+          if (lo < s->nvmas && s->vmas[lo].lo <= sp)
+            r = (own_reader_t){s->vmas[lo].lo, s->vmas[lo].hi};
           sl->npcs = mprof__unwind_remote(pc, sp, fp, 1, own_read, &r, sl->pcs, s->depth);
         }
         sl->pause_ns = now_ns() - t0;
@@ -361,7 +361,7 @@ static const char* parse_num(const char* p, uint64_t* out) {
       v = v * 10 + (uint64_t)(*p - '0');
   }
   if (p == start) return NULL;
-  *out = neg ? (uint64_t)-(int64_t)v : v;
+  *out = neg ? (uint64_t) - (int64_t)v : v;
   return p;
 }
 
@@ -836,7 +836,6 @@ void mprof__threads_snapshot_free(mprof_threads_profile_t* out) {
   (void)out;
 }
 
-static void snap_fork_child(void) {
-}
+static void snap_fork_child(void) {}
 
 #endif

@@ -743,12 +743,14 @@ static bool after_call(word_reader_t read, void* arg, uintptr_t ra, uintptr_t ca
    * bytes. */
   if (function_start(target) != target) return false;
   uint8_t code[64 + 8];
-  if (!read_bytes(read, arg, target, code, 16) || !read_bytes(read, arg, target + 16, code + 16, 16) ||
+  if (!read_bytes(read, arg, target, code, 16) ||
+      !read_bytes(read, arg, target + 16, code + 16, 16) ||
       !read_bytes(read, arg, target + 32, code + 32, 16) ||
       !read_bytes(read, arg, target + 48, code + 48, 16))
     return false;
   for (int i = 0; i + 5 <= 64; i++) {
-    if (code[i] == 0xe9 && target + (uintptr_t)i + 5 + (uintptr_t)(intptr_t)le32(code + i + 1) == start)
+    if (code[i] == 0xe9 &&
+        target + (uintptr_t)i + 5 + (uintptr_t)(intptr_t)le32(code + i + 1) == start)
       return true;
   }
   return false;

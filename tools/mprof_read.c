@@ -631,7 +631,8 @@ static int resolve(state_t* st) {
     for (size_t j = 0; j < s->nlabels; j++)
       if (!str_ok(p, s->labels[j].key) || !str_ok(p, s->labels[j].str) ||
           !str_ok(p, s->labels[j].num_unit))
-        return fail(c, EINVAL, "not a pprof profile (sample %zu has a label naming a missing string)", i);
+        return fail(c, EINVAL,
+                    "not a pprof profile (sample %zu has a label naming a missing string)", i);
     if (r->nvalues != p->nsample_types)
       return fail(c, EINVAL, "not a pprof profile (sample %zu has %zu values for %zu sample types)",
                   i, r->nvalues, p->nsample_types);

@@ -61,8 +61,7 @@ static const char* label_str(const mprof_rd_profile_t* p, const mprof_rd_sample_
   return "";
 }
 
-static int64_t label_num(const mprof_rd_profile_t* p, const mprof_rd_sample_t* s,
-                         const char* key) {
+static int64_t label_num(const mprof_rd_profile_t* p, const mprof_rd_sample_t* s, const char* key) {
   for (size_t i = 0; i < s->nlabels; i++)
     if (s->labels[i].str == 0 && strcmp(mprof__rd_str(p, s->labels[i].key), key) == 0)
       return s->labels[i].num;

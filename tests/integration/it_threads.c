@@ -190,9 +190,9 @@ static void sleep_ms(int ms) {
 
 static int snap(const char* file) {
   static job_t jobs[] = {
-      {"spinner", in_spin, 1, 0},      {"reader", in_read, 2, 0},   {"sleeper", in_nanosleep, 3, 0},
-      {"poller", in_poll, 4, 0},       {"epoller", in_epoll_wait, 5, 0},
-      {"condwaiter", in_cond_wait, 6, 0},
+      {"spinner", in_spin, 1, 0},       {"reader", in_read, 2, 0},
+      {"sleeper", in_nanosleep, 3, 0},  {"poller", in_poll, 4, 0},
+      {"epoller", in_epoll_wait, 5, 0}, {"condwaiter", in_cond_wait, 6, 0},
   };
   enum { NJOBS = sizeof jobs / sizeof jobs[0] };
   if (pipe(pipe_read) != 0 || pipe(pipe_poll) != 0) return 1;

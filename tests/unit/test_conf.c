@@ -189,8 +189,7 @@ static void test_descriptor_table_lists_every_field_once_in_order(void** state) 
        2147483647},
       {"prof_mutex_app", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_mutex_app), 0, 1},
       {"prof_dump_threads", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_dump_threads), 0, 1},
-      {"prof_threads_signal", MPROF_OPT_STRING, offsetof(mprof_opts_t, prof_threads_signal), 0,
-       15},
+      {"prof_threads_signal", MPROF_OPT_STRING, offsetof(mprof_opts_t, prof_threads_signal), 0, 15},
   };
   const size_t n = sizeof want / sizeof want[0];
   EXPECT_INT(mprof__opt_ndescs, n);
