@@ -63,6 +63,11 @@ const mprof_opt_desc_t mprof__opt_descs[] = {
      "Contention profile: one in n contended lock acquisitions is recorded; 0 disables it.", NULL},
     {"prof_mutex_app", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_mutex_app), 0, 1,
      "The contention profile includes the program's own pthread mutexes.", NULL},
+    {"prof_dump_threads", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_dump_threads), 0, 1,
+     "prof_dump_signal and the final dump also write a thread snapshot (*.threads.pb.gz).", NULL},
+    {"prof_threads_signal", MPROF_OPT_STRING, offsetof(mprof_opts_t, prof_threads_signal), 0,
+     MPROF_SIGNAL_MAX - 1,
+     "Signal that takes running threads' stacks for a thread snapshot; empty: none.", check_signal},
 };
 const size_t mprof__opt_ndescs = sizeof mprof__opt_descs / sizeof mprof__opt_descs[0];
 
@@ -86,6 +91,8 @@ void mprof__opts_default(mprof_opts_t* o) {
   memcpy(o->prof_format, "pprof", sizeof "pprof");
   o->prof_mutex_fraction = 0;
   o->prof_mutex_app = false;
+  o->prof_dump_threads = false;
+  memcpy(o->prof_threads_signal, "SIGRTMAX-7", sizeof "SIGRTMAX-7");
 }
 
 mprof_format_t mprof__opts_format(const mprof_opts_t* o) {

@@ -61,6 +61,11 @@ typedef struct mprof_opts_s {
   unsigned prof_mutex_fraction;
   /* default false: the contention profile includes the program's pthread mutexes */
   bool prof_mutex_app;
+  /* default false: prof_dump_signal and the final dump also write a thread snapshot */
+  bool prof_dump_threads;
+  /* default "SIGRTMAX-7": the real-time signal that takes the stacks of running threads in a
+     thread snapshot; "" = none (running threads are written without a stack) */
+  char prof_threads_signal[MPROF_SIGNAL_MAX];
 } mprof_opts_t;
 
 /* prof_format, as the core uses it. */

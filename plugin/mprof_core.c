@@ -22,6 +22,7 @@
 #include "mprof_profile.h"
 #include "mprof_snap.h"
 #include "mprof_thread.h"
+#include "mprof_threads.h"
 #include "mprof_tlabel.h"
 #include "mprof_blockmap.h"
 
@@ -51,7 +52,7 @@ static pthread_key_t thread_key;                      /* destructor releases per
 
 static _Atomic uint64_t st_samples, st_frees, st_dropped, st_inuse_bytes, st_dumps, st_dump_errors;
 static uint64_t dump_seq;          /* every automatic dump of this process; mprof_dump_lock */
-static uint64_t kind_seq[2][6];    /* per profile (heap, mutex), kind f i m u s o; dump lock */
+static uint64_t kind_seq[3][6];    /* heap, mutex, threads; kind f i m u s o; dump lock */
 static _Atomic uint64_t alloc_est; /* estimated bytes allocated (sum of w*size) */
 static _Atomic int64_t inuse_est;  /* estimated bytes in use (sum of w*size) */
 static _Atomic int64_t gdump_mark; /* high-water mark of inuse_est last dumped */
@@ -103,6 +104,7 @@ static void thread_dtor(void* arg) {
   t->busy++;
   t->state = MPROF_THREAD_DEAD;
   t->countdown = UINT64_MAX;
+  mprof__threads_exit();
   mprof__thread_release(t);
   t->busy--;
 }
@@ -153,6 +155,7 @@ static void take_signal_dump(mprof_thread_t* t) {
   t->busy++;
   int saved_errno = errno;
   int err = mprof__dump_auto('s');
+  if (err != EAGAIN && mprof__opts.prof_dump_threads) mprof__threads_dump_auto('s');
   errno = saved_errno;
   t->busy--;
   if (err == EAGAIN) {
@@ -346,6 +349,7 @@ static uint64_t on_alloc_counted(mprof_sample_t* data, void* ptr, size_t size, s
     atomic_fetch_add_explicit(&st_inuse_bytes, size, memory_order_relaxed);
     int64_t est = (int64_t)mprof__llround(w * (double)size);
     int64_t inuse_now = atomic_fetch_add_explicit(&inuse_est, est, memory_order_relaxed) + est;
+    mprof__threads_note_alloc(data, est);
     maybe_auto_work((uint64_t)est, inuse_now); /* its dumps' errno is undone below */
   }
   t->busy--;
@@ -371,8 +375,9 @@ static void sample_ends(const mprof_sample_t* data, bool cancel) {
     atomic_fetch_add_explicit(&st_frees, 1, memory_order_relaxed);
   }
   atomic_fetch_sub_explicit(&st_inuse_bytes, data->size, memory_order_relaxed);
-  atomic_fetch_sub_explicit(&inuse_est, (int64_t)mprof__llround(data->weight * (double)data->size),
-                            memory_order_relaxed);
+  int64_t est = (int64_t)mprof__llround(data->weight * (double)data->size);
+  atomic_fetch_sub_explicit(&inuse_est, est, memory_order_relaxed);
+  mprof__threads_note_end(data, est, cancel);
   t->busy--;
   errno = saved_errno;
 }
@@ -408,7 +413,7 @@ static mprof_callbacks_t callbacks = {
  * ------------------------------------------------------------------------------------------- */
 /* What a dump writes: the heap profile, the heap at its peak (prof_peak), or the contention
  * profile (named with .mutex, numbered by its own kind counters). */
-typedef enum { DUMP_HEAP, DUMP_PEAK, DUMP_MUTEX } dump_what_t;
+typedef enum { DUMP_HEAP, DUMP_PEAK, DUMP_MUTEX, DUMP_THREADS } dump_what_t;
 
 typedef int (*writer_fn)(int fd, const void* prof);
 
@@ -422,6 +427,10 @@ static int write_jeprof(int fd, const void* prof) {
 
 static int write_mutex(int fd, const void* prof) {
   return mprof__pprof_write_mutex(fd, prof);
+}
+
+static int write_threads(int fd, const void* prof) {
+  return mprof__pprof_write_threads(fd, prof);
 }
 
 /* Writes the profile to `path` (see mprof_dumpfile.h): never through a file or link that was
@@ -496,6 +505,17 @@ static int dump_mutex_locked(const char* path, bool automatic) {
   return err;
 }
 
+/* Writes a thread snapshot to `path`. Needs mprof_dump_lock. */
+static int dump_threads_locked(const char* path, bool automatic) {
+  mprof_threads_profile_t prof;
+  int err = mprof__threads_snapshot(&prof, mprof__opts.prof_stack_depth);
+  if (err == 0) {
+    err = write_file(path, automatic, write_threads, &prof);
+    mprof__threads_snapshot_free(&prof);
+  }
+  return err;
+}
+
 /* Writes one snapshot of `what` as pprof to `path` and, for the heap profiles, as jeprof text to
  * `heap_path` (either may be NULL). Needs mprof_dump_lock; counts the result in the stats. */
 static int dump_locked(const char* path, const char* heap_path, bool automatic, dump_what_t what) {
@@ -503,6 +523,8 @@ static int dump_locked(const char* path, const char* heap_path, bool automatic, 
   if ((path == NULL || strlen(path) < PATH_MAX) &&
       (heap_path == NULL || strlen(heap_path) < PATH_MAX) && what == DUMP_MUTEX) {
     err = path != NULL ? dump_mutex_locked(path, automatic) : EINVAL;
+  } else if ((path == NULL || strlen(path) < PATH_MAX) && what == DUMP_THREADS) {
+    err = path != NULL ? dump_threads_locked(path, automatic) : EINVAL;
   } else if ((path == NULL || strlen(path) < PATH_MAX) &&
              (heap_path == NULL || strlen(heap_path) < PATH_MAX)) {
     struct timespec mono;
@@ -546,8 +568,11 @@ static int auto_name_locked(char kind, dump_what_t what, char* buf, size_t len) 
            : kind == 's' ? 4
                          : 5;
   uint64_t seq = dump_seq++;
-  uint64_t kseq = kind_seq[what == DUMP_MUTEX][ki]++;
-  const char* sfx = what == DUMP_PEAK ? ".peak" : what == DUMP_MUTEX ? ".mutex" : "";
+  uint64_t kseq = kind_seq[what == DUMP_MUTEX ? 1 : what == DUMP_THREADS ? 2 : 0][ki]++;
+  const char* sfx = what == DUMP_PEAK      ? ".peak"
+                    : what == DUMP_MUTEX   ? ".mutex"
+                    : what == DUMP_THREADS ? ".threads"
+                                           : "";
   int n;
   if (kind == 'f')
     n = snprintf(buf, len, "%s.%ld.%llu.f%s", mprof__opts.prof_prefix, (long)getpid(),
@@ -583,7 +608,9 @@ static int dump(const char* path, char kind, dump_what_t what, bool wait, char* 
   }
   /* prof_format: pprof to the path (or <name>.pb.gz), jeprof text to the path (or
    * <name>.heap), both: the pprof path and the same with .heap appended (or the two names). */
-  mprof_format_t fmt = what == DUMP_MUTEX ? MPROF_FORMAT_PPROF : mprof__opts_format(&mprof__opts);
+  mprof_format_t fmt = what == DUMP_MUTEX || what == DUMP_THREADS
+                           ? MPROF_FORMAT_PPROF
+                           : mprof__opts_format(&mprof__opts);
   char heap[PATH_MAX];
   const char* heap_path = NULL;
   if (err == 0 && path == NULL) {
@@ -634,6 +661,11 @@ int mprof__mutex_dump(const char* path) {
   return dump(path, 'm', DUMP_MUTEX, true, name, sizeof name);
 }
 
+int mprof__threads_dump(const char* path) {
+  char name[PATH_MAX];
+  return dump(path, 'm', DUMP_THREADS, true, name, sizeof name);
+}
+
 /* An automatic dump of `what` (the heap; at exit also the peak and the contention profile). */
 static int dump_auto(char kind, dump_what_t what) {
   if (!mprof__ready()) return ENOENT;
@@ -647,6 +679,10 @@ static int dump_auto(char kind, dump_what_t what) {
 
 int mprof__dump_auto(char kind) {
   return dump_auto(kind, DUMP_HEAP);
+}
+
+int mprof__threads_dump_auto(char kind) {
+  return dump_auto(kind, DUMP_THREADS);
 }
 
 int mprof__epoch_advance(void) {
@@ -776,6 +812,7 @@ static void fork_parent(void) {
  * handlers, the final dump among them, as the child's first exit). */
 static void fork_child(void) {
   mprof__tlabel_fork_child();
+  mprof__threads_fork_child();
   mprof__meta_fork_child();
   mprof__blockmap_fork_child();
   mprof__bucket_fork_child();
@@ -826,8 +863,10 @@ void mprof__at_exit(void) {
   if (mprof__ready()) {
     mprof__thread.busy++;
     /* A signal whose dump no allocation took yet: take it now. */
-    if (atomic_exchange(&signal_pending, 0) && mprof__opts.prof_prefix[0] != '\0')
+    if (atomic_exchange(&signal_pending, 0) && mprof__opts.prof_prefix[0] != '\0') {
       mprof__dump_auto('s');
+      if (mprof__opts.prof_dump_threads) mprof__threads_dump_auto('s');
+    }
     if (mprof__opts.prof_final && mprof__opts.prof_prefix[0] != '\0') {
       mprof__dump_auto('f');
       if (mprof__opts.prof_peak) dump_auto('f', DUMP_PEAK);
@@ -835,6 +874,7 @@ void mprof__at_exit(void) {
       mprof_mutex_stats_t m;
       mprof__mutex_stats(&m);
       if (mprof__mutex_fraction() != 0 || m.contentions != 0) dump_auto('f', DUMP_MUTEX);
+      if (mprof__opts.prof_dump_threads) dump_auto('f', DUMP_THREADS);
     }
     if (mprof__opts.prof_leak) {
       if (!mprof__lock_held_by_thread()) mprof__cycle_publish_all();

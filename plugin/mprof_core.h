@@ -54,6 +54,14 @@ int mprof__dump(const char* path);
  * (<prefix>.<pid>.<seq>.m<n>.mutex.pb.gz). Returns 0 or a positive errno. */
 int mprof__mutex_dump(const char* path);
 
+/* Writes a thread snapshot (mprof_threads.h); path NULL: the next automatic name of kind 'm'
+ * (<prefix>.<pid>.<seq>.m<n>.threads.pb.gz). Returns 0 or a positive errno (EBUSY: the program
+ * handles prof_threads_signal itself). */
+int mprof__threads_dump(const char* path);
+
+/* An automatic thread snapshot of kind 's' or 'f' (prof_dump_threads). */
+int mprof__threads_dump_auto(char kind);
+
 /* Writes the heap at its peak (prof_peak; ENOENT without it), like mprof__dump; path NULL: the
  * next automatic name of kind 'm' with the suffix ".peak". */
 int mprof__dump_peak(const char* path);

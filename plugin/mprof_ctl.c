@@ -10,6 +10,7 @@
 #include "mprof_conf.h"
 #include "mprof_core.h"
 #include "mprof_mutex.h"
+#include "mprof_threads.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -93,6 +94,11 @@ static int ctl_prof_peak_dump(void* oldp, size_t* oldlenp, void* newp, size_t ne
 static int ctl_prof_mutex_dump(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
   if (!mprof__opts.prof) return ENOENT;
   return dump_to(mprof__mutex_dump, oldp, oldlenp, newp, newlen);
+}
+
+static int ctl_prof_threads_dump(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
+  if (!mprof__opts.prof) return ENOENT;
+  return dump_to(mprof__threads_dump, oldp, oldlenp, newp, newlen);
 }
 
 static int ctl_prof_mutex_fraction(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
@@ -189,6 +195,21 @@ RECON_HANDLER(allocator_allocated, allocated)
 RECON_HANDLER(allocator_active, active)
 RECON_HANDLER(allocator_resident, resident)
 
+/* The costs of the last thread snapshot (mprof_threads.h). */
+static int ctl_stats_threads_pause(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
+  READ_ONLY();
+  uint64_t pause, total;
+  mprof__threads_last_costs(&pause, &total);
+  return read_out(oldp, oldlenp, &pause, sizeof pause);
+}
+
+static int ctl_stats_threads_time(void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
+  READ_ONLY();
+  uint64_t pause, total;
+  mprof__threads_last_costs(&pause, &total);
+  return read_out(oldp, oldlenp, &total, sizeof total);
+}
+
 typedef struct ctl_node_s {
   const char* name;
   ctl_handler_t handler;
@@ -204,6 +225,7 @@ static const ctl_node_t nodes[] = {
     {"prof.lg_sample", ctl_prof_lg_sample},
     {"prof.interval", ctl_prof_interval},
     {"prof.mutex.dump", ctl_prof_mutex_dump},
+    {"prof.threads.dump", ctl_prof_threads_dump},
     {"prof.mutex_fraction", ctl_prof_mutex_fraction},
     {"prof.mutex_app", ctl_prof_mutex_app},
     {"stats.samples", ctl_stats_samples},
@@ -227,6 +249,8 @@ static const ctl_node_t nodes[] = {
     {"stats.contentions", ctl_stats_contentions},
     {"stats.contentions_lost", ctl_stats_contentions_lost},
     {"stats.contention_buckets", ctl_stats_contention_buckets},
+    {"stats.threads.longest_pause_ns", ctl_stats_threads_pause},
+    {"stats.threads.snapshot_ns", ctl_stats_threads_time},
 };
 
 static int ctl_opt(const mprof_opt_desc_t* d, void* oldp, size_t* oldlenp, void* newp,

@@ -38,6 +38,7 @@ typedef struct mprof_sample_s {
   uint64_t size;                 /* requested bytes */
   uint64_t cycle;                /* the cycle its malloc was counted in (mprof_cycle.h) */
   double weight;                 /* objects this sample stands for (1/p) */
+  uint32_t thread;               /* serial of the allocating thread (mprof_threads.h), 0 unknown */
 } mprof_sample_t;
 
 typedef struct mprof_callbacks_s {

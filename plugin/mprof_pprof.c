@@ -110,6 +110,25 @@ static const char* const mutex_fixed_strings[M_NFIXED] = {
     "", "contentions", "count", "delay", "nanoseconds", "mprof mutex profile",
 };
 
+/* Strings every thread snapshot uses, interned first in this order. */
+enum {
+  T_EMPTY,
+  T_THREADS,
+  T_COUNT,
+  T_INUSE_SPACE,
+  T_BYTES,
+  T_ALLOC_SPACE,
+  T_COMMENT,
+  T_THREAD,
+  T_STATE,
+  T_TID,
+  T_NFIXED
+};
+static const char* const threads_fixed_strings[T_NFIXED] = {
+    "",       "threads", "count", "inuse_space", "bytes", "alloc_space", "mprof threads profile",
+    "thread", "state",   "tid",
+};
+
 typedef struct loc_slot_s {
   uint64_t addr; /* call address (return address - 1) */
   uint64_t id;   /* location id, 0 while the slot is empty */
@@ -582,22 +601,89 @@ static int check_mutex_profile(const mprof_mutex_profile_t* prof) {
   return 0;
 }
 
-/* One profile of either kind: exactly one of heap and mutex is not NULL. */
+/* The thread snapshot: sample types threads/count (the default), inuse_space/bytes and
+ * alloc_space/bytes; one sample per thread with the labels thread, state and tid. */
+static void write_threads_header(writer_t* w, const mprof_threads_profile_t* prof) {
+  write_value_type(w, PROFILE_SAMPLE_TYPE, T_THREADS, T_COUNT);
+  write_value_type(w, PROFILE_SAMPLE_TYPE, T_INUSE_SPACE, T_BYTES);
+  write_value_type(w, PROFILE_SAMPLE_TYPE, T_ALLOC_SPACE, T_BYTES);
+  write_new_strings(w);
+  if (prof->time_nanos != 0) mprof__pb_int64(&w->out, PROFILE_TIME_NANOS, prof->time_nanos);
+  write_value_type(w, PROFILE_PERIOD_TYPE, T_THREADS, T_COUNT);
+  mprof__pb_int64(&w->out, PROFILE_PERIOD, 1);
+  mprof__pb_int64(&w->out, PROFILE_COMMENT, T_COMMENT);
+  for (size_t i = 0; i < w->ncomments; i++)
+    mprof__pb_int64(&w->out, PROFILE_COMMENT, w->comment_ids[i]);
+  mprof__pb_int64(&w->out, PROFILE_DEFAULT_SAMPLE_TYPE, T_THREADS);
+}
+
+static void write_str_label(writer_t* w, int64_t key, const char* value) {
+  int64_t str = intern(w, value != NULL ? value : "");
+  if (str < 0) {
+    w->err = ENOMEM;
+    return;
+  }
+  size_t label = mprof__pb_begin(&w->out, SAMPLE_LABEL);
+  mprof__pb_int64(&w->out, LABEL_KEY, key);
+  mprof__pb_int64(&w->out, LABEL_STR, str);
+  mprof__pb_end(&w->out, label);
+}
+
+static void write_threads_samples(writer_t* w, const mprof_threads_profile_t* prof) {
+  for (size_t r = 0; r < prof->nrecs && w->err == 0; r++) {
+    const mprof_thread_rec_t* rec = &prof->recs[r];
+    size_t sample = mprof__pb_begin(&w->out, PROFILE_SAMPLE);
+    if (!write_stack(w, rec->pcs, rec->npcs)) return;
+    const int64_t values[3] = {1, rec->inuse_bytes, rec->alloc_bytes};
+    mprof__pb_packed_int64(&w->out, SAMPLE_VALUE, values, 3);
+    write_str_label(w, T_THREAD, rec->name);
+    write_str_label(w, T_STATE, rec->state);
+    size_t label = mprof__pb_begin(&w->out, SAMPLE_LABEL);
+    mprof__pb_int64(&w->out, LABEL_KEY, T_TID);
+    mprof__pb_int64(&w->out, LABEL_NUM, rec->tid);
+    mprof__pb_end(&w->out, label);
+    mprof__pb_end(&w->out, sample);
+    maybe_pump(w);
+  }
+}
+
+static int check_threads_profile(const mprof_threads_profile_t* prof) {
+  if (prof == NULL || (prof->recs == NULL && prof->nrecs > 0)) return EINVAL;
+  for (size_t i = 0; prof->comments != NULL && i < prof->ncomments; i++) {
+    if (prof->comments[i] == NULL) return EINVAL;
+  }
+  for (size_t i = 0; i < prof->nrecs; i++) {
+    if (prof->recs[i].pcs == NULL && prof->recs[i].npcs > 0) return EINVAL;
+  }
+  return 0;
+}
+
+/* One profile of any kind: exactly one of heap, mutex and threads is not NULL. */
 static int write_profile(int fd, const mprof_heap_profile_t* heap,
-                         const mprof_mutex_profile_t* mutex, const mprof_maps_t* maps) {
+                         const mprof_mutex_profile_t* mutex, const mprof_maps_t* maps,
+                         const mprof_threads_profile_t* threads) {
   int saved_errno = errno;
   writer_t w;
   memset(&w, 0, sizeof w);
   w.fd = fd;
   w.maps = maps;
-  w.fixed = heap != NULL ? fixed_strings : mutex_fixed_strings;
-  w.nfixed = heap != NULL ? S_NFIXED : M_NFIXED;
+  w.fixed = heap != NULL      ? fixed_strings
+            : threads != NULL ? threads_fixed_strings
+                              : mutex_fixed_strings;
+  w.nfixed = heap != NULL ? S_NFIXED : threads != NULL ? T_NFIXED : M_NFIXED;
   mprof__pb_init(&w.out);
 
-  w.err = maps == NULL ? EINVAL : heap != NULL ? check_profile(heap) : check_mutex_profile(mutex);
+  w.err = maps == NULL      ? EINVAL
+          : heap != NULL    ? check_profile(heap)
+          : threads != NULL ? check_threads_profile(threads)
+                            : check_mutex_profile(mutex);
   if (w.err == 0 && heap != NULL) { /* the contention profile has no comments of its own */
     w.comments = heap->comments;
     w.ncomments = heap->comments == NULL ? 0 : heap->ncomments;
+    if (w.ncomments > MAX_COMMENTS) w.ncomments = MAX_COMMENTS;
+  } else if (w.err == 0 && threads != NULL) {
+    w.comments = threads->comments;
+    w.ncomments = threads->comments == NULL ? 0 : threads->ncomments;
     if (w.ncomments > MAX_COMMENTS) w.ncomments = MAX_COMMENTS;
   }
   if (w.err != 0 || (w.err = prepare(&w)) != 0) goto out;
@@ -619,11 +705,15 @@ static int write_profile(int fd, const mprof_heap_profile_t* heap,
 
   if (heap != NULL)
     write_header(&w, heap);
+  else if (threads != NULL)
+    write_threads_header(&w, threads);
   else
     write_mutex_header(&w, mutex);
   write_mappings(&w);
   if (heap != NULL)
     write_samples(&w, heap);
+  else if (threads != NULL)
+    write_threads_samples(&w, threads);
   else
     write_mutex_samples(&w, mutex);
   if (w.err == 0) symbolize(&w);
@@ -649,22 +739,23 @@ out:
 int mprof__pprof_write_heap_maps(int fd, const mprof_heap_profile_t* prof,
                                  const mprof_maps_t* maps) {
   if (prof == NULL) return EINVAL;
-  return write_profile(fd, prof, NULL, maps);
+  return write_profile(fd, prof, NULL, maps, NULL);
 }
 
 int mprof__pprof_write_mutex_maps(int fd, const mprof_mutex_profile_t* prof,
                                   const mprof_maps_t* maps) {
   if (prof == NULL) return EINVAL;
-  return write_profile(fd, NULL, prof, maps);
+  return write_profile(fd, NULL, prof, maps, NULL);
 }
 
 static int write_with_maps(int fd, const mprof_heap_profile_t* heap,
-                           const mprof_mutex_profile_t* mutex) {
+                           const mprof_mutex_profile_t* mutex,
+                           const mprof_threads_profile_t* threads) {
   int saved_errno = errno;
   mprof_maps_t maps = MPROF_MAPS_INIT;
   int err = mprof__maps_read(&maps);
   if (err == 0) {
-    err = write_profile(fd, heap, mutex, &maps);
+    err = write_profile(fd, heap, mutex, &maps, threads);
     mprof__maps_free(&maps);
   }
   errno = saved_errno;
@@ -673,10 +764,15 @@ static int write_with_maps(int fd, const mprof_heap_profile_t* heap,
 
 int mprof__pprof_write_heap(int fd, const mprof_heap_profile_t* prof) {
   if (prof == NULL) return EINVAL;
-  return write_with_maps(fd, prof, NULL);
+  return write_with_maps(fd, prof, NULL, NULL);
 }
 
 int mprof__pprof_write_mutex(int fd, const mprof_mutex_profile_t* prof) {
   if (prof == NULL) return EINVAL;
-  return write_with_maps(fd, NULL, prof);
+  return write_with_maps(fd, NULL, prof, NULL);
+}
+
+int mprof__pprof_write_threads(int fd, const mprof_threads_profile_t* prof) {
+  if (prof == NULL) return EINVAL;
+  return write_with_maps(fd, NULL, NULL, prof);
 }

@@ -39,4 +39,9 @@ int mprof__pprof_write_mutex(int fd, const mprof_mutex_profile_t* prof);
 int mprof__pprof_write_mutex_maps(int fd, const mprof_mutex_profile_t* prof,
                                   const mprof_maps_t* maps);
 
+/* Writes a thread snapshot (mprof_threads.h): sample types threads/count (default),
+ * inuse_space/bytes and alloc_space/bytes, one sample per thread with string labels thread and
+ * state and the numeric label tid, comment "mprof threads profile" then the profile's own. */
+int mprof__pprof_write_threads(int fd, const mprof_threads_profile_t* prof);
+
 #endif

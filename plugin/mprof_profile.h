@@ -60,4 +60,23 @@ typedef struct mprof_mutex_profile_s {
   int64_t time_nanos; /* CLOCK_REALTIME when the snapshot was taken */
 } mprof_mutex_profile_t;
 
+/* A thread snapshot (mprof_threads.h): one record per thread. */
+typedef struct mprof_thread_rec_s {
+  const uintptr_t* pcs; /* leaf first, each entry a return address or the leaf pc + 1 */
+  uint32_t npcs;        /* 0 when the thread's stack could not be taken */
+  int64_t tid;          /* kernel thread id */
+  const char* name;     /* the thread's name (comm) */
+  const char* state;    /* "running", the system call it is blocked in, or "no answer" */
+  int64_t inuse_bytes;  /* unbiased bytes the thread allocated that are still in use */
+  int64_t alloc_bytes;  /* unbiased bytes the thread allocated, ever */
+} mprof_thread_rec_t;
+
+typedef struct mprof_threads_profile_s {
+  const mprof_thread_rec_t* recs;
+  size_t nrecs;
+  int64_t time_nanos;          /* CLOCK_REALTIME when the snapshot was taken */
+  const char* const* comments; /* written after "mprof threads profile" */
+  size_t ncomments;
+} mprof_threads_profile_t;
+
 #endif

@@ -751,6 +751,175 @@ uint64_t mprof__unwind_misses(void) {
   return atomic_load_explicit(&n_misses, memory_order_relaxed);
 }
 
+/* The start of the function holding pc, by its object's .eh_frame_hdr table (0 if none). */
+static uintptr_t function_start(uintptr_t pc) {
+  struct dl_find_object dlfo;
+  if (_dl_find_object((void*)pc, &dlfo) != 0 || dlfo.dlfo_eh_frame == NULL) return 0;
+  const uint8_t* hdr = dlfo.dlfo_eh_frame;
+  if (hdr[0] != 1 || hdr[3] != 0x3b) return 0;
+  reader_t r = {hdr + 4, hdr + 4 + 16, false};
+  (void)rd_enc(&r, hdr[1], (uintptr_t)hdr, true);
+  uint64_t count = rd_enc(&r, hdr[2], (uintptr_t)hdr, true);
+  if (r.bad || count == 0) return 0;
+  const uint8_t* table = r.p;
+  uint64_t lo = 0, hi = count;
+  while (hi - lo > 1) {
+    uint64_t mid = lo + (hi - lo) / 2;
+    if ((uintptr_t)hdr + (intptr_t)table_word(table, 2 * mid) <= pc)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  uintptr_t start = (uintptr_t)hdr + (intptr_t)table_word(table, 2 * lo);
+  return start <= pc ? start : 0;
+}
+
+typedef int (*word_reader_t)(void* arg, uintptr_t addr, uintptr_t* out);
+
+/* n <= 16 bytes at addr through the reader (aligned words: a reader may want them aligned). */
+static bool read_bytes(word_reader_t read, void* arg, uintptr_t addr, uint8_t* out, size_t n) {
+  uintptr_t base = addr & ~(uintptr_t)7;
+  uint8_t buf[32];
+  for (uintptr_t a = base; a < addr + n; a += 8) {
+    uintptr_t w;
+    if (read(arg, a, &w) != 0) return false;
+    memcpy(buf + (a - base), &w, 8);
+  }
+  memcpy(out, buf + (addr - base), n);
+  return true;
+}
+
+static int32_t le32(const uint8_t* p) {
+  return (int32_t)((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                   (uint32_t)p[3] << 24);
+}
+
+/* Where a direct call to `target` lands: through a PLT entry (endbr64, bnd, jmp *GOT) to what
+ * the GOT holds, and through functions that only jump on (jmp rel32 or rel8), a few hops at
+ * most. 0 if something cannot be read. */
+static uintptr_t call_landing(word_reader_t read, void* arg, uintptr_t target) {
+  for (int hop = 0; hop < 4; hop++) {
+    uint8_t b[16];
+    if (!read_bytes(read, arg, target, b, sizeof b)) return 0;
+    size_t i = 0;
+    if (b[0] == 0xf3 && b[1] == 0x0f && b[2] == 0x1e && b[3] == 0xfa) i = 4; /* endbr64 */
+    if (b[i] == 0xf2) i++;                                                   /* bnd */
+    if (b[i] == 0xff && b[i + 1] == 0x25) {
+      uintptr_t slot = target + i + 6 + (uintptr_t)(intptr_t)le32(b + i + 2);
+      if ((slot & 7) != 0 || read(arg, slot, &target) != 0) return 0;
+    } else if (b[i] == 0xe9) {
+      target = target + i + 5 + (uintptr_t)(intptr_t)le32(b + i + 1);
+    } else if (b[i] == 0xeb) {
+      target = target + i + 2 + (uintptr_t)(intptr_t)(int8_t)b[i + 1];
+    } else {
+      break;
+    }
+  }
+  return target;
+}
+
+/* Whether the code just before `ra` is a call into the function holding `callee_pc`: e8 rel32
+ * (directly, through a PLT entry, or through a wrapper that tail-calls it) or ff 15 disp32
+ * (through a pointer in memory, as calls through the GOT are), so that a stale return address
+ * left by an earlier call of another function is not taken for the caller's. Calls through a
+ * register cannot be checked and are not accepted. Code and pointers are read through the reader
+ * (an address decoded from bytes that were not a call could be anywhere). */
+static bool after_call(word_reader_t read, void* arg, uintptr_t ra, uintptr_t callee_pc) {
+  uint8_t b[6];
+  uintptr_t target;
+  if (!read_bytes(read, arg, ra - 6, b, 6)) return false;
+  if (b[1] == 0xe8) {
+    target = call_landing(read, arg, ra + (uintptr_t)(intptr_t)le32(b + 2));
+  } else if (b[0] == 0xff && b[1] == 0x15) {
+    uintptr_t slot = ra + (uintptr_t)(intptr_t)le32(b + 2), fn;
+    if ((slot & 7) != 0 || read(arg, slot, &fn) != 0) return false;
+    target = call_landing(read, arg, fn);
+  } else {
+    return false;
+  }
+  uintptr_t start = function_start(callee_pc);
+  if (start == 0 || target == 0) return false;
+  if (target == start) return true;
+  /* A wrapper that tail-calls the callee on some path only: a jmp rel32 to it among its first 64
+   * bytes. */
+  if (function_start(target) != target) return false;
+  uint8_t code[64 + 8];
+  if (!read_bytes(read, arg, target, code, 16) ||
+      !read_bytes(read, arg, target + 16, code + 16, 16) ||
+      !read_bytes(read, arg, target + 32, code + 32, 16) ||
+      !read_bytes(read, arg, target + 48, code + 48, 16))
+    return false;
+  for (int i = 0; i + 5 <= 64; i++) {
+    if (code[i] == 0xe9 &&
+        target + (uintptr_t)i + 5 + (uintptr_t)(intptr_t)le32(code + i + 1) == start)
+      return true;
+  }
+  return false;
+}
+
+/* rbp of a frame whose CFA is rbp + cfa_off, when rbp itself is not known: the first 8-aligned
+ * r above sp where a frame laid out by "push rbp; mov rsp, rbp" would sit, i.e. r + cfa_off - 8
+ * holds a return address (code with call-frame information, right after a call instruction) and
+ * r holds 0 or a higher address (the caller's saved rbp), and a direct call there enters the
+ * function holding pc (a stale return address left by an earlier call of another function does
+ * not). A heuristic: 0 when none is found within 64 KiB. */
+static uintptr_t find_fp(entry_t* c, uint64_t gen, uintptr_t pc, uintptr_t sp, int32_t cfa_off,
+                         int (*read)(void* arg, uintptr_t addr, uintptr_t* out), void* arg) {
+  if (cfa_off < 16 || cfa_off > 1024 || cfa_off % 8 != 0) return 0;
+  for (uintptr_t r = (sp + 7) & ~(uintptr_t)7; r < sp + ((uintptr_t)64 << 10); r += 8) {
+    uintptr_t ra, saved;
+    if (read(arg, r + (uintptr_t)cfa_off - 8, &ra) != 0) return 0;
+    if (ra < 4096 || read(arg, r, &saved) != 0 || (saved != 0 && saved <= r)) continue;
+    rule_t rr = lookup(c, ra - 1, gen);
+    if ((rr.kind == RULE_STEP || rr.kind == RULE_LAST) && after_call(read, arg, ra, pc)) return r;
+  }
+  return 0;
+}
+
+/* The walk of a stack that is not the caller's (mprof_unwind.h): the same rules, every word
+ * through `read`. rbp is not always known (a thread blocked in a system call reports only its
+ * sp and pc): until a frame's rule says where the caller's rbp was saved, a frame whose CFA is
+ * given by rbp has it guessed by find_fp. */
+unsigned mprof__unwind_remote(uintptr_t pc, uintptr_t sp, uintptr_t fp, int fp_known,
+                              int (*read)(void* arg, uintptr_t addr, uintptr_t* out), void* arg,
+                              uintptr_t* pcs, unsigned max) {
+  if (max == 0) return 0;
+  entry_t* c = get_cache();
+  uint64_t gen = current_generation();
+  unsigned n = 0;
+  pcs[n++] = pc + 1; /* the leaf as a return address would be: writers look up pc - 1 */
+  for (unsigned frame = 0; frame < WALK_MAX && n < max; frame++) {
+    /* The leaf pc is the next instruction to run, the others return addresses. */
+    rule_t r = lookup(c, frame == 0 ? pc : pc - 1, gen);
+    if (r.kind == RULE_FP) {
+      if (!fp_known || fp == 0) break; /* no CFI: the frame-pointer chain, if rbp is known */
+    } else if (r.kind != RULE_STEP) {
+      break;
+    }
+    if (r.cfa_fp && !fp_known) {
+      if (r.cfa_deref || (fp = find_fp(c, gen, pc, sp, r.cfa_off, read, arg)) == 0) break;
+      fp_known = 1;
+    }
+    uintptr_t cfa = (r.cfa_fp ? fp : sp) + (uintptr_t)(intptr_t)r.cfa_off;
+    if (r.cfa_deref && (fp == 0 || read(arg, cfa, &cfa) != 0)) break;
+    if (cfa <= sp || cfa - sp > ((uintptr_t)1 << 30)) break; /* must move up the same stack */
+    uintptr_t ra;
+    if (read(arg, cfa + 8 * (intptr_t)r.ra_slots, &ra) != 0) break;
+    if (r.fp_how == FP_AT_CFA) {
+      fp_known = read(arg, cfa + (intptr_t)r.fp_off, &fp) == 0;
+    } else if (r.fp_how == FP_AT_FP) {
+      fp_known = fp_known && fp != 0 && read(arg, fp + (intptr_t)r.fp_off, &fp) == 0;
+    } else if (r.fp_how == FP_UNKNOWN) {
+      fp_known = 0;
+    }
+    sp = cfa;
+    pc = ra;
+    if (pc < 4096) break;
+    pcs[n++] = pc;
+  }
+  return n;
+}
+
 #else
 typedef int mprof__unwind_not_built_t; /* ISO C wants a translation unit to declare something */
 #endif

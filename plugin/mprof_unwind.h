@@ -44,6 +44,22 @@
 unsigned mprof__unwind(uintptr_t* pcs, unsigned max, uintptr_t drop_lo, uintptr_t drop_hi,
                        unsigned skip);
 
+/* Walks a stack other than the caller's (another thread's, or the context a signal interrupted)
+ * from the registers pc, sp and, if fp_known, rbp = fp. Every stack word is fetched through
+ * read(arg, addr, &word), which returns 0 or nonzero when the word cannot be read (the walk then
+ * stops): a reader that never faults (process_vm_readv) makes the walk fault-free even if the
+ * stack goes away meanwhile. Stores at most max entries leaf first: pc + 1 (so that, as for
+ * return addresses, entry - 1 lies in the instruction), then the return addresses. With rbp
+ * unknown (fp_known 0), a frame whose CFA is given by rbp before any frame said where rbp was
+ * saved has rbp looked for above sp: the slot of a "push rbp; mov rsp, rbp" frame whose return
+ * address follows a direct call (or a call through memory) into that frame's function; the walk
+ * stops when none is found. Takes no lock (but reads dl_iterate_phdr's counter, as
+ * mprof__unwind does); safe in a signal handler once a walk has run (the first one maps the rule
+ * cache). */
+unsigned mprof__unwind_remote(uintptr_t pc, uintptr_t sp, uintptr_t fp, int fp_known,
+                              int (*read)(void* arg, uintptr_t addr, uintptr_t* out), void* arg,
+                              uintptr_t* pcs, unsigned max);
+
 /* Rules computed from call-frame information so far (cache misses), for tests. */
 uint64_t mprof__unwind_misses(void);
 

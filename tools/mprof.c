@@ -5,6 +5,7 @@
  * unreadable profiles); `mprof run` otherwise exits with the status of the program it ran. */
 #include "mprof_read.h"
 #include "mprof_report.h"
+#include "mprof_threads_report.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -37,6 +38,7 @@ static const char usage_text[] =
     "       mprof top FILE [--inuse|--alloc|--objects] [-n N] [--lines] [--exact]\n"
     "       mprof diff OLD NEW [-n N] [--lines] [--exact]\n"
     "       mprof flame FILE -o OUT.html [--inuse|--alloc]\n"
+    "       mprof threads FILE                      threads of a *.threads.pb.gz snapshot\n"
     "       mprof --help | --version\n"
     "\n"
     "run options:\n"
@@ -51,6 +53,7 @@ static const char usage_text[] =
     "                           more than --leak-threshold bytes (and CMD exited 0)\n"
     "  --leak-threshold BYTES   default 0 (any)\n"
     "  -q, --quiet              no report (the profile is still written)\n"
+    "  --threads                also a thread snapshot at exit, printed after the report\n"
     "\n"
     "Reports go to stderr; CMD's output is untouched. See mprof(1).\n";
 
@@ -104,7 +107,8 @@ enum {
   OPT_ALLOCATOR,
   OPT_LEAKS,
   OPT_LEAK_THRESHOLD,
-  OPT_HELP
+  OPT_HELP,
+  OPT_THREADS
 };
 
 static const struct option read_opts[] = {
@@ -291,6 +295,7 @@ static const struct option run_opts[] = {
     {"exact", no_argument, NULL, OPT_EXACT},
     {"lines", no_argument, NULL, OPT_LINES},
     {"help", no_argument, NULL, OPT_HELP},
+    {"threads", no_argument, NULL, OPT_THREADS},
     {NULL, 0, NULL, 0},
 };
 
@@ -404,6 +409,7 @@ static int report(const char* path, size_t n, bool lines, bool exact, bool leaks
 static int cmd_run(int argc, char** argv) {
   uint64_t rate = 0, thr = 0, n = 10;
   bool have_rate = false, leaks = false, quiet = false, exact = false, lines = false;
+  bool threads = false;
   const char* output = NULL;
   const char* conf = NULL;
   const char* allocator = "mimalloc";
@@ -447,6 +453,9 @@ static int cmd_run(int argc, char** argv) {
       break;
     case OPT_LINES:
       lines = true;
+      break;
+    case OPT_THREADS:
+      threads = true;
       break;
     case OPT_HELP:
       fputs(usage_text, stdout);
@@ -513,6 +522,8 @@ static int cmd_run(int argc, char** argv) {
     len += snprintf(conf_str + len, sizeof conf_str - (size_t)len, ",lg_prof_sample:%d", lg);
   if (conf != NULL && conf[0] != '\0')
     len += snprintf(conf_str + len, sizeof conf_str - (size_t)len, ",%s", conf);
+  if (threads && (size_t)len < sizeof conf_str)
+    len += snprintf(conf_str + len, sizeof conf_str - (size_t)len, ",prof_dump_threads:true");
   if ((size_t)len >= sizeof conf_str) usage_error("--conf string too long");
 
   char preload[PATH_MAX * 2];
@@ -578,6 +589,21 @@ static int cmd_run(int argc, char** argv) {
       fprintf(stderr, "other processes of the run wrote %zu more profile%s: %s.*.f.pb.gz\n", others,
               others == 1 ? "" : "s", prefix);
   }
+  if (threads && !quiet) {
+    /* <prefix>.<pid>.<seq>.f.threads.pb.gz, written after the heap's final profile */
+    char pat[PATH_MAX + 64];
+    snprintf(pat, sizeof pat, "%s.%ld.*.f.threads.pb.gz", prefix, (long)pid);
+    glob_t g;
+    if (glob(pat, 0, NULL, &g) == 0 && g.gl_pathc > 0) {
+      fflush(stdout);
+      fputc('\n', stderr);
+      if (mprof__threads_print(stderr, g.gl_pathv[g.gl_pathc - 1]) == 0)
+        fprintf(stderr, "\nthreads: %s\n", g.gl_pathv[g.gl_pathc - 1]);
+      globfree(&g);
+    } else {
+      fprintf(stderr, "mprof: %s wrote no thread snapshot at %s\n", cmd[0], pat);
+    }
+  }
   if (leaked && code == 0) return EXIT_LEAK;
   return code;
 }
@@ -600,6 +626,10 @@ int main(int argc, char** argv) {
   if (strcmp(sub, "top") == 0) return cmd_top(argc - 1, argv + 1);
   if (strcmp(sub, "diff") == 0) return cmd_diff(argc - 1, argv + 1);
   if (strcmp(sub, "flame") == 0) return cmd_flame(argc - 1, argv + 1);
+  if (strcmp(sub, "threads") == 0) {
+    if (argc != 3 || argv[2][0] == '-') usage_error("threads needs exactly one snapshot file");
+    return mprof__threads_print(stdout, argv[2]) == 0 ? 0 : EXIT_USAGE;
+  }
   usage_error("unknown command \"%s\"", sub);
   return EXIT_USAGE;
 }

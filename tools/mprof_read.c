@@ -218,7 +218,8 @@ static int sample(state_t* st, cur_t* k) {
   memset(r, 0, sizeof *r);
   memset(&p->samples[p->nsamples], 0, sizeof p->samples[0]);
   p->nsamples++;
-  size_t cap_ids = 0, cap_values = 0;
+  size_t cap_ids = 0, cap_values = 0, cap_labels = 0;
+  mprof_rd_sample_t* ps = &p->samples[p->nsamples - 1];
   cur_t s;
   e = sub(c, k, &s);
   while (e == 0 && s.p < s.end) {
@@ -226,12 +227,36 @@ static int sample(state_t* st, cur_t* k) {
     int w;
     e = tag(c, &s, &f, &w);
     if (e != 0) break;
-    if (f == 1)
+    if (f == 1) {
       e = repeated(c, &s, w, &r->ids, &r->nids, &cap_ids);
-    else if (f == 2)
+    } else if (f == 2) {
       e = repeated(c, &s, w, &r->values, &r->nvalues, &cap_values);
-    else
-      e = skip(c, &s, w); /* labels */
+    } else if (f == 3 && w == WIRE_LEN) {
+      e = grow(c, (void**)&ps->labels, &cap_labels, ps->nlabels, sizeof *ps->labels);
+      if (e != 0) break;
+      mprof_rd_label_t* l = &ps->labels[ps->nlabels++];
+      memset(l, 0, sizeof *l);
+      cur_t ls;
+      e = sub(c, &s, &ls);
+      while (e == 0 && ls.p < ls.end) {
+        uint32_t lf;
+        int lw;
+        uint64_t v = 0;
+        e = tag(c, &ls, &lf, &lw);
+        if (e != 0) break;
+        if (lf >= 1 && lf <= 4) {
+          e = scalar(c, &ls, lw, &v);
+          if (lf == 1) l->key = (int64_t)v;
+          if (lf == 2) l->str = (int64_t)v;
+          if (lf == 3) l->num = (int64_t)v;
+          if (lf == 4) l->num_unit = (int64_t)v;
+        } else {
+          e = skip(c, &ls, lw);
+        }
+      }
+    } else {
+      e = skip(c, &s, w);
+    }
   }
   return e;
 }
@@ -603,6 +628,11 @@ static int resolve(state_t* st) {
   for (size_t i = 0; i < p->nsamples; i++) {
     mprof_rd_sample_t* s = &p->samples[i];
     raw_sample_t* r = &st->raw[i];
+    for (size_t j = 0; j < s->nlabels; j++)
+      if (!str_ok(p, s->labels[j].key) || !str_ok(p, s->labels[j].str) ||
+          !str_ok(p, s->labels[j].num_unit))
+        return fail(c, EINVAL,
+                    "not a pprof profile (sample %zu has a label naming a missing string)", i);
     if (r->nvalues != p->nsample_types)
       return fail(c, EINVAL, "not a pprof profile (sample %zu has %zu values for %zu sample types)",
                   i, r->nvalues, p->nsample_types);
@@ -626,6 +656,7 @@ void mprof__rd_free(mprof_rd_profile_t* p) {
   for (size_t i = 0; i < p->nsamples; i++) {
     free(p->samples[i].locs);
     free(p->samples[i].values);
+    free(p->samples[i].labels);
   }
   for (size_t i = 0; i < p->nlocations; i++)
     free(p->locations[i].lines);

@@ -41,10 +41,17 @@ typedef struct mprof_rd_mapping_s {
   int64_t filename, build_id; /* string indices */
 } mprof_rd_mapping_t;
 
+typedef struct mprof_rd_label_s {
+  int64_t key, str; /* string indices; str 0 for a numeric label */
+  int64_t num, num_unit;
+} mprof_rd_label_t;
+
 typedef struct mprof_rd_sample_s {
   size_t* locs; /* indices into locations, leaf first */
   size_t nlocs;
   int64_t* values; /* one per sample type */
+  mprof_rd_label_t* labels; /* as in the file */
+  size_t nlabels;
 } mprof_rd_sample_t;
 
 typedef struct mprof_rd_value_type_s {

@@ -75,8 +75,11 @@ static known_t known[64] = {
     {"stats.contentions", sizeof(uint64_t), RO, false, false},
     {"stats.contentions_lost", sizeof(uint64_t), RO, false, false},
     {"stats.contention_buckets", sizeof(uint64_t), RO, false, false},
+    {"prof.threads.dump", sizeof(const char*), WO, false, true},
+    {"stats.threads.longest_pause_ns", sizeof(uint64_t), RO, false, false},
+    {"stats.threads.snapshot_ns", sizeof(uint64_t), RO, false, false},
 };
-static size_t nknown = 23;
+static size_t nknown = 26;
 static char opt_names[32][64];
 static unsigned char opt_first[32][64]; /* opt.* values read at start-up */
 

@@ -10,7 +10,7 @@
 #include "mprof_blockmap.h"
 
 static mprof_sample_t rec_for(uintptr_t p) {
-  mprof_sample_t s = {(struct mprof_bucket_s*)(p ^ 0x5a5a), p & 0xffff, p >> 4, 1.5};
+  mprof_sample_t s = {(struct mprof_bucket_s*)(p ^ 0x5a5a), p & 0xffff, p >> 4, 1.5, 0};
   return s;
 }
 

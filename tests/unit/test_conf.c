@@ -80,6 +80,8 @@ static void assert_opts_equal(const mprof_opts_t* a, const mprof_opts_t* b) {
   EXPECT_INT(a->prof_dump_over, b->prof_dump_over);
   EXPECT_INT(a->prof_mutex_fraction, b->prof_mutex_fraction);
   EXPECT_INT(a->prof_mutex_app, b->prof_mutex_app);
+  EXPECT_INT(a->prof_dump_threads, b->prof_dump_threads);
+  EXPECT_STR(a->prof_threads_signal, b->prof_threads_signal);
 }
 
 /* Reads a non-string option through its descriptor (the table itself is checked separately). */
@@ -155,6 +157,8 @@ static void test_defaults_are_the_documented_values(void** state) {
   EXPECT_INT(o.prof_dump_over, 0);
   EXPECT_INT(o.prof_mutex_fraction, 0);
   assert_false(o.prof_mutex_app);
+  assert_false(o.prof_dump_threads);
+  EXPECT_STR(o.prof_threads_signal, "SIGRTMAX-7");
 }
 
 static void test_descriptor_table_lists_every_field_once_in_order(void** state) {
@@ -184,6 +188,8 @@ static void test_descriptor_table_lists_every_field_once_in_order(void** state) 
       {"prof_mutex_fraction", MPROF_OPT_UNSIGNED, offsetof(mprof_opts_t, prof_mutex_fraction), 0,
        2147483647},
       {"prof_mutex_app", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_mutex_app), 0, 1},
+      {"prof_dump_threads", MPROF_OPT_BOOL, offsetof(mprof_opts_t, prof_dump_threads), 0, 1},
+      {"prof_threads_signal", MPROF_OPT_STRING, offsetof(mprof_opts_t, prof_threads_signal), 0, 15},
   };
   const size_t n = sizeof want / sizeof want[0];
   EXPECT_INT(mprof__opt_ndescs, n);
@@ -226,6 +232,8 @@ static void test_every_descriptor_parses_its_default_back(void** state) {
   strcpy(o.prof_format, "both");
   o.prof_mutex_fraction = 9;
   o.prof_mutex_app = true;
+  o.prof_dump_threads = true;
+  strcpy(o.prof_threads_signal, "USR2");
 
   static char conf[4096];
   size_t len = 0;
