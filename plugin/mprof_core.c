@@ -15,6 +15,7 @@
 #include "mprof_dumpfile.h"
 #include "mprof_hooks.h"
 #include "mprof_lock.h"
+#include "mprof_maps.h"
 #include "mprof_meta.h"
 #include "mprof_jeprof.h"
 #include "mprof_mutex.h"
@@ -72,6 +73,15 @@ static __thread int exiting_here __attribute__((tls_model("initial-exec"))); /* 
  * may do work of its own (set up the place for sampled blocks), and a successful allocation
  * must leave errno as the program had it. */
 static __thread int decide_errno __attribute__((tls_model("initial-exec")));
+/* The dump whose file is open, for fork(): a child must close its copy of the descriptor (a
+ * reader of a pipe would otherwise wait for ever for its end) and release the snapshot, since the
+ * thread writing it does not exist there. Both point into that thread's stack; written under
+ * mprof_dumpfile_lock, which fork's prepare handler takes and which is held only around the
+ * parts of a dump that a fork must not split: the open and the commit of a dump file (a few
+ * system calls that never wait for a reader) and the reading of the loaded objects. */
+static mprof_lock_t mprof_dumpfile_lock = MPROF_LOCK_INIT(MPROF_RANK_DUMPFILE, "dumpfile");
+static mprof_dumpfile_t* inflight_file;
+static mprof_snap_t* inflight_snap;
 static __thread bool decide_errno_set __attribute__((tls_model("initial-exec")));
 
 /* ---------------------------------------------------------------------------------------------
@@ -361,8 +371,24 @@ typedef enum { DUMP_HEAP, DUMP_PEAK, DUMP_MUTEX } dump_what_t;
 
 typedef int (*writer_fn)(int fd, const void* prof);
 
+/* The loaded objects for a pprof profile. dl_iterate_phdr holds the loader's write lock, which
+ * glibc's fork() does not reset in the child: read under mprof_dumpfile_lock, which fork's
+ * prepare handler takes, so that no child starts with that lock held by a dump of its parent. */
+static int read_maps(mprof_maps_t* maps) {
+  mprof__lock(&mprof_dumpfile_lock);
+  int err = mprof__maps_read(maps);
+  mprof__unlock(&mprof_dumpfile_lock);
+  return err;
+}
+
 static int write_heap(int fd, const void* prof) {
-  return mprof__pprof_write_heap(fd, prof);
+  mprof_maps_t maps = MPROF_MAPS_INIT;
+  int err = read_maps(&maps);
+  if (err == 0) {
+    err = mprof__pprof_write_heap_maps(fd, prof, &maps);
+    mprof__maps_free(&maps);
+  }
+  return err;
 }
 
 static int write_jeprof(int fd, const void* prof) {
@@ -370,7 +396,13 @@ static int write_jeprof(int fd, const void* prof) {
 }
 
 static int write_mutex(int fd, const void* prof) {
-  return mprof__pprof_write_mutex(fd, prof);
+  mprof_maps_t maps = MPROF_MAPS_INIT;
+  int err = read_maps(&maps);
+  if (err == 0) {
+    err = mprof__pprof_write_mutex_maps(fd, prof, &maps);
+    mprof__maps_free(&maps);
+  }
+  return err;
 }
 
 /* Writes the profile to `path` (see mprof_dumpfile.h): never through a file or link that was
@@ -378,18 +410,31 @@ static int write_mutex(int fd, const void* prof) {
  * SIGPIPE held back so that a reader that left gives EPIPE instead of killing the program. */
 static int write_file(const char* path, bool automatic, writer_fn writer, const void* prof) {
   mprof_dumpfile_t f;
+  mprof__lock(&mprof_dumpfile_lock);
   int err = mprof__dumpfile_open(&f, path, automatic);
+  if (err == 0) inflight_file = &f;
+  mprof__unlock(&mprof_dumpfile_lock);
   if (err != 0) return err;
   mprof_sigpipe_guard_t g;
   mprof__sigpipe_block(&g);
-  err = writer(f.fd, prof);
+  err = writer(f.fd, prof); /* may block on a pipe: no lock but the dump lock is held */
   mprof__sigpipe_restore(&g, err == EPIPE);
+  mprof__lock(&mprof_dumpfile_lock);
+  inflight_file = NULL;
   if (err == 0) {
     err = mprof__dumpfile_commit(&f);
   } else {
     mprof__dumpfile_abort(&f);
   }
+  mprof__unlock(&mprof_dumpfile_lock);
   return err;
+}
+
+/* The heap snapshot of the dump under way (for fork: see inflight_file). */
+static void set_inflight_snap(mprof_snap_t* s) {
+  mprof__lock(&mprof_dumpfile_lock);
+  inflight_snap = s;
+  mprof__unlock(&mprof_dumpfile_lock);
 }
 
 /* The reconciliation figures as the profile's comments, "mprof.<name>=<value>", one per known
@@ -432,6 +477,7 @@ static void recon_comments(recon_comments_t* rc, const mprof_heap_rec_t* recs, s
 
 /* Writes the contention profile to `path`. Needs mprof_dump_lock. */
 static int dump_mutex_locked(const char* path, bool automatic) {
+  mprof__cycle_dump_assert_held();
   mprof_mutex_profile_t prof;
   size_t cap_bytes;
   int err = mprof__mutex_snapshot(&prof, &cap_bytes);
@@ -445,41 +491,51 @@ static int dump_mutex_locked(const char* path, bool automatic) {
   return err;
 }
 
+/* Publishes and takes the heap snapshot of a dump (DUMP_HEAP, DUMP_PEAK). Unless `wait` (a
+ * dump from inside malloc), every step is only tried: EAGAIN when a flush is under way. Needs
+ * mprof_dump_lock. */
+static int snap_locked(dump_what_t what, bool wait, mprof_snap_t* snap) {
+  mprof__cycle_dump_assert_held();
+  struct timespec mono;
+  clock_gettime(CLOCK_MONOTONIC, &mono);
+  if (wait)
+    mprof__cycle_publish_all();
+  else if (!mprof__cycle_try_publish_all())
+    return EAGAIN;
+  unsigned flags = what == DUMP_PEAK      ? MPROF_SNAP_PEAK
+                   : mprof__opts.prof_age ? MPROF_SNAP_AGES
+                                          : 0;
+  return mprof__snap_heap(flags, wait, (int64_t)mono.tv_sec * 1000000000 + mono.tv_nsec, snap);
+}
+
 /* Writes one snapshot of `what` as pprof to `path` and, for the heap profiles, as jeprof text to
- * `heap_path` (either may be NULL). Needs mprof_dump_lock; counts the result in the stats. */
-static int dump_locked(const char* path, const char* heap_path, bool automatic, dump_what_t what) {
+ * `heap_path` (either may be NULL); snap is the heap snapshot (freed here), unused for
+ * DUMP_MUTEX. Needs mprof_dump_lock; counts the result in the stats. */
+static int dump_locked(const char* path, const char* heap_path, bool automatic, dump_what_t what,
+                       mprof_snap_t* snap) {
+  mprof__cycle_dump_assert_held();
   int err = ENAMETOOLONG;
   if ((path == NULL || strlen(path) < PATH_MAX) &&
       (heap_path == NULL || strlen(heap_path) < PATH_MAX) && what == DUMP_MUTEX) {
     err = path != NULL ? dump_mutex_locked(path, automatic) : EINVAL;
   } else if ((path == NULL || strlen(path) < PATH_MAX) &&
              (heap_path == NULL || strlen(heap_path) < PATH_MAX)) {
-    struct timespec mono;
-    clock_gettime(CLOCK_MONOTONIC, &mono);
-    mprof__cycle_publish_all();
     mprof_heap_profile_t prof;
-    mprof_snap_t snap;
-    unsigned flags = what == DUMP_PEAK      ? MPROF_SNAP_PEAK
-                     : mprof__opts.prof_age ? MPROF_SNAP_AGES
-                                            : 0;
-    err = mprof__snap_heap(flags, (int64_t)mono.tv_sec * 1000000000 + mono.tv_nsec, &snap);
-    if (err == 0) {
-      struct timespec ts;
-      clock_gettime(CLOCK_REALTIME, &ts);
-      prof.recs = snap.recs;
-      prof.nrecs = snap.nrecs;
-      prof.period = interval;
-      prof.time_nanos = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-      recon_comments_t rc;
-      recon_comments(&rc, snap.recs, snap.nrecs);
-      prof.comments = (const char* const*)rc.ptrs;
-      prof.ncomments = rc.n;
-      if (path != NULL) err = write_file(path, automatic, write_heap, &prof);
-      if (err == 0 && heap_path != NULL)
-        err = write_file(heap_path, automatic, write_jeprof, &prof);
-      mprof__snap_free(&snap);
-    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    prof.recs = snap->recs;
+    prof.nrecs = snap->nrecs;
+    prof.period = interval;
+    prof.time_nanos = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    recon_comments_t rc;
+    recon_comments(&rc, snap->recs, snap->nrecs);
+    prof.comments = (const char* const*)rc.ptrs;
+    prof.ncomments = rc.n;
+    err = 0;
+    if (path != NULL) err = write_file(path, automatic, write_heap, &prof);
+    if (err == 0 && heap_path != NULL) err = write_file(heap_path, automatic, write_jeprof, &prof);
   }
+  mprof__snap_free(snap);
   atomic_fetch_add_explicit(err ? &st_dump_errors : &st_dumps, 1, memory_order_relaxed);
   return err;
 }
@@ -487,6 +543,7 @@ static int dump_locked(const char* path, const char* heap_path, bool automatic, 
 /* The next automatic name of `kind`, without its extension. Needs mprof_dump_lock, so
  * numbers follow the dump order. */
 static int auto_name_locked(char kind, dump_what_t what, char* buf, size_t len) {
+  mprof__cycle_dump_assert_held();
   if (mprof__opts.prof_prefix[0] == '\0') return EINVAL;
   int ki = kind == 'f'   ? 0
            : kind == 'i' ? 1
@@ -508,8 +565,9 @@ static int auto_name_locked(char kind, dump_what_t what, char* buf, size_t len) 
 }
 
 /* A dump to `path`, or to the next automatic name of `kind` when path is NULL. `wait` is false
- * for automatic dumps taken from inside malloc, which must never wait for another dump (that
- * dump may be waiting for a lock that this thread holds, such as the dynamic loader's): such a
+ * for automatic dumps taken from inside malloc, which must never wait for another dump or for
+ * anything a dump or flush holds (seed 000; that dump may also be waiting for a lock that this
+ * thread holds): every lock on the way (dump, cycle) is only tried, and when one is taken the
  * dump is skipped with EAGAIN, uses no sequence number, and the next trigger tries again. */
 static int dump(const char* path, char kind, dump_what_t what, bool wait, char* name,
                 size_t namelen) {
@@ -529,6 +587,19 @@ static int dump(const char* path, char kind, dump_what_t what, bool wait, char* 
   }
   if (atomic_load_explicit(&exit_state, memory_order_acquire) == EXIT_DONE) {
     err = ECANCELED; /* the process is ending: a dump now could be cut off half-written */
+  }
+  mprof_snap_t snap;
+  memset(&snap, 0, sizeof snap);
+  if (err == 0 && what != DUMP_MUTEX) {
+    err = snap_locked(what, wait, &snap);
+    if (err == 0) set_inflight_snap(&snap);
+    if (err == EAGAIN && !wait) {
+      mprof__cycle_dump_unlock();
+      mprof__leave();
+      errno = saved_errno;
+      return EAGAIN;
+    }
+    if (err != 0) atomic_fetch_add_explicit(&st_dump_errors, 1, memory_order_relaxed);
   }
   /* prof_format: pprof to the path (or <name>.pb.gz), jeprof text to the path (or
    * <name>.heap), both: the pprof path and the same with .heap appended (or the two names). */
@@ -560,7 +631,11 @@ static int dump(const char* path, char kind, dump_what_t what, bool wait, char* 
       heap_path = heap;
     }
   }
-  if (err == 0) err = dump_locked(path, heap_path, automatic, what);
+  if (err == 0)
+    err = dump_locked(path, heap_path, automatic, what, &snap);
+  else
+    mprof__snap_free(&snap);
+  if (what != DUMP_MUTEX) set_inflight_snap(NULL);
   mprof__cycle_dump_unlock();
   mprof__leave();
   errno = saved_errno;
@@ -702,8 +777,16 @@ const char* mprof__host_name(void) {
 /* ---------------------------------------------------------------------------------------------
  * fork() and exit
  * ------------------------------------------------------------------------------------------- */
+/* The handlers take every profiler lock except the dump lock, in rank order: each of them is
+ * held only for bounded, memory-only work (or, mprof_dumpfile_lock, a few system calls that wait
+ * for nobody), so fork() never waits for a dump in progress, which may be blocked writing into a
+ * pipe that the forking thread is the one to read. The child starts clean: every lock free, the
+ * abandoned dump's descriptor closed and its snapshot released (the file belongs to the parent's
+ * dump, which goes on there: the child leaves it alone; what the writer had allocated stays
+ * counted in stats.metadata_bytes), and its own random draws. */
 static void fork_prepare(void) {
   mprof__thread.busy++;
+  mprof__lock(&mprof_dumpfile_lock);
   mprof__cycle_fork_prepare();
   mprof__mutex_fork_prepare();
   mprof__bucket_fork_prepare();
@@ -717,6 +800,7 @@ static void fork_parent(void) {
   mprof__bucket_fork_parent();
   mprof__mutex_fork_parent();
   mprof__cycle_fork_parent();
+  mprof__unlock(&mprof_dumpfile_lock);
   mprof__thread.busy--;
 }
 
@@ -730,6 +814,26 @@ static void fork_child(void) {
   mprof__bucket_fork_child();
   mprof__mutex_fork_child();
   mprof__cycle_fork_child();
+  mprof__lock_reinit(&mprof_dumpfile_lock);
+  if (inflight_file != NULL) {
+    close(inflight_file->fd);
+    if (inflight_file->dirfd >= 0) close(inflight_file->dirfd);
+    inflight_file = NULL;
+  }
+  if (inflight_snap != NULL) {
+    mprof__snap_free(inflight_snap);
+    inflight_snap = NULL;
+  }
+  /* Work another thread had claimed, which will never finish here. */
+  atomic_store(&peak_busy, false);
+  int dumping = 1;
+  atomic_compare_exchange_strong(&over_state, &dumping, 0);
+  /* Not the parent's random sequence: a child would repeat its sampling decisions. */
+  mprof_thread_t* t = &mprof__thread;
+  if (t->state == MPROF_THREAD_LIVE) {
+    mprof__thread_seed(t);
+    t->countdown = mprof__thread_next_interval(t, interval);
+  }
   atomic_store(&exit_state, EXIT_NONE);
   atomic_store(&exit_callers, exiting_here ? 1 : 0);
   mprof__thread.busy--;

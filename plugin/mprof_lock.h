@@ -40,8 +40,8 @@
 typedef enum mprof_rank_e {
   MPROF_RANK_NONE = 0,
   MPROF_RANK_DUMP,
+  MPROF_RANK_DUMPFILE,
   MPROF_RANK_CYCLE,
-  MPROF_RANK_ACTIVE,
   MPROF_RANK_FUTURE,
   MPROF_RANK_CONTENTION,
   MPROF_RANK_INSERT,
@@ -65,6 +65,10 @@ bool mprof__trylock(mprof_lock_t* l);
  * prepare handler, is released and usable again (and no longer counted among the locks that
  * thread holds). */
 void mprof__lock_reinit(mprof_lock_t* l);
+
+/* After fork() in the child: the lock, which some other thread of the parent may have held (the
+ * forking thread did not take it), is released and usable again. */
+void mprof__lock_reset(mprof_lock_t* l);
 
 /* Profiler locks the calling thread holds or is taking (see above). */
 extern __thread volatile unsigned mprof__lock_depth __attribute__((tls_model("initial-exec")));
