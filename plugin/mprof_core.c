@@ -48,6 +48,7 @@ static _Atomic bool active; /* prof.active */
 static uint64_t interval;   /* mean sampling interval, bytes; set at init */
 static const char* host_name = "none";
 static int (*host_alloc_stats)(mprof_alloc_stats_t*); /* from the glue, or NULL */
+static bool (*_Atomic host_in_allocator)(void);        /* from the glue, or NULL */
 static pthread_key_t thread_key;                      /* destructor releases per-thread state */
 
 static _Atomic uint64_t st_samples, st_frees, st_dropped, st_inuse_bytes, st_dumps, st_dump_errors;
@@ -453,13 +454,13 @@ static void recon_add(recon_comments_t* rc, const char* name, uint64_t v) {
   rc->n++;
 }
 
-static void recon_comments(recon_comments_t* rc, const mprof_heap_rec_t* recs, size_t n) {
+static void recon_comments(recon_comments_t* rc, const mprof_heap_rec_t* recs, size_t n,
+                           const mprof_recon_t* rp) {
   rc->n = 0;
   snprintf(rc->text[0], sizeof rc->text[0], "mprof.allocator=%s", host_name);
   rc->ptrs[0] = rc->text[0];
   rc->n = 1;
-  mprof_recon_t r;
-  mprof__recon_read(&r);
+  mprof_recon_t r = *rp;
   uint64_t est = 0;
   for (size_t i = 0; i < n; i++)
     est += recs[i].inuse_bytes > 0 ? (uint64_t)recs[i].inuse_bytes : 0;
@@ -509,10 +510,11 @@ static int snap_locked(dump_what_t what, bool wait, mprof_snap_t* snap) {
 }
 
 /* Writes one snapshot of `what` as pprof to `path` and, for the heap profiles, as jeprof text to
- * `heap_path` (either may be NULL); snap is the heap snapshot (freed here), unused for
- * DUMP_MUTEX. Needs mprof_dump_lock; counts the result in the stats. */
+ * `heap_path` (either may be NULL); snap is the heap snapshot (freed here) and recon the
+ * figures for its comments, both unused for DUMP_MUTEX. Needs mprof_dump_lock; counts the
+ * result in the stats. */
 static int dump_locked(const char* path, const char* heap_path, bool automatic, dump_what_t what,
-                       mprof_snap_t* snap) {
+                       mprof_snap_t* snap, const mprof_recon_t* recon) {
   mprof__cycle_dump_assert_held();
   int err = ENAMETOOLONG;
   if ((path == NULL || strlen(path) < PATH_MAX) &&
@@ -528,7 +530,7 @@ static int dump_locked(const char* path, const char* heap_path, bool automatic, 
     prof.period = interval;
     prof.time_nanos = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
     recon_comments_t rc;
-    recon_comments(&rc, snap->recs, snap->nrecs);
+    recon_comments(&rc, snap->recs, snap->nrecs, recon);
     prof.comments = (const char* const*)rc.ptrs;
     prof.ncomments = rc.n;
     err = 0;
@@ -577,6 +579,12 @@ static int dump(const char* path, char kind, dump_what_t what, bool wait, char* 
   if (mprof__lock_held_by_thread()) return EDEADLK;
   int saved_errno = errno;
   bool automatic = path == NULL;
+  /* The allocator's own figures, read before the dump lock is taken: they may take the
+   * allocator's locks (jemalloc's statistics), and a thread that holds one of those (a signal
+   * handler that interrupted the allocator and asks for a dump) may be waiting for the dump
+   * lock. The dump lock's holder never waits for an allocator lock. */
+  mprof_recon_t recon;
+  if (what != DUMP_MUTEX) mprof__recon_read(&recon);
   mprof__enter();
   int err = 0;
   if (wait) {
@@ -632,7 +640,7 @@ static int dump(const char* path, char kind, dump_what_t what, bool wait, char* 
     }
   }
   if (err == 0)
-    err = dump_locked(path, heap_path, automatic, what, &snap);
+    err = dump_locked(path, heap_path, automatic, what, &snap, &recon);
   else
     mprof__snap_free(&snap);
   if (what != DUMP_MUTEX) set_inflight_snap(NULL);
@@ -642,18 +650,30 @@ static int dump(const char* path, char kind, dump_what_t what, bool wait, char* 
   return err;
 }
 
+/* A request from the program (mprof_ctl, or jemalloc's mallctl) on a thread that is inside the
+ * profiler already: a signal handler that interrupted it (the profiler may hold a lock of its
+ * own, or be inside a function that holds the dynamic loader's or the allocator's), or any other
+ * re-entry. Waiting would be waiting for itself: refuse with EDEADLK. The profiler's own calls
+ * (automatic dumps, exit) raise busy themselves and do not come through here. */
+static bool reentered(void) {
+  return mprof__thread.busy != 0 || mprof__lock_held_by_thread();
+}
+
 int mprof__dump(const char* path) {
+  if (reentered()) return EDEADLK;
   char name[PATH_MAX];
   return dump(path, 'm', DUMP_HEAP, true, name, sizeof name);
 }
 
 int mprof__dump_peak(const char* path) {
   if (!mprof__opts.prof_peak) return ENOENT;
+  if (reentered()) return EDEADLK;
   char name[PATH_MAX];
   return dump(path, 'm', DUMP_PEAK, true, name, sizeof name);
 }
 
 int mprof__mutex_dump(const char* path) {
+  if (reentered()) return EDEADLK;
   char name[PATH_MAX];
   return dump(path, 'm', DUMP_MUTEX, true, name, sizeof name);
 }
@@ -670,11 +690,12 @@ static int dump_auto(char kind, dump_what_t what) {
 }
 
 int mprof__dump_auto(char kind) {
+  if (kind == 'm' && reentered()) return EDEADLK; /* the program's request (see reentered) */
   return dump_auto(kind, DUMP_HEAP);
 }
 
 int mprof__epoch_advance(void) {
-  if (mprof__lock_held_by_thread()) return EDEADLK; /* see dump() */
+  if (reentered()) return EDEADLK;
   mprof__enter();
   mprof__cycle_dump_lock();
   mprof__cycle_advance();
@@ -745,7 +766,10 @@ void mprof__recon_read(mprof_recon_t* r) {
   r->process_rss = process_rss();
   mprof_alloc_stats_t a = {UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX,
                            UINT64_MAX, UINT64_MAX, UINT64_MAX};
-  if (host_alloc_stats != NULL && host_alloc_stats(&a) != 0)
+  /* Not from a signal handler that interrupted the allocator: its statistics take its locks. */
+  bool (*in_allocator)(void) = atomic_load_explicit(&host_in_allocator, memory_order_acquire);
+  bool in_alloc = in_allocator != NULL && in_allocator();
+  if (host_alloc_stats != NULL && !in_alloc && host_alloc_stats(&a) != 0)
     a = (mprof_alloc_stats_t){UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX,
                               UINT64_MAX, UINT64_MAX, UINT64_MAX};
   r->committed = a.committed;
@@ -756,6 +780,10 @@ void mprof__recon_read(mprof_recon_t* r) {
   r->active = a.active;
   r->resident = a.resident;
   errno = saved_errno;
+}
+
+void mprof__host_set_in_allocator(bool (*fn)(void)) {
+  atomic_store_explicit(&host_in_allocator, fn, memory_order_release);
 }
 
 bool mprof__active_get(void) {

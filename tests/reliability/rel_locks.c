@@ -314,7 +314,7 @@ static void* storm_worker(void* arg) {
 }
 
 static int run_sigstorm(long n) {
-  alarm(120);
+  alarm(30);
   snprintf(storm_path, sizeof storm_path, "%s/storm.pb.gz", dir);
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);

@@ -77,6 +77,18 @@ forkseed)
   done
   check "the child's samples differ from the parent's in at least 4 of 5 runs ($differ)" [ "$differ" -ge 4 ]
   ;;
+sigstorm)
+  for conf in "lg_prof_sample:0" "lg_prof_sample:0,prof_mutex_fraction:1"; do
+    out=$(MPROF_CONF="$conf" LD_PRELOAD="$lib" timed 60 "$prog" sigstorm "$work" 3000 2>&1)
+    rc=$?
+    echo "$conf: $out"
+    check "$conf: the storm ends (rc $rc; 142 = the alarm: a handler hung)" [ "$rc" -eq 0 ]
+    ok=$(sed -n 's/.*codes ok=\([0-9]*\).*/\1/p' <<<"$out")
+    other=$(sed -n 's/.*other=\([0-9]*\).*/\1/p' <<<"$out")
+    check "$conf: every prof.dump from a handler returned 0 or EDEADLK (other: ${other:-?})" [ "${other:-1}" -eq 0 ]
+    check "$conf: some dumps from handlers were written (ok: ${ok:-0})" [ "${ok:-0}" -gt 0 ]
+  done
+  ;;
 *)
   echo "unknown mode $mode"
   exit 2
