@@ -20,7 +20,8 @@
  *                        runs without it)
  *   MPROF_RANK_BLOCKMAP  the sampled-block map's shard locks (never two at once); held for an
  *                        insert, a remove, a shard rebuild or a copy of the shard
- *   MPROF_RANK_META      mprof_meta_lock: the metadata allocator (may mmap under it)
+ *   MPROF_RANK_META      mprof_meta_lock: the metadata allocator (a few stores; a new chunk is
+ *                        mapped without it)
  *
  * Allocating threads (seed 000): a sampled malloc or free takes one future lock, the block's
  * shard lock, and rarely the insert and meta locks, each briefly and never nested except
