@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #define EMPTY ((uintptr_t)0)
 #define TOMB ((uintptr_t)1)
@@ -78,6 +79,13 @@ static entry_t* probe(entry_t* slots, size_t cap, uintptr_t key, uint64_t h, boo
 /* Rebuilds the shard with capacity new_cap. Needs the shard lock. */
 static int rebuild_locked(shard_t* s, size_t new_cap) {
   mprof__lock_assert_held(&s->lock);
+  if (s->live == 0 && new_cap == s->cap) {
+    /* Only tombstones (a thread freeing what it allocated): clear them in place, with no
+     * allocation and so no meta lock. */
+    memset(s->slots, 0, s->cap * sizeof(entry_t));
+    s->tombs = 0;
+    return 0;
+  }
   entry_t* slots = mprof__meta_alloc(new_cap * sizeof(entry_t));
   if (slots == NULL) return ENOMEM;
   for (size_t i = 0; i < s->cap; i++) {
