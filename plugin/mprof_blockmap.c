@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #define EMPTY ((uintptr_t)0)
 #define TOMB ((uintptr_t)1)
@@ -77,6 +78,14 @@ static entry_t* probe(entry_t* slots, size_t cap, uintptr_t key, uint64_t h, boo
 
 /* Rebuilds the shard with capacity new_cap. Needs the shard lock. */
 static int rebuild_locked(shard_t* s, size_t new_cap) {
+  mprof__lock_assert_held(&s->lock);
+  if (s->live == 0 && new_cap == s->cap) {
+    /* Only tombstones (a thread freeing what it allocated): clear them in place, with no
+     * allocation and so no meta lock. */
+    memset(s->slots, 0, s->cap * sizeof(entry_t));
+    s->tombs = 0;
+    return 0;
+  }
   entry_t* slots = mprof__meta_alloc(new_cap * sizeof(entry_t));
   if (slots == NULL) return ENOMEM;
   for (size_t i = 0; i < s->cap; i++) {
@@ -146,17 +155,37 @@ bool mprof__blockmap_remove(const void* p, mprof_sample_t* out) {
   return found;
 }
 
+/* One shard at a time: its live records are copied out under its lock (a bounded, memory-only
+ * step), then handed to fn with no lock held, so a sampled free never waits for fn. The copy
+ * buffer is profiler memory sized outside the lock: if the shard grew past it meanwhile, the
+ * lock is dropped, the buffer grown, and the shard copied again. */
 void mprof__blockmap_walk(void (*fn)(void* arg, const mprof_sample_t* rec), void* arg) {
   init_shards();
+  mprof_sample_t* buf = NULL;
+  size_t buf_cap = 0;
   for (int i = 0; i < MPROF_BLOCKMAP_SHARDS; i++) {
     shard_t* s = &shards[i];
+    size_t n = 0;
     mprof__lock(&s->lock);
-    for (size_t k = 0; k < s->cap; k++) {
+    while (s->live > buf_cap) {
+      size_t want = s->live + s->live / 4 + 16;
+      mprof__unlock(&s->lock);
+      mprof_sample_t* nb = mprof__meta_alloc(want * sizeof *nb);
+      mprof__lock(&s->lock);
+      if (nb == NULL) break; /* out of memory: the records that fit (fn sees a subset) */
+      if (buf != NULL) mprof__meta_free(buf, buf_cap * sizeof *buf);
+      buf = nb;
+      buf_cap = want;
+    }
+    for (size_t k = 0; k < s->cap && n < buf_cap; k++) {
       const entry_t* e = &s->slots[k];
-      if (e->key != EMPTY && e->key != TOMB) fn(arg, &e->rec);
+      if (e->key != EMPTY && e->key != TOMB) buf[n++] = e->rec;
     }
     mprof__unlock(&s->lock);
+    for (size_t k = 0; k < n; k++)
+      fn(arg, &buf[k]);
   }
+  if (buf != NULL) mprof__meta_free(buf, buf_cap * sizeof *buf);
 }
 
 size_t mprof__blockmap_count(void) {

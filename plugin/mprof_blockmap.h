@@ -23,10 +23,11 @@ int mprof__blockmap_insert(const void* p, const mprof_sample_t* s);
 /* Removes p; true and *out filled if p was a sampled block. */
 bool mprof__blockmap_remove(const void* p, mprof_sample_t* out);
 
-/* Calls fn(arg, record) for every block in the map, one shard at a time under that shard's lock
- * (so a thread freeing a sampled block of that shard waits at most for one shard's walk). fn must
- * take no lock of lower rank than the block map's (it may allocate profiler memory). Blocks
- * inserted or removed during the walk may or may not be seen. */
+/* Calls fn(arg, record) for every block in the map, one shard at a time: the shard's records are
+ * copied out under its lock (a thread freeing a sampled block of that shard waits at most for
+ * that copy, never for fn), and fn runs on the copy with no lock held. Blocks inserted or removed
+ * during the walk may or may not be seen; a block removed after its shard was copied is still
+ * seen. */
 void mprof__blockmap_walk(void (*fn)(void* arg, const mprof_sample_t* rec), void* arg);
 
 /* Sampled blocks currently in the map, and profiler bytes the map uses. */

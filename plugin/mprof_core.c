@@ -15,6 +15,7 @@
 #include "mprof_dumpfile.h"
 #include "mprof_hooks.h"
 #include "mprof_lock.h"
+#include "mprof_maps.h"
 #include "mprof_meta.h"
 #include "mprof_jeprof.h"
 #include "mprof_mutex.h"
@@ -48,6 +49,7 @@ static _Atomic bool active; /* prof.active */
 static uint64_t interval;   /* mean sampling interval, bytes; set at init */
 static const char* host_name = "none";
 static int (*host_alloc_stats)(mprof_alloc_stats_t*); /* from the glue, or NULL */
+static bool (*_Atomic host_in_allocator)(void);        /* from the glue, or NULL */
 static pthread_key_t thread_key;                      /* destructor releases per-thread state */
 
 static _Atomic uint64_t st_samples, st_frees, st_dropped, st_inuse_bytes, st_dumps, st_dump_errors;
@@ -73,6 +75,15 @@ static __thread int exiting_here __attribute__((tls_model("initial-exec"))); /* 
  * may do work of its own (set up the place for sampled blocks), and a successful allocation
  * must leave errno as the program had it. */
 static __thread int decide_errno __attribute__((tls_model("initial-exec")));
+/* The dump whose file is open, for fork(): a child must close its copy of the descriptor (a
+ * reader of a pipe would otherwise wait for ever for its end) and release the snapshot, since the
+ * thread writing it does not exist there. Both point into that thread's stack; written under
+ * mprof_dumpfile_lock, which fork's prepare handler takes and which is held only around the
+ * parts of a dump that a fork must not split: the open and the commit of a dump file (a few
+ * system calls that never wait for a reader) and the reading of the loaded objects. */
+static mprof_lock_t mprof_dumpfile_lock = MPROF_LOCK_INIT(MPROF_RANK_DUMPFILE, "dumpfile");
+static mprof_dumpfile_t* inflight_file;
+static mprof_snap_t* inflight_snap;
 static __thread bool decide_errno_set __attribute__((tls_model("initial-exec")));
 
 /* ---------------------------------------------------------------------------------------------
@@ -417,8 +428,24 @@ typedef enum { DUMP_HEAP, DUMP_PEAK, DUMP_MUTEX, DUMP_THREADS } dump_what_t;
 
 typedef int (*writer_fn)(int fd, const void* prof);
 
+/* The loaded objects for a pprof profile. dl_iterate_phdr holds the loader's write lock, which
+ * glibc's fork() does not reset in the child: read under mprof_dumpfile_lock, which fork's
+ * prepare handler takes, so that no child starts with that lock held by a dump of its parent. */
+static int read_maps(mprof_maps_t* maps) {
+  mprof__lock(&mprof_dumpfile_lock);
+  int err = mprof__maps_read(maps);
+  mprof__unlock(&mprof_dumpfile_lock);
+  return err;
+}
+
 static int write_heap(int fd, const void* prof) {
-  return mprof__pprof_write_heap(fd, prof);
+  mprof_maps_t maps = MPROF_MAPS_INIT;
+  int err = read_maps(&maps);
+  if (err == 0) {
+    err = mprof__pprof_write_heap_maps(fd, prof, &maps);
+    mprof__maps_free(&maps);
+  }
+  return err;
 }
 
 static int write_jeprof(int fd, const void* prof) {
@@ -426,11 +453,23 @@ static int write_jeprof(int fd, const void* prof) {
 }
 
 static int write_mutex(int fd, const void* prof) {
-  return mprof__pprof_write_mutex(fd, prof);
+  mprof_maps_t maps = MPROF_MAPS_INIT;
+  int err = read_maps(&maps);
+  if (err == 0) {
+    err = mprof__pprof_write_mutex_maps(fd, prof, &maps);
+    mprof__maps_free(&maps);
+  }
+  return err;
 }
 
 static int write_threads(int fd, const void* prof) {
-  return mprof__pprof_write_threads(fd, prof);
+  mprof_maps_t maps = MPROF_MAPS_INIT;
+  int err = read_maps(&maps);
+  if (err == 0) {
+    err = mprof__pprof_write_threads_maps(fd, prof, &maps);
+    mprof__maps_free(&maps);
+  }
+  return err;
 }
 
 /* Writes the profile to `path` (see mprof_dumpfile.h): never through a file or link that was
@@ -438,18 +477,31 @@ static int write_threads(int fd, const void* prof) {
  * SIGPIPE held back so that a reader that left gives EPIPE instead of killing the program. */
 static int write_file(const char* path, bool automatic, writer_fn writer, const void* prof) {
   mprof_dumpfile_t f;
+  mprof__lock(&mprof_dumpfile_lock);
   int err = mprof__dumpfile_open(&f, path, automatic);
+  if (err == 0) inflight_file = &f;
+  mprof__unlock(&mprof_dumpfile_lock);
   if (err != 0) return err;
   mprof_sigpipe_guard_t g;
   mprof__sigpipe_block(&g);
-  err = writer(f.fd, prof);
+  err = writer(f.fd, prof); /* may block on a pipe: no lock but the dump lock is held */
   mprof__sigpipe_restore(&g, err == EPIPE);
+  mprof__lock(&mprof_dumpfile_lock);
+  inflight_file = NULL;
   if (err == 0) {
     err = mprof__dumpfile_commit(&f);
   } else {
     mprof__dumpfile_abort(&f);
   }
+  mprof__unlock(&mprof_dumpfile_lock);
   return err;
+}
+
+/* The heap snapshot of the dump under way (for fork: see inflight_file). */
+static void set_inflight_snap(mprof_snap_t* s) {
+  mprof__lock(&mprof_dumpfile_lock);
+  inflight_snap = s;
+  mprof__unlock(&mprof_dumpfile_lock);
 }
 
 /* The reconciliation figures as the profile's comments, "mprof.<name>=<value>", one per known
@@ -468,13 +520,13 @@ static void recon_add(recon_comments_t* rc, const char* name, uint64_t v) {
   rc->n++;
 }
 
-static void recon_comments(recon_comments_t* rc, const mprof_heap_rec_t* recs, size_t n) {
+static void recon_comments(recon_comments_t* rc, const mprof_heap_rec_t* recs, size_t n,
+                           const mprof_recon_t* rp) {
   rc->n = 0;
   snprintf(rc->text[0], sizeof rc->text[0], "mprof.allocator=%s", host_name);
   rc->ptrs[0] = rc->text[0];
   rc->n = 1;
-  mprof_recon_t r;
-  mprof__recon_read(&r);
+  mprof_recon_t r = *rp;
   uint64_t est = 0;
   for (size_t i = 0; i < n; i++)
     est += recs[i].inuse_bytes > 0 ? (uint64_t)recs[i].inuse_bytes : 0;
@@ -492,6 +544,7 @@ static void recon_comments(recon_comments_t* rc, const mprof_heap_rec_t* recs, s
 
 /* Writes the contention profile to `path`. Needs mprof_dump_lock. */
 static int dump_mutex_locked(const char* path, bool automatic) {
+  mprof__cycle_dump_assert_held();
   mprof_mutex_profile_t prof;
   size_t cap_bytes;
   int err = mprof__mutex_snapshot(&prof, &cap_bytes);
@@ -507,6 +560,7 @@ static int dump_mutex_locked(const char* path, bool automatic) {
 
 /* Writes a thread snapshot to `path`. Needs mprof_dump_lock. */
 static int dump_threads_locked(const char* path, bool automatic) {
+  mprof__cycle_dump_assert_held();
   mprof_threads_profile_t prof;
   int err = mprof__threads_snapshot(&prof, mprof__opts.prof_stack_depth);
   if (err == 0) {
@@ -516,9 +570,30 @@ static int dump_threads_locked(const char* path, bool automatic) {
   return err;
 }
 
+/* Publishes and takes the heap snapshot of a dump (DUMP_HEAP, DUMP_PEAK). Unless `wait` (a
+ * dump from inside malloc), every step is only tried: EAGAIN when a flush is under way. Needs
+ * mprof_dump_lock. */
+static int snap_locked(dump_what_t what, bool wait, mprof_snap_t* snap) {
+  mprof__cycle_dump_assert_held();
+  struct timespec mono;
+  clock_gettime(CLOCK_MONOTONIC, &mono);
+  if (wait)
+    mprof__cycle_publish_all();
+  else if (!mprof__cycle_try_publish_all())
+    return EAGAIN;
+  unsigned flags = what == DUMP_PEAK      ? MPROF_SNAP_PEAK
+                   : mprof__opts.prof_age ? MPROF_SNAP_AGES
+                                          : 0;
+  return mprof__snap_heap(flags, wait, (int64_t)mono.tv_sec * 1000000000 + mono.tv_nsec, snap);
+}
+
 /* Writes one snapshot of `what` as pprof to `path` and, for the heap profiles, as jeprof text to
- * `heap_path` (either may be NULL). Needs mprof_dump_lock; counts the result in the stats. */
-static int dump_locked(const char* path, const char* heap_path, bool automatic, dump_what_t what) {
+ * `heap_path` (either may be NULL); snap is the heap snapshot (freed here) and recon the
+ * figures for its comments, both unused for DUMP_MUTEX. Needs mprof_dump_lock; counts the
+ * result in the stats. */
+static int dump_locked(const char* path, const char* heap_path, bool automatic, dump_what_t what,
+                       mprof_snap_t* snap, const mprof_recon_t* recon) {
+  mprof__cycle_dump_assert_held();
   int err = ENAMETOOLONG;
   if ((path == NULL || strlen(path) < PATH_MAX) &&
       (heap_path == NULL || strlen(heap_path) < PATH_MAX) && what == DUMP_MUTEX) {
@@ -527,32 +602,22 @@ static int dump_locked(const char* path, const char* heap_path, bool automatic, 
     err = path != NULL ? dump_threads_locked(path, automatic) : EINVAL;
   } else if ((path == NULL || strlen(path) < PATH_MAX) &&
              (heap_path == NULL || strlen(heap_path) < PATH_MAX)) {
-    struct timespec mono;
-    clock_gettime(CLOCK_MONOTONIC, &mono);
-    mprof__cycle_publish_all();
     mprof_heap_profile_t prof;
-    mprof_snap_t snap;
-    unsigned flags = what == DUMP_PEAK      ? MPROF_SNAP_PEAK
-                     : mprof__opts.prof_age ? MPROF_SNAP_AGES
-                                            : 0;
-    err = mprof__snap_heap(flags, (int64_t)mono.tv_sec * 1000000000 + mono.tv_nsec, &snap);
-    if (err == 0) {
-      struct timespec ts;
-      clock_gettime(CLOCK_REALTIME, &ts);
-      prof.recs = snap.recs;
-      prof.nrecs = snap.nrecs;
-      prof.period = interval;
-      prof.time_nanos = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-      recon_comments_t rc;
-      recon_comments(&rc, snap.recs, snap.nrecs);
-      prof.comments = (const char* const*)rc.ptrs;
-      prof.ncomments = rc.n;
-      if (path != NULL) err = write_file(path, automatic, write_heap, &prof);
-      if (err == 0 && heap_path != NULL)
-        err = write_file(heap_path, automatic, write_jeprof, &prof);
-      mprof__snap_free(&snap);
-    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    prof.recs = snap->recs;
+    prof.nrecs = snap->nrecs;
+    prof.period = interval;
+    prof.time_nanos = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    recon_comments_t rc;
+    recon_comments(&rc, snap->recs, snap->nrecs, recon);
+    prof.comments = (const char* const*)rc.ptrs;
+    prof.ncomments = rc.n;
+    err = 0;
+    if (path != NULL) err = write_file(path, automatic, write_heap, &prof);
+    if (err == 0 && heap_path != NULL) err = write_file(heap_path, automatic, write_jeprof, &prof);
   }
+  mprof__snap_free(snap);
   atomic_fetch_add_explicit(err ? &st_dump_errors : &st_dumps, 1, memory_order_relaxed);
   return err;
 }
@@ -560,6 +625,7 @@ static int dump_locked(const char* path, const char* heap_path, bool automatic, 
 /* The next automatic name of `kind`, without its extension. Needs mprof_dump_lock, so
  * numbers follow the dump order. */
 static int auto_name_locked(char kind, dump_what_t what, char* buf, size_t len) {
+  mprof__cycle_dump_assert_held();
   if (mprof__opts.prof_prefix[0] == '\0') return EINVAL;
   int ki = kind == 'f'   ? 0
            : kind == 'i' ? 1
@@ -584,8 +650,9 @@ static int auto_name_locked(char kind, dump_what_t what, char* buf, size_t len) 
 }
 
 /* A dump to `path`, or to the next automatic name of `kind` when path is NULL. `wait` is false
- * for automatic dumps taken from inside malloc, which must never wait for another dump (that
- * dump may be waiting for a lock that this thread holds, such as the dynamic loader's): such a
+ * for automatic dumps taken from inside malloc, which must never wait for another dump or for
+ * anything a dump or flush holds (seed 000; that dump may also be waiting for a lock that this
+ * thread holds): every lock on the way (dump, cycle) is only tried, and when one is taken the
  * dump is skipped with EAGAIN, uses no sequence number, and the next trigger tries again. */
 static int dump(const char* path, char kind, dump_what_t what, bool wait, char* name,
                 size_t namelen) {
@@ -595,6 +662,12 @@ static int dump(const char* path, char kind, dump_what_t what, bool wait, char* 
   if (mprof__lock_held_by_thread()) return EDEADLK;
   int saved_errno = errno;
   bool automatic = path == NULL;
+  /* The allocator's own figures, read before the dump lock is taken: they may take the
+   * allocator's locks (jemalloc's statistics), and a thread that holds one of those (a signal
+   * handler that interrupted the allocator and asks for a dump) may be waiting for the dump
+   * lock. The dump lock's holder never waits for an allocator lock. */
+  mprof_recon_t recon;
+  if (what != DUMP_MUTEX) mprof__recon_read(&recon);
   mprof__enter();
   int err = 0;
   if (wait) {
@@ -605,6 +678,19 @@ static int dump(const char* path, char kind, dump_what_t what, bool wait, char* 
   }
   if (atomic_load_explicit(&exit_state, memory_order_acquire) == EXIT_DONE) {
     err = ECANCELED; /* the process is ending: a dump now could be cut off half-written */
+  }
+  mprof_snap_t snap;
+  memset(&snap, 0, sizeof snap);
+  if (err == 0 && what != DUMP_MUTEX) {
+    err = snap_locked(what, wait, &snap);
+    if (err == 0) set_inflight_snap(&snap);
+    if (err == EAGAIN && !wait) {
+      mprof__cycle_dump_unlock();
+      mprof__leave();
+      errno = saved_errno;
+      return EAGAIN;
+    }
+    if (err != 0) atomic_fetch_add_explicit(&st_dump_errors, 1, memory_order_relaxed);
   }
   /* prof_format: pprof to the path (or <name>.pb.gz), jeprof text to the path (or
    * <name>.heap), both: the pprof path and the same with .heap appended (or the two names). */
@@ -638,25 +724,41 @@ static int dump(const char* path, char kind, dump_what_t what, bool wait, char* 
       heap_path = heap;
     }
   }
-  if (err == 0) err = dump_locked(path, heap_path, automatic, what);
+  if (err == 0)
+    err = dump_locked(path, heap_path, automatic, what, &snap, &recon);
+  else
+    mprof__snap_free(&snap);
+  if (what != DUMP_MUTEX) set_inflight_snap(NULL);
   mprof__cycle_dump_unlock();
   mprof__leave();
   errno = saved_errno;
   return err;
 }
 
+/* A request from the program (mprof_ctl, or jemalloc's mallctl) on a thread that is inside the
+ * profiler already: a signal handler that interrupted it (the profiler may hold a lock of its
+ * own, or be inside a function that holds the dynamic loader's or the allocator's), or any other
+ * re-entry. Waiting would be waiting for itself: refuse with EDEADLK. The profiler's own calls
+ * (automatic dumps, exit) raise busy themselves and do not come through here. */
+static bool reentered(void) {
+  return mprof__thread.busy != 0 || mprof__lock_held_by_thread();
+}
+
 int mprof__dump(const char* path) {
+  if (reentered()) return EDEADLK;
   char name[PATH_MAX];
   return dump(path, 'm', DUMP_HEAP, true, name, sizeof name);
 }
 
 int mprof__dump_peak(const char* path) {
   if (!mprof__opts.prof_peak) return ENOENT;
+  if (reentered()) return EDEADLK;
   char name[PATH_MAX];
   return dump(path, 'm', DUMP_PEAK, true, name, sizeof name);
 }
 
 int mprof__mutex_dump(const char* path) {
+  if (reentered()) return EDEADLK;
   char name[PATH_MAX];
   return dump(path, 'm', DUMP_MUTEX, true, name, sizeof name);
 }
@@ -678,6 +780,7 @@ static int dump_auto(char kind, dump_what_t what) {
 }
 
 int mprof__dump_auto(char kind) {
+  if (kind == 'm' && reentered()) return EDEADLK; /* the program's request (see reentered) */
   return dump_auto(kind, DUMP_HEAP);
 }
 
@@ -686,7 +789,7 @@ int mprof__threads_dump_auto(char kind) {
 }
 
 int mprof__epoch_advance(void) {
-  if (mprof__lock_held_by_thread()) return EDEADLK; /* see dump() */
+  if (reentered()) return EDEADLK;
   mprof__enter();
   mprof__cycle_dump_lock();
   mprof__cycle_advance();
@@ -757,7 +860,10 @@ void mprof__recon_read(mprof_recon_t* r) {
   r->process_rss = process_rss();
   mprof_alloc_stats_t a = {UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX,
                            UINT64_MAX, UINT64_MAX, UINT64_MAX};
-  if (host_alloc_stats != NULL && host_alloc_stats(&a) != 0)
+  /* Not from a signal handler that interrupted the allocator: its statistics take its locks. */
+  bool (*in_allocator)(void) = atomic_load_explicit(&host_in_allocator, memory_order_acquire);
+  bool in_alloc = in_allocator != NULL && in_allocator();
+  if (host_alloc_stats != NULL && !in_alloc && host_alloc_stats(&a) != 0)
     a = (mprof_alloc_stats_t){UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX,
                               UINT64_MAX, UINT64_MAX, UINT64_MAX};
   r->committed = a.committed;
@@ -768,6 +874,10 @@ void mprof__recon_read(mprof_recon_t* r) {
   r->active = a.active;
   r->resident = a.resident;
   errno = saved_errno;
+}
+
+void mprof__host_set_in_allocator(bool (*fn)(void)) {
+  atomic_store_explicit(&host_in_allocator, fn, memory_order_release);
 }
 
 bool mprof__active_get(void) {
@@ -789,8 +899,16 @@ const char* mprof__host_name(void) {
 /* ---------------------------------------------------------------------------------------------
  * fork() and exit
  * ------------------------------------------------------------------------------------------- */
+/* The handlers take every profiler lock except the dump lock, in rank order: each of them is
+ * held only for bounded, memory-only work (or, mprof_dumpfile_lock, a few system calls that wait
+ * for nobody), so fork() never waits for a dump in progress, which may be blocked writing into a
+ * pipe that the forking thread is the one to read. The child starts clean: every lock free, the
+ * abandoned dump's descriptor closed and its snapshot released (the file belongs to the parent's
+ * dump, which goes on there: the child leaves it alone; what the writer had allocated stays
+ * counted in stats.metadata_bytes), and its own random draws. */
 static void fork_prepare(void) {
   mprof__thread.busy++;
+  mprof__lock(&mprof_dumpfile_lock);
   mprof__cycle_fork_prepare();
   mprof__mutex_fork_prepare();
   mprof__bucket_fork_prepare();
@@ -804,6 +922,7 @@ static void fork_parent(void) {
   mprof__bucket_fork_parent();
   mprof__mutex_fork_parent();
   mprof__cycle_fork_parent();
+  mprof__unlock(&mprof_dumpfile_lock);
   mprof__thread.busy--;
 }
 
@@ -818,6 +937,26 @@ static void fork_child(void) {
   mprof__bucket_fork_child();
   mprof__mutex_fork_child();
   mprof__cycle_fork_child();
+  mprof__lock_reinit(&mprof_dumpfile_lock);
+  if (inflight_file != NULL) {
+    close(inflight_file->fd);
+    if (inflight_file->dirfd >= 0) close(inflight_file->dirfd);
+    inflight_file = NULL;
+  }
+  if (inflight_snap != NULL) {
+    mprof__snap_free(inflight_snap);
+    inflight_snap = NULL;
+  }
+  /* Work another thread had claimed, which will never finish here. */
+  atomic_store(&peak_busy, false);
+  int dumping = 1;
+  atomic_compare_exchange_strong(&over_state, &dumping, 0);
+  /* Not the parent's random sequence: a child would repeat its sampling decisions. */
+  mprof_thread_t* t = &mprof__thread;
+  if (t->state == MPROF_THREAD_LIVE) {
+    mprof__thread_seed(t);
+    t->countdown = mprof__thread_next_interval(t, interval);
+  }
   atomic_store(&exit_state, EXIT_NONE);
   atomic_store(&exit_callers, exiting_here ? 1 : 0);
   mprof__thread.busy--;

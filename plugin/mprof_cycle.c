@@ -4,13 +4,14 @@
 #include "mprof_bucket.h"
 #include "mprof_lock.h"
 
+#include <errno.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 
 static mprof_lock_t mprof_dump_lock = MPROF_LOCK_INIT(MPROF_RANK_DUMP, "dump");
 static mprof_lock_t mprof_cycle_lock = MPROF_LOCK_INIT(MPROF_RANK_CYCLE, "cycle");
-static mprof_lock_t mprof_active_lock = MPROF_LOCK_INIT(MPROF_RANK_ACTIVE, "active");
 /* Each slot's lock is split into MPROF_FUTURE_STRIPES locks by bucket, so that threads
  * recording samples at different stacks rarely meet; mprof_future_lock[i][k] protects future[i]
  * of the buckets whose stripe is k. A flush takes each stripe of its slot in turn. */
@@ -29,11 +30,12 @@ static unsigned stripe_of(const struct mprof_bucket_s* b) {
 /* The global cycle C. Written only under mprof_cycle_lock (release); read anywhere. 64 bits: it
  * never wraps, so a recorder's re-check cannot be fooled by a wrap-around. */
 static _Atomic uint64_t cycle;
-/* Cycle most recently folded into active; mprof_cycle_lock. Equal to `cycle` once flushed. */
+/* Cycle most recently folded into active; mprof_cycle_lock. Equal to `cycle` once flushed:
+ * `active` is then the state at the end of this cycle. */
 static uint64_t flushed;
-/* The same, written under mprof_active_lock when the fold is complete: `active` is the state at
- * the end of this cycle for whoever holds mprof_active_lock. */
-static uint64_t active_cycle;
+/* Snapshots copying `active` (or the peak records) without a lock: no flush may start until
+ * they end. Written under mprof_cycle_lock; flushes read it under that lock. */
+static unsigned copying;
 /* Buckets of stripe k with events in slot i, linked through rec.mem.dirty_next[i];
  * mprof_future_lock[i][k]. */
 static struct mprof_bucket_s* dirty_head[3][MPROF_FUTURE_STRIPES];
@@ -68,6 +70,7 @@ int64_t mprof__cycle_start_ns(uint64_t c) {
 
 /* C = C + 1, recording when the new cycle starts. Needs mprof_cycle_lock. */
 static void advance_locked(void) {
+  mprof__lock_assert_held(&mprof_cycle_lock);
   uint64_t c = atomic_load_explicit(&cycle, memory_order_relaxed) + 1;
   atomic_store_explicit(&start_ns[c % MPROF_CYCLE_TIMES], now_ns(), memory_order_relaxed);
   atomic_store_explicit(&cycle, c, memory_order_release);
@@ -75,8 +78,9 @@ static void advance_locked(void) {
 
 /* Puts b on its touched list of slot s. Needs b's stripe lock of slot s. */
 static void mark_dirty_locked(struct mprof_bucket_s* b, unsigned s) {
-  if (b->rec.mem.dirty[s]) return;
   unsigned k = stripe_of(b);
+  mprof__lock_assert_held(&mprof_future_lock[s][k]);
+  if (b->rec.mem.dirty[s]) return;
   b->rec.mem.dirty[s] = 1;
   b->rec.mem.dirty_next[s] = dirty_head[s][k];
   dirty_head[s][k] = b;
@@ -178,16 +182,18 @@ uint64_t mprof__cycle_current(void) {
   return atomic_load_explicit(&cycle, memory_order_acquire);
 }
 
-/* Folds slot C % 3 into active. Needs mprof_cycle_lock; takes active, and the slot lock just
- * long enough to take the slot's touched list: from then on no recorder writes slot C (one that
- * read a stale C re-checks it under that lock and retries), and the next writers of this slot,
- * as cycle C+3, come only after later boundaries, which wait for this flush. */
+/* Folds slot C % 3 into active. Needs mprof_cycle_lock and no copy under way (`copying`);
+ * takes the slot's stripe locks one at a time, each just long enough to take the stripe's list
+ * of touched buckets: from then on no recorder writes slot C (one that read a stale C re-checks
+ * it under that lock and retries), and the next writers of this slot, as cycle C+3, come only
+ * after later boundaries, which wait for this flush. `active` itself needs no lock of its own:
+ * only a flush writes it, under mprof_cycle_lock, and a snapshot reads it while `copying` keeps
+ * flushes out. */
 static void flush_locked(void) {
   mprof__lock_assert_held(&mprof_cycle_lock);
   uint64_t c = atomic_load_explicit(&cycle, memory_order_relaxed);
   if (flushed == c) return;
   unsigned s = (unsigned)(c % 3);
-  mprof__lock(&mprof_active_lock);
   for (unsigned k = 0; k < MPROF_FUTURE_STRIPES; k++) {
     mprof__lock(&mprof_future_lock[s][k]);
     mprof_bucket_t* b = dirty_head[s][k];
@@ -207,26 +213,46 @@ static void flush_locked(void) {
       b = next;
     }
   }
-  active_cycle = c;
-  mprof__unlock(&mprof_active_lock);
   flushed = c;
 }
 
-void mprof__cycle_flush(void) {
+/* Takes mprof_cycle_lock with no copy under way, waiting for both (for threads that may wait:
+ * epoch writers and dumps, which hold mprof_dump_lock and so never meet a copy, and tests). A
+ * copy is a bounded, memory-only loop. */
+static void cycle_lock_for_flush(void) {
   mprof__lock(&mprof_cycle_lock);
+  while (copying) {
+    mprof__unlock(&mprof_cycle_lock);
+    sched_yield();
+    mprof__lock(&mprof_cycle_lock);
+  }
+}
+
+/* The same, or false (holding nothing) when the lock is taken or a copy is under way. */
+static bool cycle_trylock_for_flush(void) {
+  if (!mprof__trylock(&mprof_cycle_lock)) return false;
+  if (copying) {
+    mprof__unlock(&mprof_cycle_lock);
+    return false;
+  }
+  return true;
+}
+
+void mprof__cycle_flush(void) {
+  cycle_lock_for_flush();
   flush_locked();
   mprof__unlock(&mprof_cycle_lock);
 }
 
 void mprof__cycle_advance(void) {
-  mprof__lock(&mprof_cycle_lock);
+  cycle_lock_for_flush();
   flush_locked(); /* no-op unless the previous boundary's flush has not run yet */
   advance_locked();
   mprof__unlock(&mprof_cycle_lock);
 }
 
 bool mprof__cycle_try_epoch(void) {
-  if (!mprof__trylock(&mprof_cycle_lock)) return false;
+  if (!cycle_trylock_for_flush()) return false;
   flush_locked();
   advance_locked();
   flush_locked();
@@ -238,7 +264,7 @@ bool mprof__cycle_try_epoch(void) {
  * malloc counts into C+4 and a free into C+3 or later: the state at the end of cycle C+2 is
  * exactly the events before the call. The flush of C+2 is left to the next boundary. */
 bool mprof__cycle_try_peak(void) {
-  if (!mprof__trylock(&mprof_cycle_lock)) return false;
+  if (!cycle_trylock_for_flush()) return false;
   flush_locked();
   advance_locked();
   flush_locked();
@@ -249,25 +275,8 @@ bool mprof__cycle_try_peak(void) {
   return true;
 }
 
-bool mprof__cycle_peak_lock(void) {
-  mprof__lock(&mprof_cycle_lock);
-  if (peak_gen != 0 && flushed < peak_cycle) {
-    mprof__unlock(&mprof_cycle_lock);
-    return false;
-  }
-  mprof__lock(&mprof_active_lock);
-  return true;
-}
-
-void mprof__cycle_peak_unlock(void) {
-  mprof__unlock(&mprof_active_lock);
-  mprof__unlock(&mprof_cycle_lock);
-}
-
-const mprof_mem_cycle_t* mprof__cycle_peak_of_locked(const struct mprof_bucket_s* b) {
+const mprof_mem_cycle_t* mprof__cycle_peak_of(const struct mprof_bucket_s* b) {
   static const mprof_mem_cycle_t none;
-  mprof__lock_assert_held(&mprof_cycle_lock);
-  mprof__lock_assert_held(&mprof_active_lock);
   if (peak_gen == 0) return &none;
   return b->rec.mem.peak_gen == peak_gen ? &b->rec.mem.peak : &b->rec.mem.active;
 }
@@ -279,17 +288,38 @@ void mprof__cycle_publish_all(void) {
   }
 }
 
-uint64_t mprof__cycle_active_cycle_locked(void) {
-  mprof__lock_assert_held(&mprof_active_lock);
-  return active_cycle;
+bool mprof__cycle_try_publish_all(void) {
+  if (!cycle_trylock_for_flush()) return false;
+  for (int i = 0; i < 2; i++) {
+    flush_locked();
+    advance_locked();
+    flush_locked();
+  }
+  mprof__unlock(&mprof_cycle_lock);
+  return true;
 }
 
-void mprof__cycle_active_lock(void) {
-  mprof__lock(&mprof_active_lock);
+int mprof__cycle_read_begin(bool peak, bool wait, uint64_t* active_cycle) {
+  if (wait) {
+    mprof__lock(&mprof_cycle_lock);
+  } else if (!mprof__trylock(&mprof_cycle_lock)) {
+    return EAGAIN;
+  }
+  if (peak && peak_gen != 0 && flushed < peak_cycle) {
+    mprof__unlock(&mprof_cycle_lock);
+    return EBUSY;
+  }
+  copying++;
+  *active_cycle = flushed;
+  mprof__unlock(&mprof_cycle_lock);
+  /* The lock's release and this acquire order every flush before the copy's reads. */
+  return 0;
 }
 
-void mprof__cycle_active_unlock(void) {
-  mprof__unlock(&mprof_active_lock);
+void mprof__cycle_read_end(void) {
+  mprof__lock(&mprof_cycle_lock);
+  copying--;
+  mprof__unlock(&mprof_cycle_lock);
 }
 
 void mprof__cycle_dump_lock(void) {
@@ -304,12 +334,17 @@ void mprof__cycle_dump_unlock(void) {
   mprof__unlock(&mprof_dump_lock);
 }
 
-/* fork(): dump, cycle, active, future[0..2] in rank order (the bucket insert lock, blockmap and
- * meta locks are taken by their own modules after these). */
+void mprof__cycle_dump_assert_held(void) {
+  mprof__lock_assert_held(&mprof_dump_lock);
+}
+
+/* fork(): cycle, then future[0..2] in rank order (the bucket insert lock, blockmap and meta
+ * locks are taken by their own modules after these). Not the dump lock: a dump may be blocked
+ * in a write for as long as a reader pleases, and fork() must not wait for it (the child starts
+ * with a free dump lock, see mprof__cycle_fork_child). Every lock taken here is held only for
+ * bounded, memory-only work: a flush, or a few stores. */
 void mprof__cycle_fork_prepare(void) {
-  mprof__lock(&mprof_dump_lock);
   mprof__lock(&mprof_cycle_lock);
-  mprof__lock(&mprof_active_lock);
   /* The future locks share a rank; taking them all here, in index order, is the one
    * sanctioned exception, done with the raw mutex so the debug rank check does not object. */
   for (int i = 0; i < 3; i++)
@@ -321,16 +356,17 @@ void mprof__cycle_fork_parent(void) {
   for (int i = 2; i >= 0; i--)
     for (int k = MPROF_FUTURE_STRIPES - 1; k >= 0; k--)
       pthread_mutex_unlock(&mprof_future_lock[i][k].mu);
-  mprof__unlock(&mprof_active_lock);
   mprof__unlock(&mprof_cycle_lock);
-  mprof__unlock(&mprof_dump_lock);
 }
 
+/* The child has one thread, the one that forked: a copy or a dump that another thread of the
+ * parent had under way will never end here, so the copy flag is cleared and the dump lock made
+ * free (whoever held it in the parent does not exist in the child). */
 void mprof__cycle_fork_child(void) {
   for (int i = 0; i < 3; i++)
     for (int k = 0; k < MPROF_FUTURE_STRIPES; k++)
       pthread_mutex_init(&mprof_future_lock[i][k].mu, NULL);
-  mprof__lock_reinit(&mprof_active_lock);
+  copying = 0;
   mprof__lock_reinit(&mprof_cycle_lock);
-  mprof__lock_reinit(&mprof_dump_lock);
+  mprof__lock_reset(&mprof_dump_lock);
 }

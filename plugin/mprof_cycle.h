@@ -25,14 +25,25 @@
  * Locks (see mprof_lock.h for the order):
  *   mprof_future_lock[i][k] protects future[i] (and the touched list of slot i) of the buckets
  *     of stripe k; stripes spread threads sampling different stacks over different locks.
- *   mprof_active_lock protects active of every bucket.
- *   mprof_cycle_lock serialises epoch boundaries and flushes and protects `flushed`.
+ *   mprof_cycle_lock serialises epoch boundaries and flushes, and protects `flushed`, the peak
+ *     generation and the copy flag. `active` has no lock of its own: only a flush writes it,
+ *     under mprof_cycle_lock, and a snapshot copies it with no lock held while the copy flag,
+ *     set and cleared under mprof_cycle_lock, keeps every flush out (mprof__cycle_read_begin).
  * A recorder reads C, takes the future lock of its target slot, and checks C again under it: if
  * C moved it retries. So a recorder never writes a slot whose flush has started, and the flush
  * of slot C needs only its own future lock, which recorders of the current cycle never take
  * (they use C+1 and C+2); it holds that lock only to take the slot's list of touched buckets, so
- * a recorder that read a stale C never waits for a fold. Allocating threads never take
- * mprof_active_lock or mprof_cycle_lock.
+ * a recorder that read a stale C never waits for a fold.
+ *
+ * Seed 000 (Go's split profile locks): a sampled malloc or free takes exactly one future lock,
+ * held for a few stores, and nothing else here. Whatever an allocating thread asks for beyond
+ * that — an automatic epoch, a peak refresh, the publication before an automatic dump — is a
+ * try: mprof_cycle_lock is only tried, and a copy under way counts as taken; if either fails the
+ * work is left for the next chance (or for a thread that dumps), never waited for. Under the
+ * cycle lock a flush takes the future locks of its slot, each for a few stores. The copy flag
+ * makes a snapshot's O(buckets) copy hold no lock at all: it is bounded for every lock an
+ * allocating thread ever takes, and only flushes (tried from allocating threads, skipped then)
+ * wait for the copy's end.
  *
  * Each slot keeps the list of the buckets that events touched in it (linked through the records'
  * dirty_next, pushed by the first event of the cycle under the slot's lock), so a flush folds
@@ -59,14 +70,14 @@ typedef struct mprof_mem_cycle_s {
 } mprof_mem_cycle_t;
 
 typedef struct mprof_mem_record_s {
-  mprof_mem_cycle_t active;    /* published, cumulative; mprof_active_lock */
+  mprof_mem_cycle_t active;    /* published, cumulative; flushes (mprof_cycle_lock) */
   mprof_mem_cycle_t future[3]; /* cycles C, C+1, C+2 (index mod 3); stripe lock of slot i */
   struct mprof_bucket_s* dirty_next[3]; /* next bucket touched in slot i; same lock */
   uint8_t dirty[3];                     /* on slot i's touched list; same lock */
   /* prof_peak: `active` as it was at the end of the peak's cycle, copied by the first flush
    * that folds a later cycle into this bucket (see mprof__cycle_try_peak); valid only while
    * peak_gen is the current peak generation, otherwise `active` itself is that state.
-   * Both mprof_active_lock. */
+   * Both written by flushes, like `active`. */
   uint64_t peak_gen;
   mprof_mem_cycle_t peak;
   /* The heap snapshot being built (mprof_snap.c) marks the buckets it copies: its number and
@@ -98,16 +109,21 @@ uint64_t mprof__cycle_current(void);
  * flush the new cycle: call mprof__cycle_flush for that (from any thread, any time). */
 void mprof__cycle_advance(void);
 
-/* Folds cycle C into active if not done yet. Proportional to the number of heap buckets; blocks
- * only other flushes, epoch boundaries and snapshot readers, never allocating threads. */
+/* Folds cycle C into active if not done yet. Proportional to the number of buckets touched in
+ * the cycle; waits for a flush or a copy under way, never for an allocating thread. Not for
+ * allocating threads (they use the try forms). */
 void mprof__cycle_flush(void);
 
 /* An automatic epoch boundary from an allocating thread: advance and flush, unless another
- * boundary or a dump is under way (then it returns false and does nothing: that one will do). */
+ * boundary, flush or snapshot copy is under way (then it returns false and does nothing: the
+ * next chance will do). Waits for no lock but the slot's future locks, each held for a few
+ * stores. */
 bool mprof__cycle_try_epoch(void);
 
 /* Publishes every event counted before the call: advance + flush twice (cycles C+1 and C+2). */
 void mprof__cycle_publish_all(void);
+/* The same, or false (having done nothing) in the cases mprof__cycle_try_epoch gives up. */
+bool mprof__cycle_try_publish_all(void);
 
 /* prof_peak: a new peak of the estimated in-use bytes. Unless another boundary or a dump is
  * under way (then it returns false and does nothing; the caller tries again later), it makes
@@ -117,12 +133,18 @@ void mprof__cycle_publish_all(void);
  * into its `peak` before it first changes it (O(1) per bucket it folds anyway). */
 bool mprof__cycle_try_peak(void);
 
-/* Snapshot of the peak: holds mprof_cycle_lock and mprof_active_lock. Returns false (holding
- * nothing) when the peak's cycle is not flushed yet: publish and call again. */
-bool mprof__cycle_peak_lock(void);
-void mprof__cycle_peak_unlock(void);
-/* The record of b at the peak (zeroes before any peak). Needs mprof__cycle_peak_lock. */
-const mprof_mem_cycle_t* mprof__cycle_peak_of_locked(const struct mprof_bucket_s* b);
+/* A snapshot reads `active` (or, with peak, the peak records) between these two calls, with no
+ * lock held: flushes, epoch boundaries and peak refreshes wait (or, tried, give up) until
+ * mprof__cycle_read_end (reads may overlap: the last to end lets flushes in). read_begin
+ * takes mprof_cycle_lock briefly (only tried unless `wait`) and returns 0 with *active_cycle
+ * the last cycle folded into active (active holds exactly the events counted into cycles up to
+ * it, so a block whose malloc returned cycle c is in it iff c + 2 <= *active_cycle); EAGAIN
+ * when the lock was taken and !wait; EBUSY for a peak whose cycle is not flushed yet (publish
+ * and try again). */
+int mprof__cycle_read_begin(bool peak, bool wait, uint64_t* active_cycle);
+void mprof__cycle_read_end(void);
+/* The record of b at the peak (zeroes before any peak). Between read_begin(peak) and read_end. */
+const mprof_mem_cycle_t* mprof__cycle_peak_of(const struct mprof_bucket_s* b);
 
 /* CLOCK_MONOTONIC nanoseconds at the start of cycle c, or a later time when c is too old to be
  * remembered (the last MPROF_CYCLE_TIMES cycles are), so that now - result is always a lower
@@ -133,14 +155,6 @@ int64_t mprof__cycle_start_ns(uint64_t c);
 /* Records the start time of cycle 0 (start-up). */
 void mprof__cycle_init_time(void);
 
-/* Snapshot readers: hold the active lock while copying active records. */
-void mprof__cycle_active_lock(void);
-void mprof__cycle_active_unlock(void);
-/* The last cycle folded into active: active holds exactly the events counted into cycles up to
- * it, so a block whose malloc returned cycle c is in it iff c + 2 <= the result. Needs the
- * active lock. */
-uint64_t mprof__cycle_active_cycle_locked(void);
-
 void mprof__cycle_fork_prepare(void);
 void mprof__cycle_fork_parent(void);
 void mprof__cycle_fork_child(void);
@@ -149,5 +163,6 @@ void mprof__cycle_fork_child(void);
 void mprof__cycle_dump_lock(void);
 void mprof__cycle_dump_unlock(void);
 bool mprof__cycle_dump_trylock(void);
+void mprof__cycle_dump_assert_held(void);
 
 #endif

@@ -78,6 +78,13 @@ typedef struct mprof_host_s {
   int (*alloc_stats)(mprof_alloc_stats_t* out);
 } mprof_host_t;
 
+/* Optional, for a glue whose alloc_stats takes the allocator's locks: `fn` says whether the
+ * calling thread is inside the allocator with any of its locks possibly held (so that a signal
+ * handler calling mprof_ctl interrupted it). While it does, alloc_stats is not called (its
+ * figures are left unknown in dumps and stats.allocator.*), since it would wait for a lock its
+ * own thread holds. fn must be async-signal-safe and take no lock. Call before mprof__init. */
+void mprof__host_set_in_allocator(bool (*fn)(void));
+
 /* Initialises the core once (reads MPROF_CONF, installs fork and exit handlers) and returns the
  * callbacks, or NULL if profiling is off (prof:false) or could not start. Must be called before
  * any other core function; calling it again returns the same table. It does not allocate from

@@ -127,6 +127,10 @@ void mprof__unlock(mprof_lock_t* l) {
   if (mprof__lock_depth == 0 && mprof__lock_deferred != 0) lock_idle();
 }
 
+void mprof__lock_reset(mprof_lock_t* l) {
+  pthread_mutex_init(&l->mu, NULL);
+}
+
 void mprof__lock_reinit(mprof_lock_t* l) {
   pthread_mutex_init(&l->mu, NULL);
 #ifdef MPROF_DEBUG_LOCKS

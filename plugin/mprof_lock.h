@@ -1,23 +1,37 @@
 /* Locks of the profiler.
  *
  * A thin wrapper over pthread mutexes so that every profiler lock has a rank (checked in debug
- * builds) and a single place where contention can be observed. Lock order, lowest rank first;
- * a thread only ever acquires a lock of higher rank than every lock it already holds:
+ * builds) and a single place where contention can be observed. This is the one list of the
+ * profiler's locks and their order, lowest rank first; a thread only ever acquires a lock of
+ * higher rank than every lock it already holds:
  *
- *   MPROF_RANK_DUMP      mprof_dump_lock: one dump (or epoch write) at a time
- *   MPROF_RANK_CYCLE     mprof_cycle_lock: advancing the global cycle, flushed cycle marker
- *   MPROF_RANK_ACTIVE    mprof_active_lock: every bucket's published `active` record
+ *   MPROF_RANK_DUMP      mprof_dump_lock: one dump (or epoch write) at a time; held across the
+ *                        dump's writes, which may block on a pipe for as long as its reader
+ *                        pleases: nothing that an allocating thread or fork() needs waits for it
+ *   MPROF_RANK_DUMPFILE  mprof_dumpfile_lock (mprof_core.c): a dump's file open and commit and
+ *                        its reading of the loaded objects (dl_iterate_phdr): what fork() must
+ *                        not split; a few system calls, no wait for a reader
+ *   MPROF_RANK_CYCLE     mprof_cycle_lock: epoch boundaries and flushes (a flush folds the
+ *                        buckets touched in one cycle), the snapshot copy flag
  *   MPROF_RANK_FUTURE    mprof_future_lock[0..2][0..7]: per future cycle slot and bucket stripe
- *                        (never two at once)
+ *                        (never two at once); held for a few stores
  *   MPROF_RANK_CONTENTION mprof_contention_lock: the records of the contention profile
- *   MPROF_RANK_INSERT    mprof_insert_lock: insertion into the bucket table
- *   MPROF_RANK_BLOCKMAP  the sampled-block map's shard locks (never two at once)
- *   MPROF_RANK_META      mprof_meta_lock: the metadata allocator
+ *   MPROF_RANK_INSERT    mprof_insert_lock: insertion into the bucket table (its O(n) growth
+ *                        runs without it)
+ *   MPROF_RANK_BLOCKMAP  the sampled-block map's shard locks (never two at once); held for an
+ *                        insert, a remove, a shard rebuild or a copy of the shard
+ *   MPROF_RANK_META      mprof_meta_lock: the metadata allocator (a few stores; a new chunk is
+ *                        mapped without it)
  *
- * Threads that allocate or free take at most one future lock, the insertion lock, one blockmap
- * shard lock and the meta lock, each briefly and never nested except insert -> meta and
- * blockmap -> meta. A flush takes active and then future[C%3]; a dump takes dump, cycle, active.
- * fork() takes every lock in this order in the prepare handler.
+ * Allocating threads (seed 000): a sampled malloc or free takes one future lock, the block's
+ * shard lock, and rarely the insert and meta locks, each briefly and never nested except
+ * insert -> meta and blockmap -> meta. Whatever else an allocating thread starts (automatic
+ * epoch, peak refresh, automatic dump) only tries the dump and cycle locks and skips the work
+ * when one is taken or a snapshot copy is under way (mprof_cycle.h); under them it takes only
+ * the brief locks above. So an allocating thread never waits for a dump, a flush or a copy.
+ * A flush takes cycle, then future[C%3] one stripe at a time; a dump takes dump, dumpfile or
+ * cycle briefly, and copies `active` with no lock held. fork()'s prepare handler takes every lock
+ * but the dump lock in this order; the child frees them all (mprof_core.c).
  *
  * No pthread_cancel can leave a lock held: while a thread holds mprof_dump_lock (the only
  * sections with cancellation points: a dump's open, write and close) its cancellation is
@@ -40,8 +54,8 @@
 typedef enum mprof_rank_e {
   MPROF_RANK_NONE = 0,
   MPROF_RANK_DUMP,
+  MPROF_RANK_DUMPFILE,
   MPROF_RANK_CYCLE,
-  MPROF_RANK_ACTIVE,
   MPROF_RANK_FUTURE,
   MPROF_RANK_CONTENTION,
   MPROF_RANK_INSERT,
@@ -65,6 +79,10 @@ bool mprof__trylock(mprof_lock_t* l);
  * prepare handler, is released and usable again (and no longer counted among the locks that
  * thread holds). */
 void mprof__lock_reinit(mprof_lock_t* l);
+
+/* After fork() in the child: the lock, which some other thread of the parent may have held (the
+ * forking thread did not take it), is released and usable again. */
+void mprof__lock_reset(mprof_lock_t* l);
 
 /* Profiler locks the calling thread holds or is taking (see above). */
 extern __thread volatile unsigned mprof__lock_depth __attribute__((tls_model("initial-exec")));

@@ -62,23 +62,33 @@ void* mprof__meta_alloc(size_t size) {
   size_t csize = (size_t)1 << (c + MIN_SHIFT);
   void* p = NULL;
   mprof__lock(&mprof_meta_lock);
-  if (free_lists[c] != NULL) {
-    free_block_t* b = free_lists[c];
-    free_lists[c] = b->next;
-    p = b;
-  } else {
-    if ((size_t)(chunk_end - chunk_cur) < csize) {
-      char* chunk = map_pages(chunk_next);
-      if (chunk != NULL) {
-        /* The tail of the old chunk is lost: less than the largest class, 4 KiB. */
-        chunk_cur = chunk;
-        chunk_end = chunk + chunk_next;
-        if (chunk_next < CHUNK_MAX) chunk_next *= 2;
-      }
-    }
-    if ((size_t)(chunk_end - chunk_cur) >= csize) {
+  for (int tries = 0; p == NULL && tries < 2; tries++) {
+    if (free_lists[c] != NULL) {
+      free_block_t* b = free_lists[c];
+      free_lists[c] = b->next;
+      p = b;
+    } else if ((size_t)(chunk_end - chunk_cur) >= csize) {
       p = chunk_cur;
       chunk_cur += csize;
+    } else if (tries == 0) {
+      /* A new chunk, mapped without the lock: the lock is held only for a few stores. Another
+       * thread may have installed one meanwhile; then this one is unmapped again. */
+      size_t len = chunk_next;
+      mprof__unlock(&mprof_meta_lock);
+      char* chunk = map_pages(len);
+      mprof__lock(&mprof_meta_lock);
+      if (chunk == NULL) break;
+      if ((size_t)(chunk_end - chunk_cur) >= csize || free_lists[c] != NULL) {
+        mprof__unlock(&mprof_meta_lock);
+        munmap(chunk, len);
+        atomic_fetch_sub_explicit(&mapped_bytes, len, memory_order_relaxed);
+        mprof__lock(&mprof_meta_lock);
+      } else {
+        /* The tail of the old chunk is lost: less than the largest class, 4 KiB. */
+        chunk_cur = chunk;
+        chunk_end = chunk + len;
+        if (chunk_next < CHUNK_MAX && len == chunk_next) chunk_next *= 2;
+      }
     }
   }
   mprof__unlock(&mprof_meta_lock);

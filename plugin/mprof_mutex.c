@@ -177,11 +177,25 @@ static void charge_sentinel(uint64_t weight, uint64_t delay) {
   atomic_fetch_add_explicit(&recorded, weight, memory_order_relaxed);
 }
 
-/* Allocates the thread's two stack buffers. Only while it holds no lock (profiler memory takes
- * mprof_meta_lock) and records nothing. */
-bool mprof__mutex_prepare(mprof_mtx_thread_t* t, unsigned taking) {
+/* Registers the buffers for release at thread exit. pthread_setspecific may allocate from the
+ * heap (once, unsampled): only while the thread holds no profiler lock, since the allocator may
+ * call into the profiler with its own locks held. */
+static void register_buffers(mprof_mtx_thread_t* t) {
+  if (!t->unregistered || mprof__lock_depth != 0) return;
+  t->unregistered = 0;
+  if (atomic_load(&buf_key_ok)) {
+    mprof__thread.busy++;
+    pthread_setspecific(buf_key, t);
+    mprof__thread.busy--;
+  }
+}
+
+/* Allocates the thread's two stack buffers, unless it records already. Profiler memory takes
+ * mprof_meta_lock, the lock of highest rank, which a thread may take whatever other profiler
+ * locks it holds: never while it holds or waits for the meta lock itself. */
+static bool alloc_buffers(mprof_mtx_thread_t* t, bool may_register) {
   if (t->cap != 0) return true;
-  if (mprof__lock_depth != taking || t->recording != 0) return false;
+  if (t->recording != 0) return false;
     /* The stack and the lock's frame; off x86-64 also room for the profiler's own frames, which
    * libunwind returns and the capture drops afterwards (the x86-64 walker drops them as it goes). */
 #if defined(MPROF_OWN_UNWIND)
@@ -200,13 +214,20 @@ bool mprof__mutex_prepare(mprof_mtx_thread_t* t, unsigned taking) {
   t->pend_stk = a;
   t->scratch = b;
   t->cap = cap;
-  if (atomic_load(&buf_key_ok)) {
-    mprof__thread.busy++; /* pthread_setspecific may allocate once: not sampled */
-    pthread_setspecific(buf_key, t);
-    mprof__thread.busy--;
-  }
+  t->unregistered = 1;
+  if (may_register)
+    register_buffers(t);
+  else
+    mprof__lock_deferred = 1; /* mprof__mutex_flush registers them at the count's 0 */
   t->recording--;
   return true;
+}
+
+/* Only while the thread holds no lock but the `taking` it is waiting for. */
+bool mprof__mutex_prepare(mprof_mtx_thread_t* t, unsigned taking) {
+  if (t->cap != 0) return true;
+  if (mprof__lock_depth != taking) return false;
+  return alloc_buffers(t, taking == 0);
 }
 
 uint32_t mprof__mutex_capture(mprof_mtx_thread_t* t, const char* name) {
@@ -277,7 +298,13 @@ static void lock_contended(mprof_lock_t* l) {
     mprof__sys_mutex_lock(&l->mu);
     return;
   }
-  mprof__mutex_prepare(t, 1);
+  /* A thread whose first sampled wait comes while it holds other profiler locks (a flush
+   * waiting for a future lock under the cycle lock) gets its buffers here too, so that the event
+   * keeps its stack instead of going to the sentinel. Not for the meta lock itself. */
+  if (l->rank != MPROF_RANK_META)
+    alloc_buffers(t, false); /* registered by mprof__mutex_flush, at the count's 0 */
+  else
+    mprof__mutex_prepare(t, 1);
   uint64_t t0 = mprof__mutex_now();
   mprof__sys_mutex_lock(&l->mu);
   uint64_t t1 = mprof__mutex_now();
@@ -292,7 +319,9 @@ void mprof__mutex_event(mprof_mtx_thread_t* t, uint32_t n, uint64_t weight, uint
 
 void mprof__mutex_flush(void) {
   mprof_mtx_thread_t* t = &mprof__mtx_thread;
-  if (t->pend_n == 0 || mprof__lock_depth != 0 || t->recording != 0 || t->alloc_held != 0) return;
+  if (mprof__lock_depth != 0 || t->recording != 0) return;
+  register_buffers(t);
+  if (t->pend_n == 0 || t->alloc_held != 0) return;
   uint32_t n = t->pend_n;
   t->pend_n = 0;
   mprof__lock_deferred = 0;
@@ -404,5 +433,6 @@ void mprof__mutex_fork_parent(void) {
 }
 
 void mprof__mutex_fork_child(void) {
+  mprof__mtx_thread.rng = 0; /* the child draws its own sampling decisions (seeded on first use) */
   mprof__lock_reinit(&mprof_contention_lock);
 }

@@ -50,6 +50,7 @@ typedef struct mprof_mtx_thread_s {
   uintptr_t* pend_stk; /* the pending slot's stack (cap entries, profiler memory) */
   uintptr_t* scratch;  /* where the next event's stack is captured; swapped with pend_stk */
   uint32_t cap;        /* entries in each of pend_stk and scratch; 0 until allocated */
+  uint32_t unregistered; /* buffers not yet registered for release at thread exit */
   uint32_t pend_n;     /* frames of the pending event; 0: the slot is free */
   uint64_t pend_weight;
   uint64_t pend_delay; /* ns waited, unweighted */

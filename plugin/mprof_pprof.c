@@ -776,3 +776,9 @@ int mprof__pprof_write_threads(int fd, const mprof_threads_profile_t* prof) {
   if (prof == NULL) return EINVAL;
   return write_with_maps(fd, NULL, NULL, prof);
 }
+
+int mprof__pprof_write_threads_maps(int fd, const mprof_threads_profile_t* prof,
+                                    const mprof_maps_t* maps) {
+  if (prof == NULL) return EINVAL;
+  return write_profile(fd, NULL, NULL, maps, prof);
+}

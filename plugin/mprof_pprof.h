@@ -43,5 +43,7 @@ int mprof__pprof_write_mutex_maps(int fd, const mprof_mutex_profile_t* prof,
  * inuse_space/bytes and alloc_space/bytes, one sample per thread with string labels thread and
  * state and the numeric label tid, comment "mprof threads profile" then the profile's own. */
 int mprof__pprof_write_threads(int fd, const mprof_threads_profile_t* prof);
+int mprof__pprof_write_threads_maps(int fd, const mprof_threads_profile_t* prof,
+                                    const mprof_maps_t* maps);
 
 #endif

@@ -53,7 +53,7 @@ static int64_t round_pos(double x) {
   return x <= 0.5 ? 0 : (int64_t)mprof__llround(x);
 }
 
-/* Runs under a block-map shard lock. A block counted in the copy (c + 2 <= A) has a bucket that
+/* Runs on a copy of a block-map shard's records, no lock held. A block counted in the copy (c + 2 <= A) has a bucket that
  * the copy saw with allocations, so its bucket carries this snapshot's mark. */
 static void visit(void* arg, const mprof_sample_t* s) {
   walk_t* w = arg;
@@ -90,13 +90,13 @@ static void visit(void* arg, const mprof_sample_t* s) {
 }
 
 /* Copies the records of every bucket with allocations into *bases (grown by doubling, profiler
- * memory), in one walk of the list under the lock the caller holds, and marks each bucket with
+ * memory), in one walk of the list between mprof__cycle_read_begin and _end, and marks each bucket with
  * its index. Returns the number copied, or ENOMEM in *err. */
 static size_t copy_bases(base_t** bases, size_t* cap, unsigned flags, uint64_t gen, int* err) {
   size_t n = 0;
   for (mprof_bucket_t* b = mprof__bucket_list(MPROF_BUCKET_HEAP); b != NULL; b = b->allnext) {
     const mprof_mem_cycle_t* a =
-        (flags & MPROF_SNAP_PEAK) ? mprof__cycle_peak_of_locked(b) : &b->rec.mem.active;
+        (flags & MPROF_SNAP_PEAK) ? mprof__cycle_peak_of(b) : &b->rec.mem.active;
     if (a->allocs == 0) continue;
     if (n == *cap) {
       base_t* nb = mprof__meta_alloc(2 * *cap * sizeof *nb);
@@ -132,7 +132,7 @@ static void fill_common(mprof_heap_rec_t* r, const base_t* b) {
   }
 }
 
-int mprof__snap_heap(unsigned flags, int64_t now_ns, mprof_snap_t* out) {
+int mprof__snap_heap(unsigned flags, bool wait, int64_t now_ns, mprof_snap_t* out) {
   memset(out, 0, sizeof *out);
   walk_t w;
   memset(&w, 0, sizeof w);
@@ -142,22 +142,26 @@ int mprof__snap_heap(unsigned flags, int64_t now_ns, mprof_snap_t* out) {
   size_t head_bytes = 0;
   w.gen = ++snap_gens;
 
-  /* The copy: one walk of the bucket list under the lock. */
+  /* The copy: one walk of the bucket list, flushes held off (no lock held meanwhile). */
   bases_cap = mprof__bucket_count(MPROF_BUCKET_HEAP) + 16;
   bases = mprof__meta_alloc(bases_cap * sizeof *bases);
   if (bases == NULL) return ENOMEM;
-  if (flags & MPROF_SNAP_PEAK) {
-    while (!mprof__cycle_peak_lock())
+  bool peak = (flags & MPROF_SNAP_PEAK) != 0;
+  int rerr;
+  for (int tries = 0; (rerr = mprof__cycle_read_begin(peak, wait, &w.active_cycle)) == EBUSY;
+       tries++) {
+    /* The peak's cycle is not flushed yet: publish (tried once when this must not wait). */
+    if (wait)
       mprof__cycle_publish_all();
-  } else {
-    mprof__cycle_active_lock();
+    else if (tries > 0 || !mprof__cycle_try_publish_all())
+      break;
+  }
+  if (rerr != 0) {
+    mprof__meta_free(bases, bases_cap * sizeof *bases);
+    return EAGAIN;
   }
   nb = copy_bases(&bases, &bases_cap, flags, w.gen, &err);
-  w.active_cycle = mprof__cycle_active_cycle_locked();
-  if (flags & MPROF_SNAP_PEAK)
-    mprof__cycle_peak_unlock();
-  else
-    mprof__cycle_active_unlock();
+  mprof__cycle_read_end();
   if (err != 0) goto out;
 
   bool ages = (flags & MPROF_SNAP_AGES) && !(flags & MPROF_SNAP_PEAK) && nb > 0;

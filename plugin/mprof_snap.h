@@ -42,10 +42,13 @@ enum {
 };
 
 /* Builds the snapshot after the caller published (mprof__cycle_publish_all); now_ns is the
- * CLOCK_MONOTONIC time of the request, for the age bounds. Needs mprof_dump_lock. The age walk
- * sums blocks on a short list per stack (one entry per age class present), found through an
- * index the copy leaves in each bucket. Returns 0 or ENOMEM. */
-int mprof__snap_heap(unsigned flags, int64_t now_ns, mprof_snap_t* out);
+ * CLOCK_MONOTONIC time of the request, for the age bounds. Needs mprof_dump_lock. The copy holds
+ * no lock (mprof__cycle_read_begin keeps flushes out meanwhile); the age walk copies one block-map
+ * shard at a time out under its lock and sums the copy without it, on a short list per stack
+ * (one entry per age class present), found through an index the copy leaves in each bucket.
+ * Unless `wait`, nothing is waited for: EAGAIN when a flush is under way (or the peak's cycle
+ * cannot be published at once). Returns 0, EAGAIN or ENOMEM. */
+int mprof__snap_heap(unsigned flags, bool wait, int64_t now_ns, mprof_snap_t* out);
 
 void mprof__snap_free(mprof_snap_t* s);
 

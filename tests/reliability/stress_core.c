@@ -254,7 +254,8 @@ static int site_of(const mprof_bucket_t* b) {
 
 /* Checks every published record: never negative, always one known site. */
 static void check_published(void) {
-  mprof__cycle_active_lock();
+  uint64_t read_cycle;
+  assert_int_equal(mprof__cycle_read_begin(false, true, &read_cycle), 0);
   for (mprof_bucket_t* b = mprof__bucket_list(MPROF_BUCKET_HEAP); b != NULL; b = b->allnext) {
     const mprof_mem_cycle_t* a = &b->rec.mem.active;
     if (a->frees > a->allocs || a->free_bytes > a->alloc_bytes ||
@@ -265,7 +266,7 @@ static void check_published(void) {
     int s = site_of(b);
     if (s < 0) violation("a bucket with %s known call site", s == -1 ? "no" : "more than one");
   }
-  mprof__cycle_active_unlock();
+  mprof__cycle_read_end();
   atomic_fetch_add(&checks_done, 1);
 }
 
@@ -360,7 +361,8 @@ static void test_published_profile_equals_the_shadow_under_concurrency(void** st
 
   uint64_t allocs[NSITES] = {0}, frees[NSITES] = {0}, abytes[NSITES] = {0}, fbytes[NSITES] = {0};
   double wobj[NSITES] = {0};
-  mprof__cycle_active_lock();
+  uint64_t read_cycle;
+  assert_int_equal(mprof__cycle_read_begin(false, true, &read_cycle), 0);
   for (mprof_bucket_t* b = mprof__bucket_list(MPROF_BUCKET_HEAP); b != NULL; b = b->allnext) {
     int s = site_of(b);
     if (s < 0) continue; /* reported by check_published */
@@ -371,7 +373,7 @@ static void test_published_profile_equals_the_shadow_under_concurrency(void** st
     fbytes[s] += a->free_bytes;
     wobj[s] += a->walloc_objs - a->wfree_objs;
   }
-  mprof__cycle_active_unlock();
+  mprof__cycle_read_end();
 
   /* Split by age once nothing moves: every block in use is in the block map, so all in-use
    * figures are on age-labelled samples, and per site they add up to the live bytes. */
@@ -379,7 +381,7 @@ static void test_published_profile_equals_the_shadow_under_concurrency(void** st
   mprof__cycle_dump_lock();
   mprof__cycle_publish_all();
   mprof_snap_t snap;
-  assert_int_equal(mprof__snap_heap(MPROF_SNAP_AGES, 0, &snap), 0);
+  assert_int_equal(mprof__snap_heap(MPROF_SNAP_AGES, true, 0, &snap), 0);
   mprof__cycle_dump_unlock();
   for (size_t i = 0; i < snap.nrecs; i++) {
     const mprof_heap_rec_t* r = &snap.recs[i];
@@ -434,13 +436,14 @@ static void test_freeing_the_survivors_publishes_zero_in_use(void** state) {
   while (mail_take(&b))
     record_free(&b);
   mprof__cycle_publish_all();
-  mprof__cycle_active_lock();
+  uint64_t read_cycle;
+  assert_int_equal(mprof__cycle_read_begin(false, true, &read_cycle), 0);
   for (mprof_bucket_t* bk = mprof__bucket_list(MPROF_BUCKET_HEAP); bk != NULL; bk = bk->allnext) {
     const mprof_mem_cycle_t* a = &bk->rec.mem.active;
     assert_int_equal(a->allocs, a->frees);
     assert_int_equal(a->alloc_bytes, a->free_bytes);
   }
-  mprof__cycle_active_unlock();
+  mprof__cycle_read_end();
   mprof_stats_t st;
   mprof__stats_read(&st);
   assert_int_equal(st.samples, st.frees);

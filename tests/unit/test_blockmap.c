@@ -104,6 +104,34 @@ static void test_threads_inserting_and_removing_never_see_each_others_blocks(voi
   }
 }
 
+/* The walk runs its callback with no shard lock held: a callback that frees sampled blocks
+ * (as a program thread would meanwhile, on any shard) neither deadlocks nor makes the walk miss
+ * or repeat a block that was there when its shard was copied. */
+#define WALK_N 5000
+static size_t walk_seen;
+
+static void remove_while_walking(void* arg, const mprof_sample_t* rec) {
+  (void)arg;
+  mprof_sample_t out;
+  uintptr_t key = (uintptr_t)rec->size; /* this test keeps the block's address there */
+  if (key < 0x10000000 || key > 0x10000000 + (uintptr_t)WALK_N * 64) return; /* not ours */
+  if (mprof__blockmap_remove((void*)key, &out) && out.size == key) walk_seen++;
+}
+
+static void test_the_walk_callback_runs_without_the_shard_lock(void** state) {
+  (void)state;
+  size_t before = mprof__blockmap_count();
+  for (uintptr_t i = 1; i <= WALK_N; i++) {
+    uintptr_t p = 0x10000000 + i * 64;
+    mprof_sample_t s = {NULL, p, 0, 1.0, 0};
+    assert_int_equal(mprof__blockmap_insert((void*)p, &s), 0);
+  }
+  walk_seen = 0;
+  mprof__blockmap_walk(remove_while_walking, NULL);
+  assert_int_equal(walk_seen, WALK_N);
+  assert_int_equal(mprof__blockmap_count(), before);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_a_shard_starts_small_and_shrinks_back),
@@ -111,6 +139,7 @@ int main(void) {
       cmocka_unit_test(test_unknown_and_null_pointers_are_not_found),
       cmocka_unit_test(test_churn_reuses_tombstones_without_growing_forever),
       cmocka_unit_test(test_threads_inserting_and_removing_never_see_each_others_blocks),
+      cmocka_unit_test(test_the_walk_callback_runs_without_the_shard_lock),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -186,6 +186,50 @@ static void test_lookups_find_their_buckets_while_the_table_grows(void** state) 
   }
 }
 
+/* Several threads insert distinct stacks at once, so that the table grows while others
+ * insert: growth runs without the insert lock and adds what was inserted meanwhile before it
+ * publishes the bigger table. Every bucket must be found afterwards, exactly once. */
+#define NPAR 4
+#define NPAR_EACH 15000
+static mprof_bucket_t* par_seen[NPAR][NPAR_EACH];
+
+static void par_stack(unsigned t, unsigned i, uintptr_t* stk, uint32_t* n) {
+  *n = 3;
+  stk[0] = 0x9000000 + (uintptr_t)t * 0x1000000 + (uintptr_t)i * 16;
+  stk[1] = 0x42;
+  stk[2] = t;
+}
+
+static void* par_inserter(void* arg) {
+  unsigned t = (unsigned)(uintptr_t)arg;
+  for (unsigned i = 0; i < NPAR_EACH; i++) {
+    uintptr_t stk[3];
+    uint32_t n;
+    par_stack(t, i, stk, &n);
+    par_seen[t][i] = mprof__bucket_get(MPROF_BUCKET_HEAP, stk, n, 1);
+  }
+  return NULL;
+}
+
+static void test_inserts_go_on_while_another_thread_grows_the_table(void** state) {
+  (void)state;
+  size_t before = mprof__bucket_count(MPROF_BUCKET_HEAP);
+  pthread_t th[NPAR];
+  for (uintptr_t t = 0; t < NPAR; t++)
+    assert_int_equal(pthread_create(&th[t], NULL, par_inserter, (void*)t), 0);
+  for (int t = 0; t < NPAR; t++)
+    pthread_join(th[t], NULL);
+  for (unsigned t = 0; t < NPAR; t++)
+    for (unsigned i = 0; i < NPAR_EACH; i++) {
+      uintptr_t stk[3];
+      uint32_t n;
+      par_stack(t, i, stk, &n);
+      assert_non_null(par_seen[t][i]);
+      assert_ptr_equal(mprof__bucket_get(MPROF_BUCKET_HEAP, stk, n, 0), par_seen[t][i]);
+    }
+  assert_int_equal(mprof__bucket_count(MPROF_BUCKET_HEAP), before + (size_t)NPAR * NPAR_EACH);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_the_table_starts_small_and_only_on_the_first_bucket),
@@ -194,6 +238,7 @@ int main(void) {
       cmocka_unit_test(test_the_same_stack_in_two_profile_types_gives_two_buckets),
       cmocka_unit_test(test_prefix_stacks_are_distinct_buckets),
       cmocka_unit_test(test_lookups_find_their_buckets_while_the_table_grows),
+      cmocka_unit_test(test_inserts_go_on_while_another_thread_grows_the_table),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

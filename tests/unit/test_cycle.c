@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -22,9 +23,10 @@ static mprof_bucket_t* bucket_for(uintptr_t site) {
 }
 
 static mprof_mem_cycle_t published(mprof_bucket_t* b) {
-  mprof__cycle_active_lock();
+  uint64_t read_cycle;
+  assert_int_equal(mprof__cycle_read_begin(false, true, &read_cycle), 0);
   mprof_mem_cycle_t a = b->rec.mem.active;
-  mprof__cycle_active_unlock();
+  mprof__cycle_read_end();
   return a;
 }
 
@@ -256,21 +258,23 @@ static void* epocher(void* arg) {
     mprof__cycle_advance();
     mprof__cycle_flush();
     atomic_fetch_add(&epochs_done, 1);
-    mprof__cycle_active_lock();
+    uint64_t read_cycle;
+  assert_int_equal(mprof__cycle_read_begin(false, true, &read_cycle), 0);
     for (int i = 0; i < SITES; i++) {
       const mprof_mem_cycle_t* a = &stress_buckets[i]->rec.mem.active;
       if (a->frees > a->allocs || a->free_bytes > a->alloc_bytes) atomic_store(&negative_seen, 1);
     }
-    mprof__cycle_active_unlock();
+    mprof__cycle_read_end();
   }
   return NULL;
 }
 
 static mprof_mem_cycle_t at_peak(mprof_bucket_t* b) {
-  while (!mprof__cycle_peak_lock())
+  uint64_t read_cycle;
+  while (mprof__cycle_read_begin(true, true, &read_cycle) == EBUSY)
     mprof__cycle_publish_all();
-  mprof_mem_cycle_t a = *mprof__cycle_peak_of_locked(b);
-  mprof__cycle_peak_unlock();
+  mprof_mem_cycle_t a = *mprof__cycle_peak_of(b);
+  mprof__cycle_read_end();
   return a;
 }
 

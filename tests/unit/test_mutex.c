@@ -303,7 +303,7 @@ static void test_thread_exit_records_the_pending_event(void** state) {
 }
 
 /* Many threads contending on profiler locks and reporting at once: the counts add up. */
-static mprof_lock_t shared_lock = MPROF_LOCK_INIT(MPROF_RANK_ACTIVE, "test_active");
+static mprof_lock_t shared_lock = MPROF_LOCK_INIT(MPROF_RANK_CYCLE, "test_active");
 #define NTHREADS 4
 #define ROUNDS 2000
 
