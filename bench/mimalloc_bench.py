@@ -60,7 +60,7 @@ def tests(src):
         "espresso": (["espresso", os.path.join(src, "espresso", "largest.espresso")], None, "cpu"),
         "barnes": (["barnes"], os.path.join(src, "barnes", "input"), "cpu"),
         "larsonN": (["larson", "5", "8", "1000", "5000", "100", "4141", n], None,
-                    ("per_work", r"Throughput = (\d+) operations per second")),
+                    ("per_work", r"Throughput =\s+(\d+) operations per second")),
         "alloc-test1": (["alloc-test", "1"], None, "cpu"),
         "alloc-testN": (["alloc-test", n], None, "cpu"),
         "cache-scratch1": (["cache-scratch", "1", "1000", "1", "2000000", n], None, "cpu"),
@@ -68,7 +68,7 @@ def tests(src):
         "cache-thrash1": (["cache-thrash", "1", "1000", "1", "2000000", n], None, "cpu"),
         "cache-thrashN": (["cache-thrash", n, "1000", "1", "2000000", n], None, "cpu"),
         "xmalloc-testN": (["xmalloc-test", "-w", n, "-t", "5", "-s", "64"], None,
-                          ("per_work", r"free/sec: ([\d.]+) M")),
+                          ("per_work", r"free/sec:\s+([\d.]+) M")),
         "mstressN": (["mstress", n, "50", "25"], None, "cpu"),
         "rptestN": (["rptest", n, "0", "1", "2", "500", "1000", "100", "8", "16000"], None, "cpu"),
         "glibc-simple": (["glibc-simple"], None, "cpu"),
@@ -180,11 +180,16 @@ def main():
             argv, stdin, kind = table[t]
             argv = [os.path.join(bdir, argv[0])] + argv[1:]
             vals = {c: [] for c in names}
-            for r in range(a.rounds):
-                order = names[r % len(names):] + names[:r % len(names)]
-                for c in order:
-                    cpu, text = run_once(argv, stdin, allconf[c], tmp)
-                    vals[c].append(measure(kind, cpu, text))
+            try:
+                for r in range(a.rounds):
+                    order = names[r % len(names):] + names[:r % len(names)]
+                    for c in order:
+                        cpu, text = run_once(argv, stdin, allconf[c], tmp)
+                        vals[c].append(measure(kind, cpu, text))
+            except RuntimeError as e:  # a program that fails is reported, the others still run
+                print("%-15s failed: %s" % (t, e), flush=True)
+                res["tests"][t] = dict(error=str(e))
+                continue
             ratios = {}
             for prof, base in PAIRS:
                 if prof in vals and base in vals:
