@@ -146,6 +146,13 @@ def callgrind_ir(argv, stdin, conf, cwd):
     return ir
 
 
+def save(path, res):
+    """Written after every program, so that an interrupted run keeps what it measured."""
+    if path:
+        with open(path, "w") as f:
+            json.dump(res, f, indent=1)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bench-dir", required=True, help="mimalloc-bench's build directory")
@@ -154,7 +161,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tests", default=DEFAULT_TESTS)
     ap.add_argument("--configs", default="mimalloc,mprof,jemalloc,jemalloc-prof,mprof-jemalloc")
-    ap.add_argument("--callgrind", default="", help="programs to count instructions of")
+    ap.add_argument("--callgrind", default="",
+                    help="programs to count instructions of (slow: about 50 times the CPU time, "
+                         "per configuration)")
     ap.add_argument("--json")
     a = ap.parse_args()
     bdir = os.path.abspath(a.bench_dir)
@@ -199,6 +208,7 @@ def main():
             res["tests"][t] = dict(command=" ".join([os.path.basename(argv[0])] + argv[1:]),
                                    measure=kind if kind == "cpu" else kind[0], values=vals,
                                    ratios=ratios)
+            save(a.json, res)
             print("%-15s %s" % (t, "  ".join(
                 "%s %+.1f %% [%+.1f, %+.1f]" % (p, (v["median"] - 1) * 100, (v["min"] - 1) * 100,
                                                  (v["max"] - 1) * 100)
@@ -212,13 +222,12 @@ def main():
             argv = [os.path.join(bdir, argv[0])] + argv[1:]
             ir = {c: callgrind_ir(argv, stdin, allconf[c], tmp) for c in names}
             res["callgrind"][t] = ir
+            save(a.json, res)
             print("%-15s instructions: %s" % (t, "  ".join(
                 "%s %+.2f %%" % (p, (ir[p] / ir[b] - 1) * 100)
                 for p, b in PAIRS if p in ir and b in ir)), flush=True)
     res["load_after"] = os.getloadavg()
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(res, f, indent=1)
+    save(a.json, res)
 
 
 if __name__ == "__main__":
