@@ -56,7 +56,7 @@
 
 /* The glue's slow paths (allocator-glue/mimalloc.c). `page` is a mi_page_t*. */
 void* mprof__mi_malloc_slow(void* p, size_t size);
-void mprof__mi_free_marked(void* p, void* page, bool is_local);
+void mprof__mi_free_marked(void* p, void* page, bool is_local, void* block);
 void mprof__mi_free_size(void* p, size_t size, const void* aligned);
 void mprof__mi_resize(void* p, size_t oldsize, size_t newsize);
 
@@ -73,10 +73,16 @@ static void* const aligned_p __attribute__((unused)) = NULL;
       return mprof__mi_malloc_slow((p), (size));                                                   \
   } while (0)
 
+/* Both sites are followed by nothing but the release of `block` (the unaligned start of p) to
+ * its page, so on a marked page the slow path records the free and releases the block itself
+ * (mimalloc's _mi_free_block, which serves local and non-local frees alike), reached by a tail
+ * call: _mi_free_generic keeps nothing live across a call and needs no saved registers. */
 #define mi_track_free(p)                                                                           \
   do {                                                                                             \
-    if (__builtin_expect((page->flags.full_aligned & MPROF_MI_SAMPLED_MASK) != 0, 0))              \
-      mprof__mi_free_marked((p), page, is_local);                                                  \
+    if (__builtin_expect((page->flags.full_aligned & MPROF_MI_SAMPLED_MASK) != 0, 0)) {            \
+      mprof__mi_free_marked((p), page, is_local, block);                                           \
+      return;                                                                                      \
+    }                                                                                              \
   } while (0)
 
 #define mi_track_free_size(p, size) mprof__mi_free_size((p), (size), aligned_p)
