@@ -3,6 +3,7 @@
  *
  * Every failure prints one line "mprof: ..." on stderr and exits with status 2 (usage errors and
  * unreadable profiles); `mprof run` otherwise exits with the status of the program it ran. */
+#include "mprof_dwarf.h"
 #include "mprof_read.h"
 #include "mprof_report.h"
 
@@ -37,6 +38,7 @@ static const char usage_text[] =
     "       mprof top FILE [--inuse|--alloc|--objects] [-n N] [--lines] [--exact]\n"
     "       mprof diff OLD NEW [-n N] [--lines] [--exact]\n"
     "       mprof flame FILE -o OUT.html [--inuse|--alloc]\n"
+    "       mprof symbolize IN OUT         write IN with inline frames, files and lines\n"
     "       mprof --help | --version\n"
     "\n"
     "run options:\n"
@@ -271,6 +273,23 @@ static int cmd_flame(int argc, char** argv) {
   if (err != 0) {
     fprintf(stderr, "mprof: %s: %s\n", a.output, strerror(err));
     remove(a.output);
+  }
+  mprof__stacks_free(&s);
+  mprof__rd_free(&p);
+  return err ? EXIT_USAGE : 0;
+}
+
+static int cmd_symbolize(int argc, char** argv) {
+  read_args_t a;
+  parse_read_args_anywhere(argc, argv, &a, "symbolize");
+  if (a.nfiles != 2) usage_error("symbolize needs two files: IN OUT");
+  mprof_rd_profile_t p;
+  mprof_stacks_t s;
+  load(a.files[0], &p, &s, false);
+  int err = mprof__write_symbolized(a.files[1], &s);
+  if (err != 0) {
+    fprintf(stderr, "mprof: %s: %s\n", a.files[1], strerror(err));
+    remove(a.files[1]);
   }
   mprof__stacks_free(&s);
   mprof__rd_free(&p);
@@ -541,6 +560,7 @@ static int cmd_run(int argc, char** argv) {
     fprintf(stderr, "mprof: cannot run %s: %s\n", cmd[0], strerror(e));
     _exit(e == ENOENT ? 127 : 126);
   }
+  mprof__dw_offline(); /* the program has its environment; the report needs no network */
   int status;
   while (waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) {
@@ -597,6 +617,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (strcmp(sub, "run") == 0) return cmd_run(argc - 1, argv + 1);
+  mprof__dw_offline();
+  if (strcmp(sub, "symbolize") == 0) return cmd_symbolize(argc - 1, argv + 1);
   if (strcmp(sub, "top") == 0) return cmd_top(argc - 1, argv + 1);
   if (strcmp(sub, "diff") == 0) return cmd_diff(argc - 1, argv + 1);
   if (strcmp(sub, "flame") == 0) return cmd_flame(argc - 1, argv + 1);

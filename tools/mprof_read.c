@@ -203,6 +203,34 @@ static int value_type(ctx_t* c, cur_t* k, mprof_rd_value_type_t* vt) {
   return e;
 }
 
+/* Label {key = 1, str = 2, num = 3, num_unit = 4}. */
+static int label(state_t* st, cur_t* k, mprof_rd_sample_t* smp, size_t* cap) {
+  ctx_t* c = st->c;
+  int e = grow(c, (void**)&smp->labels, cap, smp->nlabels, sizeof *smp->labels);
+  if (e != 0) return e;
+  mprof_rd_label_t* lb = &smp->labels[smp->nlabels++];
+  memset(lb, 0, sizeof *lb);
+  cur_t s;
+  e = sub(c, k, &s);
+  while (e == 0 && s.p < s.end) {
+    uint32_t f;
+    int w;
+    uint64_t v;
+    e = tag(c, &s, &f, &w);
+    if (e != 0) break;
+    if (f >= 1 && f <= 4) {
+      e = scalar(c, &s, w, &v);
+      if (f == 1) lb->key = (int64_t)v;
+      if (f == 2) lb->str = (int64_t)v;
+      if (f == 3) lb->num = (int64_t)v;
+      if (f == 4) lb->num_unit = (int64_t)v;
+    } else {
+      e = skip(c, &s, w);
+    }
+  }
+  return e;
+}
+
 static int sample(state_t* st, cur_t* k) {
   ctx_t* c = st->c;
   mprof_rd_profile_t* p = st->p;
@@ -218,7 +246,7 @@ static int sample(state_t* st, cur_t* k) {
   memset(r, 0, sizeof *r);
   memset(&p->samples[p->nsamples], 0, sizeof p->samples[0]);
   p->nsamples++;
-  size_t cap_ids = 0, cap_values = 0;
+  size_t cap_ids = 0, cap_values = 0, cap_labels = 0;
   cur_t s;
   e = sub(c, k, &s);
   while (e == 0 && s.p < s.end) {
@@ -230,8 +258,10 @@ static int sample(state_t* st, cur_t* k) {
       e = repeated(c, &s, w, &r->ids, &r->nids, &cap_ids);
     else if (f == 2)
       e = repeated(c, &s, w, &r->values, &r->nvalues, &cap_values);
+    else if (f == 3 && w == WIRE_LEN)
+      e = label(st, &s, &p->samples[p->nsamples - 1], &cap_labels);
     else
-      e = skip(c, &s, w); /* labels */
+      e = skip(c, &s, w);
   }
   return e;
 }
@@ -603,6 +633,12 @@ static int resolve(state_t* st) {
   for (size_t i = 0; i < p->nsamples; i++) {
     mprof_rd_sample_t* s = &p->samples[i];
     raw_sample_t* r = &st->raw[i];
+    for (size_t j = 0; j < s->nlabels; j++) {
+      const mprof_rd_label_t* lb = &s->labels[j];
+      if (!str_ok(p, lb->key) || !str_ok(p, lb->str) || !str_ok(p, lb->num_unit))
+        return fail(c, EINVAL, "not a pprof profile (sample %zu has a label naming a missing string)",
+                    i);
+    }
     if (r->nvalues != p->nsample_types)
       return fail(c, EINVAL, "not a pprof profile (sample %zu has %zu values for %zu sample types)",
                   i, r->nvalues, p->nsample_types);
@@ -626,6 +662,7 @@ void mprof__rd_free(mprof_rd_profile_t* p) {
   for (size_t i = 0; i < p->nsamples; i++) {
     free(p->samples[i].locs);
     free(p->samples[i].values);
+    free(p->samples[i].labels);
   }
   for (size_t i = 0; i < p->nlocations; i++)
     free(p->locations[i].lines);

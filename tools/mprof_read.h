@@ -2,7 +2,7 @@
  *
  * The reader decodes every field that mprof's writer (plugin/mprof_pprof.c) and Go's
  * runtime/pprof write: sample types, samples with their location ids and values, mappings,
- * locations with their lines, functions, the string table, comments, drop_frames, the period and
+ * locations with their lines, functions, sample labels, the string table, comments, drop_frames, the period and
  * the default sample type; other fields are skipped as protobuf allows. After decoding it checks
  * what the tools rely on: every string index is inside the table, ids are nonzero and unique,
  * every sample has one value per sample type and names only locations that exist, every line
@@ -41,10 +41,18 @@ typedef struct mprof_rd_mapping_s {
   int64_t filename, build_id; /* string indices */
 } mprof_rd_mapping_t;
 
+typedef struct mprof_rd_label_s {
+  int64_t key, str; /* string indices; str 0 for a numeric label */
+  int64_t num;
+  int64_t num_unit; /* string index */
+} mprof_rd_label_t;
+
 typedef struct mprof_rd_sample_s {
   size_t* locs; /* indices into locations, leaf first */
   size_t nlocs;
   int64_t* values; /* one per sample type */
+  mprof_rd_label_t* labels;
+  size_t nlabels;
 } mprof_rd_sample_t;
 
 typedef struct mprof_rd_value_type_s {

@@ -2,19 +2,12 @@
 #include "mprof_report.h"
 
 #include "mprof_dwarf.h"
-#include "mprof_symtab.h"
 
-#include <elf.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <link.h>
 #include <regex.h>
 #include <stdlib.h>
-#include <fcntl.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* From libstdc++ (the C++ ABI's demangler). */
 char* __cxa_demangle(const char* mangled, char* out, size_t* len, int* status);
@@ -139,102 +132,65 @@ static const char* base_name(const char* path) {
  * Symbolization
  * ------------------------------------------------------------------------------------------- */
 typedef struct symcache_s {
-  int state; /* 0 untried, 1 loaded, 2 unavailable */
-  mprof_symtab_t st;
-  int dstate; /* line table: 0 untried, 1 loaded */
-  mprof_dwarf_lines_t lines;
+  int state; /* 0 untried, 1 open, 2 unavailable */
+  mprof_dw_t* dw;
 } symcache_t;
 
-/* The file's virtual address of a file offset: through the PT_LOAD segment that holds it. */
-static bool offset_to_vaddr(const mprof_symtab_t* st, uint64_t off, uint64_t* vaddr) {
-  if (st->file_size < sizeof(ElfW(Ehdr))) return false;
-  const ElfW(Ehdr)* eh = (const ElfW(Ehdr)*)(const void*)st->file;
-  if (eh->e_phoff == 0 || eh->e_phentsize != sizeof(ElfW(Phdr)) || eh->e_phoff > st->file_size ||
-      (st->file_size - eh->e_phoff) / sizeof(ElfW(Phdr)) < eh->e_phnum)
-    return false;
-  const ElfW(Phdr)* ph = (const ElfW(Phdr)*)(const void*)(st->file + eh->e_phoff);
-  for (size_t i = 0; i < eh->e_phnum; i++) {
-    if (ph[i].p_type != PT_LOAD) continue;
-    if (off >= ph[i].p_offset && off < ph[i].p_offset + ph[i].p_filesz) {
-      *vaddr = ph[i].p_vaddr + (off - ph[i].p_offset);
-      return true;
-    }
-  }
-  return false;
-}
-
-static const char* symtab_name(const mprof_rd_profile_t* p, symcache_t* cache, size_t m,
-                               uint64_t addr) {
+/* Frames of addr from the debug information or symbols of mapping m's file (when it is readable
+ * and has the build id the profile recorded). */
+static size_t dw_frames(const mprof_rd_profile_t* p, symcache_t* cache, size_t m, uint64_t addr,
+                        mprof_dw_frame_t* out, int* has_dwarf) {
   const mprof_rd_mapping_t* map = &p->mappings[m];
   symcache_t* c = &cache[m];
+  *has_dwarf = 0;
   if (c->state == 0) {
     c->state = 2;
     const char* path = mprof__rd_str(p, map->filename);
-    struct stat sb; /* only regular files: opening a FIFO named by a profile would block */
-    if (path[0] == '/' && stat(path, &sb) == 0 && S_ISREG(sb.st_mode) &&
-        mprof__symtab_open(path, mprof__rd_str(p, map->build_id), &c->st) == 0)
+    if (path[0] == '/' && mprof__dw_open(path, mprof__rd_str(p, map->build_id), &c->dw) == 0)
       c->state = 1;
   }
-  if (c->state != 1 || addr < map->start || (map->limit != 0 && addr >= map->limit)) return NULL;
-  uint64_t vaddr;
-  if (!offset_to_vaddr(&c->st, addr - map->start + map->offset, &vaddr)) return NULL;
-  return mprof__symtab_find(&c->st, vaddr);
+  if (c->state != 1 || addr < map->start || (map->limit != 0 && addr >= map->limit)) return 0;
+  return mprof__dw_frames(c->dw, addr - map->start + map->offset, out, MPROF_DW_MAX_FRAMES,
+                          has_dwarf);
 }
 
-/* The line table of an object: its own .debug_line, or that of its separate debug file
- * (/usr/lib/debug/.build-id/xx/yyyy.debug, as Debian's -dbgsym packages install them). */
-static void load_lines(const mprof_rd_profile_t* p, symcache_t* c, size_t m) {
-  c->dstate = 1;
-  mprof__dwarf_load(c->st.file, c->st.file_size, &c->lines);
-  const char* id = mprof__rd_str(p, p->mappings[m].build_id);
-  if (c->lines.n > 0 || strlen(id) < 3) return;
-  mprof__dwarf_free(&c->lines);
-  char path[512];
-  snprintf(path, sizeof path, "/usr/lib/debug/.build-id/%.2s/%s.debug", id, id + 2);
-  struct stat sb;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0) {
-    void* d = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (d != MAP_FAILED) {
-      mprof__dwarf_load(d, (size_t)sb.st_size, &c->lines);
-      munmap(d, (size_t)sb.st_size);
-    }
-  }
-  close(fd);
+static char* addr_name(uint64_t addr) {
+  char buf[64];
+  snprintf(buf, sizeof buf, "0x%" PRIx64, addr);
+  return strdup(buf);
 }
-
-/* file:line of addr from the DWARF line table of mapping m's file, if it has one. */
-static bool dwarf_line(const mprof_rd_profile_t* p, pool_t* pool, symcache_t* cache, size_t m,
-                       uint64_t addr, const char** file, int64_t* line) {
-  const mprof_rd_mapping_t* map = &p->mappings[m];
-  (void)symtab_name(p, cache, m, addr); /* opens the file */
-  symcache_t* c = &cache[m];
-  if (c->state != 1 || addr < map->start || (map->limit != 0 && addr >= map->limit)) return false;
-  if (c->dstate == 0) load_lines(p, c, m);
-  uint64_t vaddr;
-  uint32_t l;
-  const char* f;
-  if (!offset_to_vaddr(&c->st, addr - map->start + map->offset, &vaddr) ||
-      !mprof__dwarf_find(&c->lines, vaddr, &f, &l))
-    return false;
-  char* copy = pool_keep(pool, strdup(f)); /* the table goes when the stacks are built */
-  if (copy == NULL) return false;
-  *file = copy;
-  *line = l;
-  return true;
-}
-
-typedef struct locframes_s {
-  mprof_frame_t* f;
-  size_t n;
-} locframes_t;
 
 static int frames_of(const mprof_rd_profile_t* p, pool_t* pool, symcache_t* cache, size_t li,
-                     locframes_t* out) {
+                     mprof_locframes_t* out) {
   const mprof_rd_location_t* l = &p->locations[li];
   const char* obj = "";
   if (l->mapping != SIZE_MAX) obj = base_name(mprof__rd_str(p, p->mappings[l->mapping].filename));
+  /* A profile whose lines carry files (Go's, or one already symbolized) is taken as it is;
+   * otherwise (mprof's own: function names only, or nothing) the object's debug information
+   * names every inlined function with its line. */
+  bool complete = l->nlines > 0;
+  for (size_t j = 0; j < l->nlines; j++)
+    if (mprof__rd_str(p, p->functions[l->lines[j].func].filename)[0] == '\0') complete = false;
+  mprof_dw_frame_t dw[MPROF_DW_MAX_FRAMES];
+  size_t ndw = 0;
+  int has_dwarf = 0;
+  if (!complete && l->mapping != SIZE_MAX)
+    ndw = dw_frames(p, cache, l->mapping, l->address, dw, &has_dwarf);
+  if (has_dwarf && ndw > 0) {
+    out->f = pool_block(pool, ndw * sizeof *out->f);
+    if (out->f == NULL) return ENOMEM;
+    out->n = ndw;
+    for (size_t j = 0; j < ndw; j++) {
+      out->f[j].raw = pool_keep(pool, strdup(dw[j].func));
+      out->f[j].func = pool_keep(pool, display_name(dw[j].func));
+      out->f[j].file = pool_keep(pool, strdup(dw[j].file));
+      if (out->f[j].func == NULL || out->f[j].file == NULL || out->f[j].raw == NULL) return ENOMEM;
+      out->f[j].line = dw[j].line;
+      out->f[j].obj = obj;
+      out->f[j].inlined = j + 1 < ndw;
+    }
+    return 0;
+  }
   size_t n = l->nlines ? l->nlines : 1;
   out->f = pool_block(pool, n * sizeof *out->f);
   if (out->f == NULL) return ENOMEM;
@@ -243,47 +199,35 @@ static int frames_of(const mprof_rd_profile_t* p, pool_t* pool, symcache_t* cach
     const mprof_rd_function_t* fn = &p->functions[l->lines[j].func];
     const char* raw = mprof__rd_str(p, fn->name);
     if (raw[0] == '\0') raw = mprof__rd_str(p, fn->system_name);
-    const char* name = NULL;
-    if (raw[0] == '\0' && l->mapping != SIZE_MAX)
-      name = symtab_name(p, cache, l->mapping, l->address);
-    if (raw[0] == '\0') raw = name;
-    char* d = raw != NULL ? display_name(raw) : NULL;
-    if (d == NULL) {
-      char buf[64];
-      snprintf(buf, sizeof buf, "0x%" PRIx64, l->address);
-      d = strdup(buf);
-    }
+    if (raw[0] == '\0' && ndw > 0) raw = dw[0].func;
+    char* d = raw[0] != '\0' ? display_name(raw) : addr_name(l->address);
     out->f[j].func = pool_keep(pool, d);
     if (out->f[j].func == NULL) return ENOMEM;
+    out->f[j].raw = raw[0] != '\0' ? raw : out->f[j].func;
     out->f[j].file = mprof__rd_str(p, fn->filename);
     out->f[j].line = l->lines[j].line;
     out->f[j].obj = obj;
+    out->f[j].inlined = j + 1 < l->nlines;
   }
-  /* A profile that names functions but not their lines (mprof's own): the innermost line from
-   * DWARF, where the object has a line table. */
-  if (l->nlines > 0 && out->f[0].file[0] == '\0' && l->mapping != SIZE_MAX)
-    dwarf_line(p, pool, cache, l->mapping, l->address, &out->f[0].file, &out->f[0].line);
   if (l->nlines == 0) {
-    const char* name = NULL;
-    if (l->mapping != SIZE_MAX) name = symtab_name(p, cache, l->mapping, l->address);
     char* d;
-    if (name != NULL) {
-      d = display_name(name);
-    } else {
+    if (ndw > 0) {
+      d = display_name(dw[0].func);
+    } else if (obj[0] != '\0') {
       char buf[300];
-      if (obj[0] != '\0')
-        snprintf(buf, sizeof buf, "[%s]", obj);
-      else
-        snprintf(buf, sizeof buf, "0x%" PRIx64, l->address);
+      snprintf(buf, sizeof buf, "[%s]", obj);
       d = strdup(buf);
+    } else {
+      d = addr_name(l->address);
     }
     out->f[0].func = pool_keep(pool, d);
     if (out->f[0].func == NULL) return ENOMEM;
+    out->f[0].raw = ndw > 0 ? pool_keep(pool, strdup(dw[0].func)) : out->f[0].func;
+    if (out->f[0].raw == NULL) return ENOMEM;
     out->f[0].file = "";
     out->f[0].line = 0;
     out->f[0].obj = obj;
-    if (l->mapping != SIZE_MAX)
-      dwarf_line(p, pool, cache, l->mapping, l->address, &out->f[0].file, &out->f[0].line);
+    out->f[0].unnamed = ndw == 0;
   }
   return 0;
 }
@@ -300,7 +244,8 @@ int mprof__stacks_build(const mprof_rd_profile_t* p, mprof_stacks_t* out) {
   out->pool = pool;
   int err = 0;
   symcache_t* cache = calloc(p->nmappings ? p->nmappings : 1, sizeof *cache);
-  locframes_t* lf = calloc(p->nlocations ? p->nlocations : 1, sizeof *lf);
+  mprof_locframes_t* lf = pool_block(pool, p->nlocations * sizeof *lf);
+  out->locs = lf;
   out->stacks = pool_block(pool, p->nsamples * sizeof *out->stacks);
   if (cache == NULL || lf == NULL || out->stacks == NULL) {
     err = ENOMEM;
@@ -337,7 +282,7 @@ int mprof__stacks_build(const mprof_rd_profile_t* p, mprof_stacks_t* out) {
     }
     size_t k = 0;
     for (size_t j = 0; j < smp->nlocs; j++) {
-      const locframes_t* f = &lf[smp->locs[j]];
+      const mprof_locframes_t* f = &lf[smp->locs[j]];
       memcpy(st->frames + k, f->f, f->n * sizeof *f->f);
       k += f->n;
     }
@@ -351,11 +296,9 @@ int mprof__stacks_build(const mprof_rd_profile_t* p, mprof_stacks_t* out) {
   if (have_drop) regfree(&drop);
 done:
   for (size_t i = 0; cache != NULL && i < p->nmappings; i++) {
-    if (cache[i].state == 1) mprof__symtab_close(&cache[i].st);
-    if (cache[i].dstate == 1) mprof__dwarf_free(&cache[i].lines);
+    if (cache[i].state == 1) mprof__dw_close(cache[i].dw);
   }
   free(cache);
-  free(lf);
   if (err != 0) mprof__stacks_free(out);
   return err;
 }
@@ -460,7 +403,7 @@ static void sites_free(sites_t* s) {
   free(s->slots);
 }
 
-static const mprof_frame_t unknown_frame = {"<unknown>", "", 0, ""};
+static const mprof_frame_t unknown_frame = {"<unknown>", "", 0, "", "<unknown>", false, false};
 
 /* Adds every sample's value (vi) and objects (oi) to its leaf site; into `other` if diff. */
 static int sites_add(sites_t* sites, const mprof_stacks_t* s, int vi, int oi, bool lines,

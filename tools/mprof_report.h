@@ -2,17 +2,19 @@
  * of two profiles, the reconciliation of the estimate with the allocator's figures, and the data
  * of a flame graph.
  *
- * Names come from the profile's Function/Line entries; a location without them is named from the
- * ELF symbol table (.symtab, else .dynsym) of its mapping's file when that file is readable and
- * has the build id the profile recorded, else "[file]" or its address. file:line comes from the
- * profile's Line entries, else from the DWARF line table of the object or of its separate debug
- * file (mprof_dwarf.h). C++ names are demangled and simplified as pprof
- * does (no parameter or template lists), and the profile's drop_frames are removed from the leaf
- * end of every stack. */
+ * A location whose Line entries name source files (Go's profiles, symbolized ones) is taken as
+ * it is. Otherwise (mprof's own profiles name functions only) the debug information of its
+ * mapping's file, when that file is readable and has the build id the profile recorded, gives
+ * every inlined function with its file:line (mprof_dwarf.h); without debug information the
+ * profile's name stays, else the file's symbol tables name it, else "[file]" or its address.
+ * C++ names are demangled and simplified as pprof does (no parameter or template lists), and the
+ * profile's drop_frames are removed from the leaf end of every stack. */
 #ifndef MPROF_REPORT_H
 #define MPROF_REPORT_H
 
 #include "mprof_read.h"
+
+#include <stdbool.h>
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -22,7 +24,16 @@ typedef struct mprof_frame_s {
   const char* file; /* source file or "" */
   int64_t line;     /* 0 when unknown */
   const char* obj;  /* basename of the mapped file, or "" */
+  const char* raw;  /* the name as found (mangled for C++), never NULL */
+  bool inlined;     /* inlined into the next frame (same location) */
+  bool unnamed;     /* no name known: func is "[obj]" or the address */
 } mprof_frame_t;
+
+/* The frames of one location, innermost (inlined) first. */
+typedef struct mprof_locframes_s {
+  mprof_frame_t* f;
+  size_t n;
+} mprof_locframes_t;
 
 typedef struct mprof_stack_s {
   mprof_frame_t* frames; /* leaf first, after drop_frames */
@@ -34,6 +45,7 @@ typedef struct mprof_stacks_s {
   const mprof_rd_profile_t* prof;
   mprof_stack_t* stacks; /* one per sample */
   size_t n;
+  mprof_locframes_t* locs; /* one per location of prof */
   int inuse_space, inuse_objects, alloc_space, alloc_objects; /* sample indices, -1 if absent */
   void* pool;                                                 /* owned memory */
 } mprof_stacks_t;
@@ -71,6 +83,11 @@ void mprof__print_recon(FILE* f, const mprof_rd_profile_t* p, bool exact);
 
 /* Writes the self-contained HTML flame graph of metric m. Returns 0 or an errno. */
 int mprof__write_flame(FILE* f, const mprof_stacks_t* s, mprof_metric_t m, const char* title);
+
+/* Writes the profile of s (gzip-compressed) to path with every location's lines replaced by its
+ * symbolized frames (inlined functions first) and every mapping marked as having functions, file
+ * names, line numbers and inline frames. Returns 0 or an errno. */
+int mprof__write_symbolized(const char* path, const mprof_stacks_t* s);
 
 /* "12.3 MiB" style, into buf. */
 const char* mprof__fmt_bytes(char* buf, size_t len, int64_t v, bool exact);

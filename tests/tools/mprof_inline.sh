@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Names from debug information: a C++ program built -O2 -g (inline_leak.cc) leaks in leak_some,
+# which the compiler inlines into main. `mprof top` must name leak_some at the line of its `new`
+# (not main, not the standard library's allocator), and `mprof symbolize` must write a profile
+# in which go tool pprof sees the same inline frames and lines without the binary.
+# Usage: mprof_inline.sh MPROF INLINE_LEAK SOURCE
+. "$(dirname "$0")/tools_lib.sh"
+prog=$2 src=$3
+command -v go >/dev/null || skip_or_fail "go (go tool pprof) not installed"
+line=$(grep -n 'LEAK_LINE' "$src" | cut -d: -f1)
+"$mprof" run -r 1 -q -o "$work/p" -- "$prog" 64 >/dev/null 2>"$work/run.err" ||
+  bad "run: $(cat "$work/run.err")"
+profile=$(ls "$work"/p.*.f.pb.gz 2>/dev/null | head -1)
+[ -f "$profile" ] && ok "profile written" || { bad "no profile"; finish; }
+
+"$mprof" symbolize "$profile" "$work/s.pb.gz" && ok "symbolize wrote a profile" || bad "symbolize failed"
+raw=$(go tool pprof -raw "$work/s.pb.gz" 2>/dev/null)
+echo "$raw" | grep -q "leak_some .*inline_leak.cc:$line" &&
+  ok "pprof -raw: a location has leak_some inline_leak.cc:$line" || bad "pprof -raw: no leak_some line: $raw"
+echo "$raw" | sed -n '/^Mappings/,$p' | grep "$(basename "$prog")" | grep -q '\[FN\]\[FL\]\[LN\]\[IN\]' &&
+  ok "pprof -raw: the program's mapping has functions, files, lines, inline frames" ||
+  bad "pprof -raw: mapping flags: $(echo "$raw" | sed -n '/^Mappings/,$p')"
+traces=$(go tool pprof -traces -sample_index=inuse_space "$work/s.pb.gz" 2>/dev/null)
+echo "$traces" | grep -A1 'leak_some (inline)' | grep -q 'main' &&
+  ok "pprof -traces: leak_some (inline) under main" || bad "pprof -traces: $traces"
+# Without symbolize, pprof has only the names the library wrote: no file:line for the program.
+go tool pprof -raw "$profile" 2>/dev/null | grep -q "inline_leak.cc:$line" &&
+  bad "the unsymbolized profile already had lines (test proves nothing)" ||
+  ok "the library's own profile has no lines (symbolize added them)"
+# Numbers survive: the same bytes in use in both files.
+t0=$(go tool pprof -top -unit=B -sample_index=inuse_space "$profile" 2>/dev/null | sed -n 's/.*of \([0-9]*\)B total.*/\1/p')
+t1=$(go tool pprof -top -unit=B -sample_index=inuse_space "$work/s.pb.gz" 2>/dev/null | sed -n 's/.*of \([0-9]*\)B total.*/\1/p')
+[ -n "$t0" ] && [ "$t0" = "$t1" ] && ok "inuse total unchanged ($t0 B)" || bad "inuse total $t0 vs $t1"
+finish
