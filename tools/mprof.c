@@ -12,6 +12,7 @@
 #include <glob.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <regex.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -33,9 +34,12 @@
 
 enum { EXIT_USAGE = 2, EXIT_LEAK = 23 };
 
+/* --drop REGEX, every one given, joined with "|": more allocation wrappers (see load). */
+static char* drop_extra = NULL;
+
 static const char usage_text[] =
     "usage: mprof run [options] -- CMD [ARGS...]   run CMD under the profiler, report at exit\n"
-    "       mprof top FILE [--inuse|--alloc|--objects] [-n N] [--lines] [--exact]\n"
+    "       mprof top FILE [--inuse|--alloc|--objects] [-n N] [--lines] [--exact] [--drop RE]\n"
     "       mprof diff OLD NEW [-n N] [--lines] [--exact]\n"
     "       mprof flame FILE -o OUT.html [--inuse|--alloc]\n"
     "       mprof symbolize IN OUT         write IN with inline frames, files and lines\n"
@@ -53,6 +57,8 @@ static const char usage_text[] =
     "                           more than --leak-threshold bytes (and CMD exited 0)\n"
     "  --leak-threshold BYTES   default 0 (any)\n"
     "  -q, --quiet              no report (the profile is still written)\n"
+    "  --drop REGEX             (also top, diff, flame) more allocation wrappers: functions\n"
+    "                           matching REGEX whole are never sites (see mprof(1), SITES)\n"
     "\n"
     "Reports go to stderr; CMD's output is untouched. See mprof(1).\n";
 
@@ -76,6 +82,14 @@ static bool parse_u64(const char* s, uint64_t* out) {
   return true;
 }
 
+static void stacks_error(const char* path, int e) {
+  if (e == EFBIG)
+    fprintf(stderr, "mprof: %s: more than %zu frames over all samples (limit of this command)\n",
+            path, (size_t)MPROF_MAX_FRAMES);
+  else
+    fprintf(stderr, "mprof: %s: %s\n", path, strerror(e));
+}
+
 /* Reads and symbolizes a profile, or exits with one line. */
 static void load(const char* path, mprof_rd_profile_t* p, mprof_stacks_t* s, bool need_samples) {
   char err[256];
@@ -87,8 +101,9 @@ static void load(const char* path, mprof_rd_profile_t* p, mprof_stacks_t* s, boo
     fprintf(stderr, "mprof: %s: the profile has no samples\n", path);
     exit(EXIT_USAGE);
   }
-  if (mprof__stacks_build(p, s) != 0) {
-    fprintf(stderr, "mprof: %s: out of memory\n", path);
+  int e = mprof__stacks_build(p, s, drop_extra);
+  if (e != 0) {
+    stacks_error(path, e);
     exit(EXIT_USAGE);
   }
 }
@@ -106,14 +121,32 @@ enum {
   OPT_ALLOCATOR,
   OPT_LEAKS,
   OPT_LEAK_THRESHOLD,
+  OPT_DROP,
   OPT_HELP
 };
+
+
+static void add_drop(const char* re) {
+  regex_t rx;
+  if (regcomp(&rx, re, REG_EXTENDED | REG_NOSUB) != 0)
+    usage_error("--drop: \"%s\" is not an extended regular expression", re);
+  regfree(&rx);
+  size_t old = drop_extra ? strlen(drop_extra) : 0;
+  char* s = realloc(drop_extra, old + strlen(re) + 2);
+  if (s == NULL) exit(EXIT_USAGE);
+  if (old == 0)
+    strcpy(s, re);
+  else
+    strcat(strcat(s, "|"), re);
+  drop_extra = s;
+}
 
 static const struct option read_opts[] = {
     {"inuse", no_argument, NULL, OPT_INUSE},     {"alloc", no_argument, NULL, OPT_ALLOC},
     {"objects", no_argument, NULL, OPT_OBJECTS}, {"lines", no_argument, NULL, OPT_LINES},
     {"exact", no_argument, NULL, OPT_EXACT},     {"output", required_argument, NULL, 'o'},
-    {"help", no_argument, NULL, OPT_HELP},       {NULL, 0, NULL, 0},
+    {"drop", required_argument, NULL, OPT_DROP}, {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0},
 };
 
 typedef struct read_args_s {
@@ -150,6 +183,9 @@ static void parse_read_args(int argc, char** argv, read_args_t* a, const char* c
       break;
     case 'o':
       a->output = optarg;
+      break;
+    case OPT_DROP:
+      add_drop(optarg);
       break;
     case 'n':
       if (!parse_u64(optarg, &v)) usage_error("-n needs a number, got \"%s\"", optarg);
@@ -189,7 +225,8 @@ static void parse_read_args_anywhere(int argc, char** argv, read_args_t* a, cons
     }
     if (s[0] == '-' && s[1] != '\0') {
       opts[no++] = argv[i];
-      bool takes = strcmp(s, "-n") == 0 || strcmp(s, "-o") == 0 || strcmp(s, "--output") == 0;
+      bool takes = strcmp(s, "-n") == 0 || strcmp(s, "-o") == 0 || strcmp(s, "--output") == 0 ||
+                   strcmp(s, "--drop") == 0;
       if (takes && i + 1 < argc) opts[no++] = argv[++i];
     } else {
       files[nf++] = argv[i];
@@ -309,6 +346,7 @@ static const struct option run_opts[] = {
     {"quiet", no_argument, NULL, 'q'},
     {"exact", no_argument, NULL, OPT_EXACT},
     {"lines", no_argument, NULL, OPT_LINES},
+    {"drop", required_argument, NULL, OPT_DROP},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -381,9 +419,10 @@ static int report(const char* path, size_t n, bool lines, bool exact, bool leaks
     return EXIT_USAGE;
   }
   mprof_stacks_t s;
-  if (mprof__stacks_build(&p, &s) != 0) {
+  int e = mprof__stacks_build(&p, &s, drop_extra);
+  if (e != 0) {
     mprof__rd_free(&p);
-    fprintf(stderr, "mprof: out of memory\n");
+    stacks_error(path, e);
     return EXIT_USAGE;
   }
   FILE* f = stderr;
@@ -466,6 +505,9 @@ static int cmd_run(int argc, char** argv) {
       break;
     case OPT_LINES:
       lines = true;
+      break;
+    case OPT_DROP:
+      add_drop(optarg);
       break;
     case OPT_HELP:
       fputs(usage_text, stdout);

@@ -2,6 +2,7 @@
 #include "mprof_report.h"
 
 #include "mprof_dwarf.h"
+#include "mprof_pprof.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -154,6 +155,9 @@ static size_t dw_frames(const mprof_rd_profile_t* p, symcache_t* cache, size_t m
                           has_dwarf);
 }
 
+static const mprof_frame_t unknown_frame = {.func = "<unknown>", .file = "", .obj = "",
+                                            .raw = "<unknown>"};
+
 static char* addr_name(uint64_t addr) {
   char buf[64];
   snprintf(buf, sizeof buf, "0x%" PRIx64, addr);
@@ -228,11 +232,61 @@ static int frames_of(const mprof_rd_profile_t* p, pool_t* pool, symcache_t* cach
     out->f[0].line = 0;
     out->f[0].obj = obj;
     out->f[0].unnamed = ndw == 0;
+    out->f[0].off = l->address;
+    if (l->mapping != SIZE_MAX && l->address >= p->mappings[l->mapping].start)
+      out->f[0].off = l->address - p->mappings[l->mapping].start + p->mappings[l->mapping].offset;
   }
   return 0;
 }
 
-int mprof__stacks_build(const mprof_rd_profile_t* p, mprof_stacks_t* out) {
+/* Compiles "^(re|extra)$" (extra may be NULL); false when re is empty or does not compile. */
+static bool compile_full(regex_t* rx, const char* re, const char* extra) {
+  if (re[0] == '\0') return false;
+  size_t len = strlen(re) + (extra ? strlen(extra) : 0) + 8;
+  char* full = malloc(len);
+  if (full == NULL) return false;
+  snprintf(full, len, "^(%s%s%s)$", re, extra && extra[0] ? "|" : "", extra ? extra : "");
+  bool ok = regcomp(rx, full, REG_EXTENDED | REG_NOSUB) == 0;
+  free(full);
+  return ok;
+}
+
+/* The site of a stack: its first frame, from the leaf, that is neither an allocation wrapper nor
+ * unnamed. Unnamed frames between the wrappers and the site (a static function of a stripped
+ * library) fold into it: "site (via [object]+0xOFFSET)" names the first of them. */
+static int find_site(pool_t* pool, mprof_stack_t* st) {
+  const mprof_frame_t* via = NULL;
+  size_t i = 0;
+  for (; i < st->n; i++) {
+    const mprof_frame_t* f = &st->frames[i];
+    if (f->unnamed) {
+      if (via == NULL) via = f;
+    } else if (f->wrapper) {
+      via = NULL;
+    } else {
+      break;
+    }
+  }
+  if (i == st->n) { /* wrappers and unnamed frames only: the leaf, as it is */
+    st->site = st->n ? st->frames[0] : unknown_frame;
+    return 0;
+  }
+  st->site = st->frames[i];
+  if (via != NULL) {
+    size_t len = strlen(st->frames[i].func) + strlen(via->obj) + 48;
+    char* name = malloc(len);
+    if (name == NULL) return ENOMEM;
+    if (via->obj[0] != '\0')
+      snprintf(name, len, "%s (via [%s]+0x%" PRIx64 ")", st->frames[i].func, via->obj, via->off);
+    else
+      snprintf(name, len, "%s (via 0x%" PRIx64 ")", st->frames[i].func, via->off);
+    st->site.func = pool_keep(pool, name);
+    if (st->site.func == NULL) return ENOMEM;
+  }
+  return 0;
+}
+
+int mprof__stacks_build(const mprof_rd_profile_t* p, mprof_stacks_t* out, const char* extra_drop) {
   memset(out, 0, sizeof *out);
   out->prof = p;
   out->inuse_space = mprof__rd_sample_index(p, "inuse_space");
@@ -255,16 +309,34 @@ int mprof__stacks_build(const mprof_rd_profile_t* p, mprof_stacks_t* out) {
     err = frames_of(p, pool, cache, i, &lf[i]);
   if (err != 0) goto done;
 
-  regex_t drop;
-  bool have_drop = false;
-  const char* df = mprof__rd_str(p, p->drop_frames);
-  if (df[0] != '\0') {
-    size_t len = strlen(df) + 8;
-    char* re = malloc(len);
-    if (re != NULL) {
-      snprintf(re, len, "^(%s)$", df);
-      have_drop = regcomp(&drop, re, REG_EXTENDED | REG_NOSUB) == 0;
-      free(re);
+  regex_t drop, wrap;
+  bool have_drop = compile_full(&drop, mprof__rd_str(p, p->drop_frames), NULL);
+  bool have_wrap = compile_full(&wrap, MPROF_PPROF_DROP_FRAMES, extra_drop);
+  if (extra_drop != NULL && extra_drop[0] != '\0' && !have_wrap) {
+    err = EINVAL;
+    goto done;
+  }
+  /* Once per frame of every location, not per sample. */
+  for (size_t i = 0; i < p->nlocations; i++) {
+    for (size_t j = 0; j < lf[i].n; j++) {
+      mprof_frame_t* f = &lf[i].f[j];
+      f->pdrop = have_drop && regexec(&drop, f->func, 0, NULL, 0) == 0;
+      f->wrapper = !f->unnamed && (strncmp(f->func, "std::", 5) == 0 ||
+                                   strncmp(f->func, "__gnu_cxx::", 11) == 0 ||
+                                   (have_wrap && regexec(&wrap, f->func, 0, NULL, 0) == 0));
+    }
+  }
+  if (have_drop) regfree(&drop);
+  if (have_wrap) regfree(&wrap);
+  size_t total = 0;
+  for (size_t i = 0; i < p->nsamples; i++) {
+    const mprof_rd_sample_t* smp = &p->samples[i];
+    for (size_t j = 0; j < smp->nlocs; j++) {
+      total += lf[smp->locs[j]].n;
+      if (total > MPROF_MAX_FRAMES) {
+        err = EFBIG;
+        goto done;
+      }
     }
   }
   out->n = p->nsamples;
@@ -272,6 +344,8 @@ int mprof__stacks_build(const mprof_rd_profile_t* p, mprof_stacks_t* out) {
     const mprof_rd_sample_t* smp = &p->samples[i];
     mprof_stack_t* st = &out->stacks[i];
     st->values = smp->values;
+    st->labels = smp->labels;
+    st->nlabels = smp->nlabels;
     size_t n = 0;
     for (size_t j = 0; j < smp->nlocs; j++)
       n += lf[smp->locs[j]].n;
@@ -288,12 +362,13 @@ int mprof__stacks_build(const mprof_rd_profile_t* p, mprof_stacks_t* out) {
     }
     /* drop_frames: the matching frames at the leaf end go (never the whole stack). */
     size_t skip = 0;
-    while (have_drop && skip + 1 < k && regexec(&drop, st->frames[skip].func, 0, NULL, 0) == 0)
+    while (skip + 1 < k && st->frames[skip].pdrop)
       skip++;
     st->frames += skip;
     st->n = k - skip;
+    err = find_site(pool, st);
+    if (err != 0) break;
   }
-  if (have_drop) regfree(&drop);
 done:
   for (size_t i = 0; cache != NULL && i < p->nmappings; i++) {
     if (cache[i].state == 1) mprof__dw_close(cache[i].dw);
@@ -403,7 +478,6 @@ static void sites_free(sites_t* s) {
   free(s->slots);
 }
 
-static const mprof_frame_t unknown_frame = {"<unknown>", "", 0, "", "<unknown>", false, false};
 
 /* Adds every sample's value (vi) and objects (oi) to its leaf site; into `other` if diff. */
 static int sites_add(sites_t* sites, const mprof_stacks_t* s, int vi, int oi, bool lines,
@@ -412,7 +486,7 @@ static int sites_add(sites_t* sites, const mprof_stacks_t* s, int vi, int oi, bo
     const mprof_stack_t* st = &s->stacks[i];
     int64_t v = st->values[vi];
     if (v == 0 && (oi < 0 || st->values[oi] == 0)) continue;
-    const mprof_frame_t* leaf = st->n ? &st->frames[0] : &unknown_frame;
+    const mprof_frame_t* leaf = &st->site;
     site_t* site = site_get(sites, leaf, lines);
     if (site == NULL) return ENOMEM;
     if (!lines && (site->leaf->line != leaf->line || strcmp(site->leaf->file, leaf->file) != 0))

@@ -27,6 +27,9 @@ typedef struct mprof_frame_s {
   const char* raw;  /* the name as found (mangled for C++), never NULL */
   bool inlined;     /* inlined into the next frame (same location) */
   bool unnamed;     /* no name known: func is "[obj]" or the address */
+  bool wrapper;     /* an allocation wrapper (not a site) */
+  bool pdrop;       /* matches the profile's drop_frames */
+  uint64_t off;     /* unnamed: the file offset in obj (else the address) */
 } mprof_frame_t;
 
 /* The frames of one location, innermost (inlined) first. */
@@ -39,6 +42,9 @@ typedef struct mprof_stack_s {
   mprof_frame_t* frames; /* leaf first, after drop_frames */
   size_t n;
   const int64_t* values; /* the sample's values, one per sample type */
+  mprof_frame_t site;    /* where the program allocated: see mprof__stacks_build */
+  const mprof_rd_label_t* labels;
+  size_t nlabels;
 } mprof_stack_t;
 
 typedef struct mprof_stacks_s {
@@ -50,8 +56,19 @@ typedef struct mprof_stacks_s {
   void* pool;                                                 /* owned memory */
 } mprof_stacks_t;
 
-/* Symbolizes every sample of prof. Returns 0 or ENOMEM. */
-int mprof__stacks_build(const mprof_rd_profile_t* prof, mprof_stacks_t* out);
+/* Most frames over all samples of one profile (a bound on memory for hostile input). */
+#define MPROF_MAX_FRAMES ((size_t)1 << 23)
+
+/* Symbolizes every sample of prof and finds its site: the first frame from the leaf that is
+ * neither an allocation wrapper nor unnamed. Wrappers are the functions that
+ * MPROF_PPROF_DROP_FRAMES (plugin/mprof_pprof.h: the malloc family, operator new, the standard
+ * allocators, common wrappers of sqlite, GLib, Python, xmalloc) or extra_drop (an extended
+ * regular expression, may be NULL) match whole, and the C++ standard library's functions
+ * (std::, __gnu_cxx::) at the leaf end. Unnamed frames fold into the named caller: its site is
+ * named "caller (via [object]+0xOFFSET)". Returns 0, ENOMEM, EINVAL (extra_drop does not
+ * compile) or EFBIG (more than MPROF_MAX_FRAMES frames). */
+int mprof__stacks_build(const mprof_rd_profile_t* prof, mprof_stacks_t* out,
+                        const char* extra_drop);
 void mprof__stacks_free(mprof_stacks_t* s);
 
 typedef enum mprof_metric_e { MPROF_INUSE, MPROF_ALLOC, MPROF_INUSE_OBJECTS } mprof_metric_t;

@@ -89,7 +89,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   check_profile(&p);
 
   mprof_stacks_t s;
-  if (mprof__stacks_build(&p, &s) == 0) {
+  if (mprof__stacks_build(&p, &s, NULL) == 0) {
     FILE* out = fopen("/dev/null", "w");
     if (out != NULL) {
       mprof_metric_t ms[] = {MPROF_INUSE, MPROF_ALLOC, MPROF_INUSE_OBJECTS};

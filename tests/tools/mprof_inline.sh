@@ -13,6 +13,20 @@ line=$(grep -n 'LEAK_LINE' "$src" | cut -d: -f1)
 profile=$(ls "$work"/p.*.f.pb.gz 2>/dev/null | head -1)
 [ -f "$profile" ] && ok "profile written" || { bad "no profile"; finish; }
 
+"$mprof" top "$profile" --lines -n 3 >"$work/top.out"
+first=$(sed -n 3p "$work/top.out")
+case $first in
+*"leak_some "*"inline_leak.cc:$line") ok "top site: leak_some inline_leak.cc:$line" ;;
+*) bad "top site is not leak_some inline_leak.cc:$line: $(cat "$work/top.out")" ;;
+esac
+
+# --drop: leak_some declared a wrapper too, the site is the function it is inlined into.
+"$mprof" top "$profile" --drop 'leak_s.*' -n 1 | sed -n 3p | grep -q ' main ' &&
+  ok "--drop 'leak_s.*': the site is main" || bad "--drop: $("$mprof" top "$profile" --drop 'leak_s.*' -n 3)"
+"$mprof" top "$profile" --drop '(' >/dev/null 2>"$work/drop.err" && bad "--drop '(' accepted" ||
+  { grep -q 'not an extended regular expression' "$work/drop.err" && ok "--drop '(' refused with a reason" ||
+    bad "--drop '(': $(cat "$work/drop.err")"; }
+
 "$mprof" symbolize "$profile" "$work/s.pb.gz" && ok "symbolize wrote a profile" || bad "symbolize failed"
 raw=$(go tool pprof -raw "$work/s.pb.gz" 2>/dev/null)
 echo "$raw" | grep -q "leak_some .*inline_leak.cc:$line" &&

@@ -121,7 +121,7 @@ static void test_reads_what_the_core_writes(void** state) {
   assert_string_equal(mprof__rd_str(&p, p.functions[l->lines[0].func].name), "read_test_leaf_site");
 
   mprof_stacks_t s;
-  assert_int_equal(mprof__stacks_build(&p, &s), 0);
+  assert_int_equal(mprof__stacks_build(&p, &s, NULL), 0);
   assert_int_equal(s.n, 2);
   assert_string_equal(s.stacks[0].frames[0].func, "read_test_leaf_site");
   assert_string_equal(s.stacks[0].frames[1].func, "read_test_caller");
@@ -163,7 +163,7 @@ static void test_top_and_reconciliation_read_the_core_profile(void** state) {
   assert_int_equal(mprof__rd_file(tmp_path, &p, err, sizeof err), 0);
   unlink(tmp_path);
   mprof_stacks_t s;
-  assert_int_equal(mprof__stacks_build(&p, &s), 0);
+  assert_int_equal(mprof__stacks_build(&p, &s, NULL), 0);
   char* t = report(top_inuse, &s);
   assert_non_null(strstr(t, "in use: 4096 B in 1 objects"));
   assert_non_null(strstr(t, "read_test_leaf_site"));
@@ -280,7 +280,7 @@ static void test_hand_encoded_profile_reads_with_inlined_lines_and_drop_frames(v
   assert_int_equal(p.samples[0].nlocs, 2);
   assert_int_equal(p.locations[p.samples[0].locs[0]].nlines, 2);
   mprof_stacks_t s;
-  assert_int_equal(mprof__stacks_build(&p, &s), 0);
+  assert_int_equal(mprof__stacks_build(&p, &s, NULL), 0);
   /* "_Znwm" demangles to "operator new", which drop_frames removes from the leaf end. */
   assert_int_equal(s.stacks[0].n, 2);
   assert_string_equal(s.stacks[0].frames[0].func, "main_site");
@@ -405,7 +405,7 @@ static void test_names_are_demangled_and_simplified(void** state) {
     char err[256];
     assert_int_equal(parse(b.data, b.len, &p, err), 0);
     mprof_stacks_t st;
-    assert_int_equal(mprof__stacks_build(&p, &st), 0);
+    assert_int_equal(mprof__stacks_build(&p, &st, NULL), 0);
     assert_string_equal(st.stacks[0].frames[0].func, want[i]);
     mprof__stacks_free(&st);
     mprof__rd_free(&p);
