@@ -39,17 +39,19 @@ static char* drop_extra = NULL;
 
 static const char usage_text[] =
     "usage: mprof run [options] -- CMD [ARGS...]   run CMD under the profiler, report at exit\n"
-    "       mprof top FILE [--inuse|--alloc|--objects] [-n N] [--lines] [--exact] [--drop RE]\n"
-    "       mprof diff OLD NEW [-n N] [--lines] [--exact]\n"
-    "       mprof flame FILE -o OUT.html [--inuse|--alloc]\n"
+    "       mprof top FILE... [--inuse|--alloc|--objects] [-n N] [--lines] [--exact] [--drop RE]\n"
+    "       mprof diff OLD NEW | --base OLD... NEW...  [--inuse|--alloc|--objects] [-n N] ...\n"
+    "       mprof flame FILE... -o OUT.html [--inuse|--alloc]\n"
+    "       (several files are merged: e.g. every process of a run)\n"
     "       mprof symbolize IN OUT         write IN with inline frames, files and lines\n"
     "       mprof --help | --version\n"
     "\n"
     "run options:\n"
     "  -r, --rate BYTES         mean bytes between samples (rounded down to a power of two;\n"
     "                           default 524288; 1 samples every allocation)\n"
-    "  -o, --output PREFIX      profile path prefix (default ./mprof.CMD); the final profile is\n"
-    "                           PREFIX.PID.SEQ.f.pb.gz\n"
+    "  -o, --output PREFIX      profile path prefix (default ./mprof); each process's final\n"
+    "                           profile is PREFIX.PROGRAM.PID.SEQ.f.pb.gz\n"
+    "  --all                    report every process of the run, not only the first\n"
     "  --conf 'k:v,...'         more MPROF_CONF options (docs/OPTIONS.md)\n"
     "  --allocator NAME         mimalloc (default) or jemalloc\n"
     "  -n N                     rows per table (default 10)\n"
@@ -122,6 +124,8 @@ enum {
   OPT_LEAKS,
   OPT_LEAK_THRESHOLD,
   OPT_DROP,
+  OPT_BASE,
+  OPT_ALL,
   OPT_HELP
 };
 
@@ -146,18 +150,24 @@ static const struct option read_opts[] = {
     {"objects", no_argument, NULL, OPT_OBJECTS}, {"lines", no_argument, NULL, OPT_LINES},
     {"exact", no_argument, NULL, OPT_EXACT},     {"output", required_argument, NULL, 'o'},
     {"drop", required_argument, NULL, OPT_DROP}, {"help", no_argument, NULL, OPT_HELP},
-    {NULL, 0, NULL, 0},
+    {"base", required_argument, NULL, OPT_BASE}, {NULL, 0, NULL, 0},
 };
 
 typedef struct read_args_s {
   mprof_top_opts_t top;
   const char* output;
-  const char* files[2];
+  const char** files; /* argc entries */
   int nfiles;
+  const char** bases; /* diff --base */
+  int nbases;
 } read_args_t;
 
 static void parse_read_args(int argc, char** argv, read_args_t* a, const char* cmd) {
+  (void)cmd;
   memset(a, 0, sizeof *a);
+  a->files = calloc((size_t)argc + 1, sizeof *a->files);
+  a->bases = calloc((size_t)argc + 1, sizeof *a->bases);
+  if (a->files == NULL || a->bases == NULL) exit(EXIT_USAGE);
   a->top.metric = MPROF_INUSE;
   a->top.n = 10;
   optind = 1;
@@ -187,6 +197,9 @@ static void parse_read_args(int argc, char** argv, read_args_t* a, const char* c
     case OPT_DROP:
       add_drop(optarg);
       break;
+    case OPT_BASE:
+      a->bases[a->nbases++] = optarg;
+      break;
     case 'n':
       if (!parse_u64(optarg, &v)) usage_error("-n needs a number, got \"%s\"", optarg);
       a->top.n = (size_t)v;
@@ -202,10 +215,8 @@ static void parse_read_args(int argc, char** argv, read_args_t* a, const char* c
       break;
     }
   }
-  for (int i = optind; i < argc; i++) {
-    if (a->nfiles == 2) usage_error("too many arguments for %s", cmd);
+  for (int i = optind; i < argc; i++)
     a->files[a->nfiles++] = argv[i];
-  }
 }
 
 /* getopt with "+" stops at the first file; this re-runs it over the rest so that options may
@@ -226,72 +237,125 @@ static void parse_read_args_anywhere(int argc, char** argv, read_args_t* a, cons
     if (s[0] == '-' && s[1] != '\0') {
       opts[no++] = argv[i];
       bool takes = strcmp(s, "-n") == 0 || strcmp(s, "-o") == 0 || strcmp(s, "--output") == 0 ||
-                   strcmp(s, "--drop") == 0;
+                   strcmp(s, "--drop") == 0 || strcmp(s, "--base") == 0;
       if (takes && i + 1 < argc) opts[no++] = argv[++i];
     } else {
       files[nf++] = argv[i];
     }
   }
   parse_read_args(no, opts, a, cmd);
-  for (int i = 0; i < nf; i++) {
-    if (a->nfiles == 2) usage_error("too many arguments for %s", cmd);
+  const char** all = realloc(a->files, (size_t)(a->nfiles + nf + 1) * sizeof *all);
+  if (all == NULL) exit(EXIT_USAGE);
+  a->files = all;
+  for (int i = 0; i < nf; i++)
     a->files[a->nfiles++] = files[i];
-  }
   free(opts);
   free(files);
+}
+
+/* Several profiles read as one: every file's samples merged into the first's stacks. */
+typedef struct loaded_s {
+  mprof_rd_profile_t* p;
+  mprof_stacks_t* s;
+  int n;
+} loaded_t;
+
+static void load_many(const char** files, int n, loaded_t* l, bool need_samples) {
+  l->n = n;
+  l->p = calloc((size_t)n, sizeof *l->p);
+  l->s = calloc((size_t)n, sizeof *l->s);
+  if (l->p == NULL || l->s == NULL) exit(EXIT_USAGE);
+  size_t samples = 0;
+  for (int i = 0; i < n; i++) {
+    load(files[i], &l->p[i], &l->s[i], false);
+    samples += l->p[i].nsamples;
+    if (i > 0 && mprof__stacks_merge(&l->s[0], &l->s[i]) != 0) {
+      fprintf(stderr, "mprof: %s: out of memory\n", files[i]);
+      exit(EXIT_USAGE);
+    }
+  }
+  if (need_samples && samples == 0) {
+    if (n == 1)
+      fprintf(stderr, "mprof: %s: the profile has no samples\n", files[0]);
+    else
+      fprintf(stderr, "mprof: none of the %d profiles has samples\n", n);
+    exit(EXIT_USAGE);
+  }
+}
+
+static void free_many(loaded_t* l) {
+  for (int i = l->n - 1; i >= 0; i--) {
+    mprof__stacks_free(&l->s[i]);
+    mprof__rd_free(&l->p[i]);
+  }
+  free(l->p);
+  free(l->s);
+}
+
+/* The reconciliation block: the first profile's, saying so when several were merged. */
+static void print_recon_many(FILE* f, const loaded_t* l, bool exact) {
+  if (l->n > 1)
+    fprintf(f, "(%d profiles merged; the reconciliation is the first one's)\n", l->n);
+  mprof__print_recon(f, &l->p[0], exact);
 }
 
 static int cmd_top(int argc, char** argv) {
   read_args_t a;
   parse_read_args_anywhere(argc, argv, &a, "top");
-  if (a.nfiles != 1) usage_error("top needs exactly one profile");
-  mprof_rd_profile_t p;
-  mprof_stacks_t s;
-  load(a.files[0], &p, &s, true);
-  int err = mprof__print_top(stdout, &s, &a.top);
+  if (a.nfiles < 1) usage_error("top needs a profile (several are merged)");
+  loaded_t l;
+  load_many(a.files, a.nfiles, &l, true);
+  int err = mprof__print_top(stdout, &l.s[0], &a.top);
   if (err == 0) {
     fputc('\n', stdout);
-    mprof__print_recon(stdout, &p, a.top.exact);
+    print_recon_many(stdout, &l, a.top.exact);
   }
-  mprof__stacks_free(&s);
-  mprof__rd_free(&p);
+  free_many(&l);
   return err ? EXIT_USAGE : 0;
 }
 
 static int cmd_diff(int argc, char** argv) {
   read_args_t a;
   parse_read_args_anywhere(argc, argv, &a, "diff");
-  if (a.nfiles != 2) usage_error("diff needs two profiles: OLD NEW");
-  mprof_rd_profile_t p0, p1;
-  mprof_stacks_t s0, s1;
-  load(a.files[0], &p0, &s0, false);
-  load(a.files[1], &p1, &s1, false);
-  if (p0.nsamples == 0 && p1.nsamples == 0) {
-    fprintf(stderr, "mprof: %s and %s: neither profile has samples\n", a.files[0], a.files[1]);
+  const char** olds = a.bases;
+  const char** news = a.files;
+  int nold = a.nbases, nnew = a.nfiles;
+  if (nold == 0) {
+    if (a.nfiles != 2)
+      usage_error("diff needs two profiles, OLD NEW (or --base OLD... NEW..., merging each side)");
+    olds = a.files;
+    nold = 1;
+    news = a.files + 1;
+    nnew = 1;
+  }
+  if (nnew == 0) usage_error("diff needs at least one new profile after the --base ones");
+  loaded_t l0, l1;
+  load_many(olds, nold, &l0, false);
+  load_many(news, nnew, &l1, false);
+  if (l0.s[0].n == 0 && l1.s[0].n == 0) {
+    fprintf(stderr, "mprof: neither side of the diff has samples\n");
     return EXIT_USAGE;
   }
-  int err = mprof__print_diff(stdout, &s0, &s1, a.top.n, a.top.lines, a.top.exact);
+  int err = mprof__print_diff(stdout, &l0.s[0], &l1.s[0], &a.top);
   if (err == 0) {
     fputc('\n', stdout);
-    mprof__print_recon(stdout, &p1, a.top.exact);
+    print_recon_many(stdout, &l1, a.top.exact);
   }
-  mprof__stacks_free(&s0);
-  mprof__stacks_free(&s1);
-  mprof__rd_free(&p0);
-  mprof__rd_free(&p1);
+  free_many(&l0);
+  free_many(&l1);
   return err ? EXIT_USAGE : 0;
 }
 
 static int cmd_flame(int argc, char** argv) {
   read_args_t a;
   parse_read_args_anywhere(argc, argv, &a, "flame");
-  if (a.nfiles != 1) usage_error("flame needs exactly one profile");
+  if (a.nfiles < 1) usage_error("flame needs a profile (several are merged)");
   if (a.output == NULL) usage_error("flame needs -o OUT.html");
   if (a.top.metric == MPROF_INUSE_OBJECTS) usage_error("flame draws bytes: --inuse or --alloc");
-  mprof_rd_profile_t p;
-  mprof_stacks_t s;
-  load(a.files[0], &p, &s, true);
-  int vi = a.top.metric == MPROF_ALLOC ? s.alloc_space : s.inuse_space;
+  loaded_t l;
+  load_many(a.files, a.nfiles, &l, true);
+  mprof_stacks_t* s = &l.s[0];
+  int vi = a.top.metric == MPROF_ALLOC ? s->alloc_space : s->inuse_space;
   if (vi < 0) {
     fprintf(stderr, "mprof: %s: the profile has no %s values\n", a.files[0],
             a.top.metric == MPROF_ALLOC ? "alloc_space" : "inuse_space");
@@ -304,15 +368,17 @@ static int cmd_flame(int argc, char** argv) {
   }
   const char* b = strrchr(a.files[0], '/');
   char title[512];
-  snprintf(title, sizeof title, "mprof: %s", b ? b + 1 : a.files[0]);
-  int err = mprof__write_flame(f, &s, a.top.metric, title);
+  if (a.nfiles > 1)
+    snprintf(title, sizeof title, "mprof: %s and %d more", b ? b + 1 : a.files[0], a.nfiles - 1);
+  else
+    snprintf(title, sizeof title, "mprof: %s", b ? b + 1 : a.files[0]);
+  int err = mprof__write_flame(f, s, a.top.metric, title);
   if (fclose(f) != 0 && err == 0) err = errno;
   if (err != 0) {
     fprintf(stderr, "mprof: %s: %s\n", a.output, strerror(err));
     remove(a.output);
   }
-  mprof__stacks_free(&s);
-  mprof__rd_free(&p);
+  free_many(&l);
   return err ? EXIT_USAGE : 0;
 }
 
@@ -347,6 +413,7 @@ static const struct option run_opts[] = {
     {"exact", no_argument, NULL, OPT_EXACT},
     {"lines", no_argument, NULL, OPT_LINES},
     {"drop", required_argument, NULL, OPT_DROP},
+    {"all", no_argument, NULL, OPT_ALL},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -386,47 +453,144 @@ static bool find_library(const char* file, char* out, size_t len) {
   return false;
 }
 
-/* The profile that the run's top process wrote at exit: PREFIX.PID.*.f.pb.gz. */
-static bool find_final(const char* prefix, pid_t pid, char* out, size_t len, size_t* others) {
+/* The final profiles of a run: PREFIX.PROGRAM.PID.SEQ.f.pb.gz, less those that existed before it
+ * started (an earlier run with the same prefix). */
+typedef struct proc_prof_s {
+  char* path;
+  char prog[80];
+  long pid;
+  int64_t inuse, alloc; /* totals of the profile, -1 when unreadable */
+} proc_prof_t;
+
+typedef struct run_files_s {
+  glob_t before;
+  bool have_before;
+} run_files_t;
+
+static void glob_finals(const char* prefix, glob_t* g, bool* ok) {
   char pat[PATH_MAX + 64];
   snprintf(pat, sizeof pat, "%s.*.f.pb.gz", prefix);
-  glob_t g;
-  *others = 0;
-  bool found = false;
-  char mine[64];
-  snprintf(mine, sizeof mine, ".%ld.", (long)pid);
-  size_t plen = strlen(prefix);
-  if (glob(pat, 0, NULL, &g) == 0) {
-    for (size_t i = 0; i < g.gl_pathc; i++) {
-      if (strncmp(g.gl_pathv[i] + plen, mine, strlen(mine)) == 0) {
-        snprintf(out, len, "%s", g.gl_pathv[i]);
-        found = true;
-      } else {
-        (*others)++;
-      }
-    }
-    globfree(&g);
-  }
-  return found;
+  *ok = glob(pat, 0, NULL, g) == 0;
 }
 
-static int report(const char* path, size_t n, bool lines, bool exact, bool leaks, uint64_t thr,
-                  bool* leaked) {
+/* PROGRAM and PID of a final profile's name (after "PREFIX."). */
+static bool parse_final(const char* name, proc_prof_t* pp) {
+  size_t len = strlen(name);
+  const char* sfx = ".f.pb.gz";
+  if (len <= strlen(sfx)) return false;
+  len -= strlen(sfx);
+  char buf[PATH_MAX];
+  if (len >= sizeof buf) return false;
+  memcpy(buf, name, len);
+  buf[len] = '\0';
+  char* seq = strrchr(buf, '.');
+  if (seq == NULL) return false;
+  *seq = '\0';
+  char* pid = strrchr(buf, '.');
+  if (pid == NULL) return false;
+  *pid++ = '\0';
+  char* end;
+  long v = strtol(pid, &end, 10);
+  if (*pid == '\0' || *end != '\0' || v <= 0) return false;
+  pp->pid = v;
+  size_t pl = strlen(buf) < sizeof pp->prog ? strlen(buf) : sizeof pp->prog - 1;
+  memcpy(pp->prog, buf, pl);
+  pp->prog[pl] = '\0';
+  return true;
+}
+
+static void profile_totals(proc_prof_t* pp) {
+  mprof_rd_profile_t p;
+  char err[256];
+  pp->inuse = pp->alloc = -1;
+  if (mprof__rd_file(pp->path, &p, err, sizeof err) != 0) return;
+  int iu = mprof__rd_sample_index(&p, "inuse_space");
+  int al = mprof__rd_sample_index(&p, "alloc_space");
+  pp->inuse = pp->alloc = 0;
+  for (size_t i = 0; i < p.nsamples; i++) {
+    if (iu >= 0) pp->inuse += p.samples[i].values[iu];
+    if (al >= 0) pp->alloc += p.samples[i].values[al];
+  }
+  mprof__rd_free(&p);
+}
+
+static int cmp_proc(const void* a, const void* b) {
+  const proc_prof_t* x = a;
+  const proc_prof_t* y = b;
+  if (x->inuse != y->inuse) return x->inuse > y->inuse ? -1 : 1;
+  if (x->alloc != y->alloc) return x->alloc > y->alloc ? -1 : 1;
+  return x->pid < y->pid ? -1 : x->pid > y->pid;
+}
+
+/* The run's profiles, the top process's (pid) first when it wrote one, then the others largest
+ * first. Returns how many; *top says whether the first is the top process's. */
+static size_t run_profiles(const char* prefix, const run_files_t* rf, pid_t top_pid,
+                           proc_prof_t** out, bool* top) {
+  glob_t g;
+  bool ok;
+  glob_finals(prefix, &g, &ok);
+  *out = NULL;
+  *top = false;
+  if (!ok) return 0;
+  proc_prof_t* v = calloc(g.gl_pathc + 1, sizeof *v);
+  size_t n = 0;
+  size_t plen = strlen(prefix) + 1;
+  for (size_t i = 0; v != NULL && i < g.gl_pathc; i++) {
+    bool old = false;
+    for (size_t j = 0; rf->have_before && j < rf->before.gl_pathc && !old; j++)
+      old = strcmp(rf->before.gl_pathv[j], g.gl_pathv[i]) == 0;
+    proc_prof_t pp = {0};
+    if (old || strlen(g.gl_pathv[i]) <= plen || !parse_final(g.gl_pathv[i] + plen, &pp)) continue;
+    pp.path = strdup(g.gl_pathv[i]);
+    if (pp.path == NULL) break;
+    profile_totals(&pp);
+    v[n++] = pp;
+  }
+  globfree(&g);
+  if (v == NULL) return 0;
+  size_t t = n;
+  for (size_t i = 0; i < n; i++)
+    if (v[i].pid == (long)top_pid) t = i;
+  if (t < n) {
+    proc_prof_t x = v[t];
+    v[t] = v[0];
+    v[0] = x;
+    *top = true;
+  }
+  size_t first = *top ? 1 : 0;
+  if (n > first) qsort(v + first, n - first, sizeof *v, cmp_proc);
+  *out = v;
+  return n;
+}
+
+static void free_profiles(proc_prof_t* v, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    free(v[i].path);
+  free(v);
+}
+
+/* The report of one process's profile on stderr (label: "program (pid N)", or NULL when the
+ * run had one process). A profile that cannot be read is a warning. */
+static int report(const char* path, const char* label, size_t n, bool lines, bool exact,
+                  bool leaks, uint64_t thr, bool* leaked) {
+  *leaked = false;
   mprof_rd_profile_t p;
   char err[256];
   if (mprof__rd_file(path, &p, err, sizeof err) != 0) {
-    fprintf(stderr, "mprof: %s: %s\n", path, err);
+    fprintf(stderr, "mprof: warning: %s: %s\n", path, err);
     return EXIT_USAGE;
   }
   mprof_stacks_t s;
   int e = mprof__stacks_build(&p, &s, drop_extra);
   if (e != 0) {
     mprof__rd_free(&p);
+    fputs("mprof: warning: ", stderr);
     stacks_error(path, e);
     return EXIT_USAGE;
   }
   FILE* f = stderr;
   fputs("\n", f);
+  if (label != NULL) fprintf(f, "process: %s\n\n", label);
   if (p.nsamples == 0) {
     fputs("mprof: no allocation was sampled (the program allocated too little for the rate; "
           "try -r with a smaller value)\n",
@@ -461,7 +625,7 @@ static int report(const char* path, size_t n, bool lines, bool exact, bool leaks
 
 static int cmd_run(int argc, char** argv) {
   uint64_t rate = 0, thr = 0, n = 10;
-  bool have_rate = false, leaks = false, quiet = false, exact = false, lines = false;
+  bool have_rate = false, leaks = false, quiet = false, exact = false, lines = false, all = false;
   const char* output = NULL;
   const char* conf = NULL;
   const char* allocator = "mimalloc";
@@ -506,6 +670,9 @@ static int cmd_run(int argc, char** argv) {
     case OPT_LINES:
       lines = true;
       break;
+    case OPT_ALL:
+      all = true;
+      break;
     case OPT_DROP:
       add_drop(optarg);
       break;
@@ -547,8 +714,7 @@ static int cmd_run(int argc, char** argv) {
   if (output != NULL) {
     snprintf(prefix, sizeof prefix, "%s", output);
   } else {
-    const char* b = strrchr(cmd[0], '/');
-    snprintf(prefix, sizeof prefix, "mprof.%s", b ? b + 1 : cmd[0]);
+    snprintf(prefix, sizeof prefix, "mprof"); /* the library adds .PROGRAM.PID... */
   }
   if (strchr(prefix, ',') != NULL)
     usage_error("the output prefix may not contain a comma: %s", prefix);
@@ -586,6 +752,8 @@ static int cmd_run(int argc, char** argv) {
   ign.sa_handler = SIG_IGN;
   sigaction(SIGINT, &ign, &old_int);
   sigaction(SIGQUIT, &ign, &old_quit);
+  run_files_t rf = {0};
+  glob_finals(prefix, &rf.before, &rf.have_before);
   fflush(NULL);
   pid_t pid = fork();
   if (pid < 0) {
@@ -613,33 +781,59 @@ static int cmd_run(int argc, char** argv) {
   sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGQUIT, &old_quit, NULL);
   int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  if (WIFEXITED(status) && (code == 127 || code == 126)) {
-    /* The exec may have failed (its message is already out): nothing to report. */
-    char path[PATH_MAX];
-    size_t others;
-    if (!find_final(prefix, pid, path, sizeof path, &others)) return code;
-  }
-  char path[PATH_MAX];
-  size_t others = 0;
-  if (!find_final(prefix, pid, path, sizeof path, &others)) {
+  proc_prof_t* procs = NULL;
+  bool have_top = false;
+  size_t np = run_profiles(prefix, &rf, pid, &procs, &have_top);
+  if (rf.have_before) globfree(&rf.before);
+  if (np == 0) {
+    /* The exec may have failed (its message is already out): nothing to say. */
+    if (WIFEXITED(status) && (code == 127 || code == 126)) return code;
     if (WIFSIGNALED(status))
-      fprintf(stderr, "mprof: %s was killed by signal %d before it could write a profile\n", cmd[0],
-              WTERMSIG(status));
+      fprintf(stderr, "mprof: warning: %s was killed by signal %d before it could write a profile\n",
+              cmd[0], WTERMSIG(status));
     else
       fprintf(stderr,
-              "mprof: %s wrote no profile at %s.%ld.*.f.pb.gz (did it replace its "
-              "environment or exit with _exit?)\n",
-              cmd[0], prefix, (long)pid);
-    return code != 0 ? code : EXIT_USAGE;
+              "mprof: warning: %s wrote no profile at %s.*.f.pb.gz (it exited with _exit, replaced "
+              "its environment, or ran no program that links the C library)\n",
+              cmd[0], prefix);
+    return code;
   }
+  if (!have_top)
+    fprintf(stderr,
+            "mprof: warning: %s (pid %ld) wrote no profile (it may have exited with _exit); the "
+            "report is of the largest other process of the run\n",
+            cmd[0], (long)pid);
   bool leaked = false;
   if (!quiet || leaks) {
-    if (report(path, (size_t)n, lines, exact, leaks, thr, &leaked) != 0)
-      return code ? code : EXIT_USAGE;
-    if (others > 0)
-      fprintf(stderr, "other processes of the run wrote %zu more profile%s: %s.*.f.pb.gz\n", others,
-              others == 1 ? "" : "s", prefix);
+    char label[160];
+    snprintf(label, sizeof label, "%s (pid %ld)", procs[0].prog, procs[0].pid);
+    report(procs[0].path, np > 1 ? label : NULL, (size_t)n, lines, exact, leaks, thr, &leaked);
+    if (np > 1) {
+      char b1[32], b2[32];
+      fprintf(stderr, "\nother processes of the run (%zu), largest first:\n", np - 1);
+      fprintf(stderr, "  %-20s %8s %12s %12s  %s\n", "program", "pid", "in use", "allocated",
+              "profile");
+      for (size_t i = 1; i < np; i++) {
+        if (procs[i].inuse < 0)
+          fprintf(stderr, "  %-20s %8ld %12s %12s  %s\n", procs[i].prog, procs[i].pid, "?", "?",
+                  procs[i].path);
+        else
+          fprintf(stderr, "  %-20s %8ld %12s %12s  %s\n", procs[i].prog, procs[i].pid,
+                  mprof__fmt_bytes(b1, sizeof b1, procs[i].inuse, exact),
+                  mprof__fmt_bytes(b2, sizeof b2, procs[i].alloc, exact), procs[i].path);
+      }
+      if (!all)
+        fprintf(stderr, "(--all reports each; mprof top FILE... merges them)\n");
+      for (size_t i = 1; all && i < np; i++) {
+        char lb[160];
+        snprintf(lb, sizeof lb, "%s (pid %ld)", procs[i].prog, procs[i].pid);
+        bool ignored;
+        fprintf(stderr, "\n----------------------------------------------------------------\n");
+        report(procs[i].path, lb, (size_t)n, lines, exact, false, 0, &ignored);
+      }
+    }
   }
+  free_profiles(procs, np);
   if (leaked && code == 0) return EXIT_LEAK;
   return code;
 }

@@ -378,6 +378,34 @@ done:
   return err;
 }
 
+int mprof__stacks_merge(mprof_stacks_t* into, const mprof_stacks_t* from) {
+  const mprof_rd_profile_t* a = into->prof;
+  const mprof_rd_profile_t* b = from->prof;
+  /* from's value index of each of into's sample types, -1 when from has none */
+  int* map = pool_block(into->pool, (a->nsample_types ? a->nsample_types : 1) * sizeof *map);
+  mprof_stack_t* st = pool_block(into->pool, (into->n + from->n) * sizeof *st);
+  if (map == NULL || st == NULL) return ENOMEM;
+  bool same = a->nsample_types == b->nsample_types;
+  for (size_t i = 0; i < a->nsample_types; i++) {
+    map[i] = mprof__rd_sample_index(b, mprof__rd_str(a, a->sample_types[i].type));
+    same = same && map[i] == (int)i;
+  }
+  memcpy(st, into->stacks, into->n * sizeof *st);
+  for (size_t i = 0; i < from->n; i++) {
+    mprof_stack_t* d = &st[into->n + i];
+    *d = from->stacks[i];
+    if (same) continue;
+    int64_t* v = pool_block(into->pool, (a->nsample_types ? a->nsample_types : 1) * sizeof *v);
+    if (v == NULL) return ENOMEM;
+    for (size_t j = 0; j < a->nsample_types; j++)
+      v[j] = map[j] >= 0 ? from->stacks[i].values[map[j]] : 0;
+    d->values = v;
+  }
+  into->stacks = st;
+  into->n += from->n;
+  return 0;
+}
+
 void mprof__stacks_free(mprof_stacks_t* s) {
   if (s->pool != NULL) pool_free(s->pool);
   memset(s, 0, sizeof *s);
@@ -618,16 +646,20 @@ int mprof__print_top(FILE* f, const mprof_stacks_t* s, const mprof_top_opts_t* o
   return 0;
 }
 
-int mprof__print_diff(FILE* f, const mprof_stacks_t* old, const mprof_stacks_t* new_, size_t n,
-                      bool lines, bool exact) {
-  if (old->inuse_space < 0 || new_->inuse_space < 0) {
-    fprintf(stderr, "mprof: diff: %s profile has no inuse_space values\n",
-            old->inuse_space < 0 ? "the old" : "the new");
+int mprof__print_diff(FILE* f, const mprof_stacks_t* old, const mprof_stacks_t* new_,
+                      const mprof_top_opts_t* o) {
+  size_t n = o->n;
+  bool lines = o->lines, exact = o->exact;
+  int vo = metric_index(old, o->metric), vn = metric_index(new_, o->metric);
+  if (vo < 0 || vn < 0) {
+    fprintf(stderr, "mprof: diff: %s profile has no %s values\n", vo < 0 ? "the old" : "the new",
+            metric_name(o->metric));
     return EINVAL;
   }
+  bool objs = o->metric == MPROF_INUSE_OBJECTS;
   sites_t sites = {0};
-  if (sites_add(&sites, old, old->inuse_space, -1, lines, true) != 0 ||
-      sites_add(&sites, new_, new_->inuse_space, new_->inuse_objects, lines, false) != 0) {
+  if (sites_add(&sites, old, vo, -1, lines, true) != 0 ||
+      sites_add(&sites, new_, vn, -1, lines, false) != 0) {
     sites_free(&sites);
     fprintf(stderr, "mprof: out of memory\n");
     return ENOMEM;
@@ -642,9 +674,12 @@ int mprof__print_diff(FILE* f, const mprof_stacks_t* old, const mprof_stacks_t* 
   }
   qsort(sites.v, sites.n, sizeof *sites.v, cmp_site);
   char b1[32], b2[32], b3[32], where[512];
-  fprintf(f, "in use: %s -> %s (%s%s)\n", mprof__fmt_bytes(b1, sizeof b1, told, exact),
-          mprof__fmt_bytes(b2, sizeof b2, tnew, exact), tnew >= told ? "+" : "",
-          mprof__fmt_bytes(b3, sizeof b3, tnew - told, exact));
+  /* Object counts print as plain numbers: the exact form of the byte formatter, less " B". */
+  bool ex = exact || objs;
+  const char* title = o->metric == MPROF_ALLOC ? "allocated" : objs ? "objects in use" : "in use";
+  fprintf(f, "%s: %s -> %s (%s%s)\n", title, mprof__fmt_bytes(b1, sizeof b1, told, ex),
+          mprof__fmt_bytes(b2, sizeof b2, tnew, ex), tnew >= told ? "+" : "",
+          mprof__fmt_bytes(b3, sizeof b3, tnew - told, ex));
   fprintf(f, "  %12s %12s %12s  %-32s %s\n", "change", "old", "new", "function", "where");
   size_t shown = 0;
   for (size_t i = 0; i < sites.n; i++) {
@@ -655,9 +690,9 @@ int mprof__print_diff(FILE* f, const mprof_stacks_t* old, const mprof_stacks_t* 
     int64_t d = s->bytes - s->other;
     fmt_where(where, sizeof where, s->leaf, lines || !s->mixed);
     char db[40];
-    snprintf(db, sizeof db, "%s%s", d > 0 ? "+" : "", mprof__fmt_bytes(b3, sizeof b3, d, exact));
-    fprintf(f, "  %12s %12s %12s  %-32s %s\n", db, mprof__fmt_bytes(b1, sizeof b1, s->other, exact),
-            mprof__fmt_bytes(b2, sizeof b2, s->bytes, exact), s->leaf->func, where);
+    snprintf(db, sizeof db, "%s%s", d > 0 ? "+" : "", mprof__fmt_bytes(b3, sizeof b3, d, ex));
+    fprintf(f, "  %12s %12s %12s  %-32s %s\n", db, mprof__fmt_bytes(b1, sizeof b1, s->other, ex),
+            mprof__fmt_bytes(b2, sizeof b2, s->bytes, ex), s->leaf->func, where);
   }
   if (shown == 0) fprintf(f, "  (no site changed)\n");
   sites_free(&sites);

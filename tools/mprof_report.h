@@ -71,6 +71,11 @@ int mprof__stacks_build(const mprof_rd_profile_t* prof, mprof_stacks_t* out,
                         const char* extra_drop);
 void mprof__stacks_free(mprof_stacks_t* s);
 
+/* Appends the samples of `from` (another profile, e.g. another process of the same run) to
+ * `into`, their values matched to into's sample types by name (0 where from has none). from
+ * must outlive into. Returns 0 or ENOMEM. */
+int mprof__stacks_merge(mprof_stacks_t* into, const mprof_stacks_t* from);
+
 typedef enum mprof_metric_e { MPROF_INUSE, MPROF_ALLOC, MPROF_INUSE_OBJECTS } mprof_metric_t;
 
 typedef struct mprof_top_opts_s {
@@ -90,9 +95,10 @@ int mprof__print_top(FILE* f, const mprof_stacks_t* s, const mprof_top_opts_t* o
 int64_t mprof__total(const mprof_stacks_t* s, mprof_metric_t m);
 size_t mprof__sites_over(const mprof_stacks_t* s, mprof_metric_t m, int64_t threshold);
 
-/* The in-use difference NEW - OLD per site, largest changes first. */
-int mprof__print_diff(FILE* f, const mprof_stacks_t* old, const mprof_stacks_t* new_, size_t n,
-                      bool lines, bool exact);
+/* The difference NEW - OLD per site of o->metric (in use, allocated, objects in use), largest
+ * changes first; o->n rows, o->lines, o->exact as for the table of top sites. */
+int mprof__print_diff(FILE* f, const mprof_stacks_t* old, const mprof_stacks_t* new_,
+                      const mprof_top_opts_t* o);
 
 /* The reconciliation block from the profile's mprof.* comments (or a line saying the profile
  * has none). */

@@ -98,7 +98,8 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (mprof__print_top(out, &s, &o) == 0 && ms[i] != MPROF_INUSE_OBJECTS)
           mprof__write_flame(out, &s, ms[i], "fuzz");
       }
-      mprof__print_diff(out, &s, &s, 5, false, false);
+      mprof_top_opts_t d = {MPROF_ALLOC, 5, false, false, false};
+      mprof__print_diff(out, &s, &s, &d);
       mprof__print_recon(out, &p, true);
       (void)mprof__total(&s, MPROF_INUSE);
       (void)mprof__sites_over(&s, MPROF_INUSE, 0);
