@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef MPROF_VERSION
@@ -52,6 +53,8 @@ static const char usage_text[] =
     "  -o, --output PREFIX      profile path prefix (default ./mprof); each process's final\n"
     "                           profile is PREFIX.PROGRAM.PID.SEQ.f.pb.gz\n"
     "  --all                    report every process of the run, not only the first\n"
+    "  --interval SECONDS       a snapshot of the program's heap every SECONDS (reported if the\n"
+    "                           program ends without a final profile, e.g. by SIGKILL)\n"
     "  --conf 'k:v,...'         more MPROF_CONF options (docs/OPTIONS.md)\n"
     "  --allocator NAME         mimalloc (default) or jemalloc\n"
     "  -n N                     rows per table (default 10)\n"
@@ -126,6 +129,7 @@ enum {
   OPT_DROP,
   OPT_BASE,
   OPT_ALL,
+  OPT_INTERVAL,
   OPT_HELP
 };
 
@@ -414,6 +418,7 @@ static const struct option run_opts[] = {
     {"lines", no_argument, NULL, OPT_LINES},
     {"drop", required_argument, NULL, OPT_DROP},
     {"all", no_argument, NULL, OPT_ALL},
+    {"interval", required_argument, NULL, OPT_INTERVAL},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -460,6 +465,8 @@ typedef struct proc_prof_s {
   char prog[80];
   long pid;
   int64_t inuse, alloc; /* totals of the profile, -1 when unreadable */
+  bool snapshot;        /* no final profile: the latest snapshot (kind s) */
+  long seq;
 } proc_prof_t;
 
 typedef struct run_files_s {
@@ -469,30 +476,36 @@ typedef struct run_files_s {
 
 static void glob_finals(const char* prefix, glob_t* g, bool* ok) {
   char pat[PATH_MAX + 64];
-  snprintf(pat, sizeof pat, "%s.*.f.pb.gz", prefix);
+  snprintf(pat, sizeof pat, "%s.*.pb.gz", prefix);
   *ok = glob(pat, 0, NULL, g) == 0;
 }
 
-/* PROGRAM and PID of a final profile's name (after "PREFIX."). */
-static bool parse_final(const char* name, proc_prof_t* pp) {
+/* PROGRAM, PID, SEQ and KIND of an automatic profile's name (after "PREFIX."):
+ * PROGRAM.PID.SEQ.KIND.pb.gz, PROGRAM possibly with dots. */
+static bool parse_name(const char* name, proc_prof_t* pp, long* seq, char* kind, size_t klen) {
   size_t len = strlen(name);
-  const char* sfx = ".f.pb.gz";
-  if (len <= strlen(sfx)) return false;
+  const char* sfx = ".pb.gz";
+  if (len <= strlen(sfx) || strcmp(name + len - strlen(sfx), sfx) != 0) return false;
   len -= strlen(sfx);
   char buf[PATH_MAX];
   if (len >= sizeof buf) return false;
   memcpy(buf, name, len);
   buf[len] = '\0';
-  char* seq = strrchr(buf, '.');
-  if (seq == NULL) return false;
-  *seq = '\0';
-  char* pid = strrchr(buf, '.');
-  if (pid == NULL) return false;
-  *pid++ = '\0';
+  char* parts[3];
+  for (int i = 0; i < 3; i++) {
+    char* dot = strrchr(buf, '.');
+    if (dot == NULL) return false;
+    *dot = '\0';
+    parts[i] = dot + 1; /* kind, seq, pid */
+  }
   char* end;
-  long v = strtol(pid, &end, 10);
-  if (*pid == '\0' || *end != '\0' || v <= 0) return false;
-  pp->pid = v;
+  long p = strtol(parts[2], &end, 10);
+  if (*parts[2] == '\0' || *end != '\0' || p <= 0) return false;
+  long q = strtol(parts[1], &end, 10);
+  if (*parts[1] == '\0' || *end != '\0' || q < 0) return false;
+  pp->pid = p;
+  *seq = q;
+  snprintf(kind, klen, "%.15s", parts[0]);
   size_t pl = strlen(buf) < sizeof pp->prog ? strlen(buf) : sizeof pp->prog - 1;
   memcpy(pp->prog, buf, pl);
   pp->prog[pl] = '\0';
@@ -526,28 +539,49 @@ static int cmp_proc(const void* a, const void* b) {
  * first. Returns how many; *top says whether the first is the top process's. */
 static size_t run_profiles(const char* prefix, const run_files_t* rf, pid_t top_pid,
                            proc_prof_t** out, bool* top) {
+  char pat[PATH_MAX + 64];
+  snprintf(pat, sizeof pat, "%s.*.pb.gz", prefix);
   glob_t g;
-  bool ok;
-  glob_finals(prefix, &g, &ok);
   *out = NULL;
   *top = false;
-  if (!ok) return 0;
+  if (glob(pat, 0, NULL, &g) != 0) return 0;
   proc_prof_t* v = calloc(g.gl_pathc + 1, sizeof *v);
   size_t n = 0;
   size_t plen = strlen(prefix) + 1;
-  for (size_t i = 0; v != NULL && i < g.gl_pathc; i++) {
-    bool old = false;
-    for (size_t j = 0; rf->have_before && j < rf->before.gl_pathc && !old; j++)
-      old = strcmp(rf->before.gl_pathv[j], g.gl_pathv[i]) == 0;
-    proc_prof_t pp = {0};
-    if (old || strlen(g.gl_pathv[i]) <= plen || !parse_final(g.gl_pathv[i] + plen, &pp)) continue;
-    pp.path = strdup(g.gl_pathv[i]);
-    if (pp.path == NULL) break;
-    profile_totals(&pp);
-    v[n++] = pp;
+  /* Finals first, then a snapshot for each process that has no final. */
+  for (int pass = 0; pass < 2 && v != NULL; pass++) {
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+      const char* path = g.gl_pathv[i];
+      if (strstr(path + plen, ".peak.") != NULL || strstr(path + plen, ".mutex.") != NULL) continue;
+      bool old = false;
+      for (size_t j = 0; rf->have_before && j < rf->before.gl_pathc && !old; j++)
+        old = strcmp(rf->before.gl_pathv[j], path) == 0;
+      proc_prof_t pp = {0};
+      long seq;
+      char kind[16];
+      if (old || strlen(path) <= plen || !parse_name(path + plen, &pp, &seq, kind, sizeof kind))
+        continue;
+      if (pass == 0 ? strcmp(kind, "f") != 0 : kind[0] != 's') continue;
+      size_t k = 0;
+      while (k < n && v[k].pid != pp.pid)
+        k++;
+      if (pass == 1 && k < n && (!v[k].snapshot || v[k].seq >= seq)) continue;
+      pp.snapshot = pass == 1;
+      pp.seq = seq;
+      pp.path = strdup(path);
+      if (pp.path == NULL) continue;
+      if (k < n) {
+        free(v[k].path);
+        v[k] = pp;
+      } else {
+        v[n++] = pp;
+      }
+    }
   }
   globfree(&g);
   if (v == NULL) return 0;
+  for (size_t i = 0; i < n; i++)
+    profile_totals(&v[i]);
   size_t t = n;
   for (size_t i = 0; i < n; i++)
     if (v[i].pid == (long)top_pid) t = i;
@@ -623,8 +657,99 @@ static int report(const char* path, const char* label, size_t n, bool lines, boo
   return 0;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Signals and snapshots while the program runs
+ * ------------------------------------------------------------------------------------------- */
+/* The library's dump signal in the programs `mprof run` starts (prof_dump_signal): one that
+ * programs rarely use. */
+#define RUN_DUMP_SIGNAL_NAME "SIGRTMAX-3"
+#define RUN_DUMP_SIGNAL (SIGRTMAX - 3)
+/* How long a terminating signal waits for the snapshot it asked for before it is forwarded. */
+#define RUN_SNAPSHOT_WAIT_MS 2000
+
+static const int run_signals[3] = {SIGINT, SIGTERM, SIGHUP};
+static volatile sig_atomic_t pending_signal = 0;
+static volatile sig_atomic_t pending_from_tty = 0;
+
+static void on_signal(int sig, siginfo_t* si, void* uc) {
+  (void)uc;
+  pending_signal = sig;
+  /* ^C at a terminal reaches the whole foreground process group: the program has it already. */
+  pending_from_tty = si != NULL && si->si_code == SI_KERNEL;
+}
+
+/* Number of snapshots (kind s, i.e. on the dump signal) the process pid has written. */
+static size_t count_snapshots(const char* prefix, pid_t pid) {
+  char pat[PATH_MAX + 96];
+  snprintf(pat, sizeof pat, "%s.*.%ld.*.s*.pb.gz", prefix, (long)pid);
+  glob_t g;
+  size_t n = 0;
+  if (glob(pat, 0, NULL, &g) == 0) {
+    for (size_t i = 0; i < g.gl_pathc; i++)
+      if (strstr(g.gl_pathv[i], ".peak.") == NULL && strstr(g.gl_pathv[i], ".mutex.") == NULL) n++;
+    globfree(&g);
+  }
+  return n;
+}
+
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(unsigned ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+  nanosleep(&ts, NULL); /* a signal ends it early: fine */
+}
+
+/* Asks pid for a snapshot through the dump signal and waits for it, at most wait_ms (the
+ * library writes it at the program's next allocation). Returns whether it came. */
+static bool request_snapshot(pid_t pid, const char* prefix, unsigned wait_ms) {
+  size_t before = count_snapshots(prefix, pid);
+  if (kill(pid, RUN_DUMP_SIGNAL) != 0) return false;
+  uint64_t end = now_ms() + wait_ms;
+  while (now_ms() < end) {
+    if (count_snapshots(prefix, pid) > before) return true;
+    siginfo_t si = {0};
+    if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid)
+      return false; /* it exited meanwhile */
+    sleep_ms(20);
+  }
+  return false;
+}
+
+/* Waits for the program, forwarding SIGINT/SIGTERM/SIGHUP that mprof receives (after asking for
+ * a snapshot of the heap as it is, so the report has one even if the signal ends the program)
+ * and taking a snapshot every interval_s seconds (0: never). Returns 0 or waitpid's errno. */
+static int wait_program(pid_t pid, const char* prefix, uint64_t interval_s, int* status,
+                        int* forwarded) {
+  uint64_t next = interval_s ? now_ms() + interval_s * 1000 : UINT64_MAX;
+  for (;;) {
+    int sig = pending_signal;
+    if (sig != 0) {
+      pending_signal = 0;
+      if (!pending_from_tty) {
+        request_snapshot(pid, prefix, RUN_SNAPSHOT_WAIT_MS);
+        kill(pid, sig);
+        *forwarded = sig;
+      }
+    }
+    pid_t r = waitpid(pid, status, interval_s ? WNOHANG : 0);
+    if (r == pid) return 0;
+    if (r < 0 && errno != EINTR) return errno;
+    if (interval_s) {
+      if (now_ms() >= next) {
+        request_snapshot(pid, prefix, 0);
+        next = now_ms() + interval_s * 1000;
+      }
+      sleep_ms(50);
+    }
+  }
+}
+
 static int cmd_run(int argc, char** argv) {
-  uint64_t rate = 0, thr = 0, n = 10;
+  uint64_t rate = 0, thr = 0, n = 10, interval = 0;
   bool have_rate = false, leaks = false, quiet = false, exact = false, lines = false, all = false;
   const char* output = NULL;
   const char* conf = NULL;
@@ -672,6 +797,10 @@ static int cmd_run(int argc, char** argv) {
       break;
     case OPT_ALL:
       all = true;
+      break;
+    case OPT_INTERVAL:
+      if (!parse_u64(optarg, &interval) || interval == 0 || interval > 86400)
+        usage_error("--interval needs a number of seconds (1 to 86400), got \"%s\"", optarg);
       break;
     case OPT_DROP:
       add_drop(optarg);
@@ -734,8 +863,9 @@ static int cmd_run(int argc, char** argv) {
   }
   const char* envconf = getenv("MPROF_CONF");
   int len =
-      snprintf(conf_str, sizeof conf_str, "%s%sprof_final:true,prof_prefix:%s",
-               envconf && envconf[0] ? envconf : "", envconf && envconf[0] ? "," : "", prefix);
+      snprintf(conf_str, sizeof conf_str, "%s%sprof_final:true,prof_prefix:%s,prof_dump_signal:%s",
+               envconf && envconf[0] ? envconf : "", envconf && envconf[0] ? "," : "", prefix,
+               RUN_DUMP_SIGNAL_NAME);
   if (have_rate)
     len += snprintf(conf_str + len, sizeof conf_str - (size_t)len, ",lg_prof_sample:%d", lg);
   if (conf != NULL && conf[0] != '\0')
@@ -747,11 +877,16 @@ static int cmd_run(int argc, char** argv) {
   snprintf(preload, sizeof preload, "%s%s%s", lib, envpre && envpre[0] ? " " : "",
            envpre ? envpre : "");
 
-  /* Like system(3): while the program runs, ^C and ^\ are its business; the report follows. */
-  struct sigaction ign = {0}, old_int, old_quit;
+  /* ^\ is the program's business, as with system(3). SIGINT, SIGTERM and SIGHUP are caught:
+   * see on_signal and wait_program. */
+  struct sigaction ign = {0}, old_quit, catch = {0}, old_term[3];
   ign.sa_handler = SIG_IGN;
-  sigaction(SIGINT, &ign, &old_int);
   sigaction(SIGQUIT, &ign, &old_quit);
+  catch.sa_sigaction = on_signal;
+  catch.sa_flags = SA_SIGINFO; /* no SA_RESTART: waitpid returns EINTR */
+  sigemptyset(&catch.sa_mask);
+  for (int i = 0; i < 3; i++)
+    sigaction(run_signals[i], &catch, &old_term[i]);
   run_files_t rf = {0};
   glob_finals(prefix, &rf.before, &rf.have_before);
   fflush(NULL);
@@ -761,8 +896,9 @@ static int cmd_run(int argc, char** argv) {
     return EXIT_USAGE;
   }
   if (pid == 0) {
-    sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGQUIT, &old_quit, NULL);
+    for (int i = 0; i < 3; i++)
+      sigaction(run_signals[i], &old_term[i], NULL);
     setenv("MPROF_CONF", conf_str, 1);
     setenv("LD_PRELOAD", preload, 1);
     execvp(cmd[0], cmd);
@@ -772,14 +908,14 @@ static int cmd_run(int argc, char** argv) {
   }
   mprof__dw_offline(); /* the program has its environment; the report needs no network */
   int status;
-  while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) {
-      fprintf(stderr, "mprof: waitpid: %s\n", strerror(errno));
-      return EXIT_USAGE;
-    }
+  int forwarded = 0;
+  if (wait_program(pid, prefix, interval, &status, &forwarded) != 0) {
+    fprintf(stderr, "mprof: waitpid: %s\n", strerror(errno));
+    return EXIT_USAGE;
   }
-  sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGQUIT, &old_quit, NULL);
+  for (int i = 0; i < 3; i++)
+    sigaction(run_signals[i], &old_term[i], NULL);
   int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   proc_prof_t* procs = NULL;
   bool have_top = false;
@@ -803,11 +939,27 @@ static int cmd_run(int argc, char** argv) {
             "mprof: warning: %s (pid %ld) wrote no profile (it may have exited with _exit); the "
             "report is of the largest other process of the run\n",
             cmd[0], (long)pid);
+  if (have_top && procs[0].snapshot) {
+    if (forwarded != 0)
+      fprintf(stderr,
+              "mprof: %s ended without a final profile (%s forwarded); the report is of the heap "
+              "as it was at the signal, in the snapshot taken before forwarding it\n",
+              cmd[0], strsignal(forwarded));
+    else
+      fprintf(stderr,
+              "mprof: %s ended without a final profile%s; the report is of its latest snapshot%s\n",
+              cmd[0], WIFSIGNALED(status) ? " (killed by a signal)" : "",
+              interval ? " (--interval)" : "");
+  }
   bool leaked = false;
   if (!quiet || leaks) {
-    char label[160];
-    snprintf(label, sizeof label, "%s (pid %ld)", procs[0].prog, procs[0].pid);
-    report(procs[0].path, np > 1 ? label : NULL, (size_t)n, lines, exact, leaks, thr, &leaked);
+    char label[200];
+    snprintf(label, sizeof label, "%s (pid %ld)%s", procs[0].prog, procs[0].pid,
+             !procs[0].snapshot ? ""
+             : forwarded        ? ", snapshot: the heap at the signal"
+                                : ", snapshot: the latest one, not the heap at exit");
+    report(procs[0].path, np > 1 || procs[0].snapshot ? label : NULL, (size_t)n, lines, exact,
+           leaks && !procs[0].snapshot, thr, &leaked);
     if (np > 1) {
       char b1[32], b2[32];
       fprintf(stderr, "\nother processes of the run (%zu), largest first:\n", np - 1);
@@ -825,8 +977,9 @@ static int cmd_run(int argc, char** argv) {
       if (!all)
         fprintf(stderr, "(--all reports each; mprof top FILE... merges them)\n");
       for (size_t i = 1; all && i < np; i++) {
-        char lb[160];
-        snprintf(lb, sizeof lb, "%s (pid %ld)", procs[i].prog, procs[i].pid);
+        char lb[200];
+        snprintf(lb, sizeof lb, "%s (pid %ld)%s", procs[i].prog, procs[i].pid,
+                 procs[i].snapshot ? ", snapshot: the latest one, not the heap at exit" : "");
         bool ignored;
         fprintf(stderr, "\n----------------------------------------------------------------\n");
         report(procs[i].path, lb, (size_t)n, lines, exact, false, 0, &ignored);

@@ -6,6 +6,8 @@
  *                  DIR/b.pb.gz (through mprof_ctl, looked up with dlsym)
  *   exit N         prints "tool_prog: exit N" and exits with status N
  *   kill           kills itself with SIGTERM
+ *   hold           leaks 4 MiB from leak_site, prints "ready", then allocates and frees a small
+ *                  block every 10 ms until a signal ends it
  *   stats          prints the reconciliation control names, one "name value" per line */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -90,6 +92,17 @@ int main(int argc, char** argv) {
   if (strcmp(mode, "exit") == 0 && argc > 2) {
     printf("tool_prog: exit %s\n", argv[2]);
     return atoi(argv[2]);
+  }
+  if (strcmp(mode, "hold") == 0) {
+    leak_site();
+    printf("ready\n");
+    fflush(stdout);
+    for (;;) {
+      char* p = malloc(64);
+      sink += (uintptr_t)p;
+      free(p);
+      usleep(10000);
+    }
   }
   if (strcmp(mode, "kill") == 0) {
     kill(getpid(), SIGTERM);
