@@ -61,6 +61,8 @@ static const char usage_text[] =
     "  --leaks                  list the sites still holding memory at exit; exit 23 if one holds\n"
     "                           more than --leak-threshold bytes (and CMD exited 0)\n"
     "  --leak-threshold BYTES   default 0 (any)\n"
+    "  --suppressions FILE      LeakSanitizer-style leak:PATTERN lines: matching stacks are not\n"
+    "                           leaks (implies --leaks; built-in ones: see mprof(1))\n"
     "  -q, --quiet              no report (the profile is still written)\n"
     "  --drop REGEX             (also top, diff, flame) more allocation wrappers: functions\n"
     "                           matching REGEX whole are never sites (see mprof(1), SITES)\n"
@@ -130,6 +132,7 @@ enum {
   OPT_BASE,
   OPT_ALL,
   OPT_INTERVAL,
+  OPT_SUPPRESSIONS,
   OPT_HELP
 };
 
@@ -419,6 +422,7 @@ static const struct option run_opts[] = {
     {"drop", required_argument, NULL, OPT_DROP},
     {"all", no_argument, NULL, OPT_ALL},
     {"interval", required_argument, NULL, OPT_INTERVAL},
+    {"suppressions", required_argument, NULL, OPT_SUPPRESSIONS},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -603,6 +607,84 @@ static void free_profiles(proc_prof_t* v, size_t n) {
   free(v);
 }
 
+/* Leak suppressions: the built-in ones, then those of --suppressions files. */
+typedef struct supp_s {
+  char** pats;
+  size_t n, cap;
+  size_t nbuiltin;
+} supp_t;
+static supp_t supp;
+
+static void supp_add(const char* pat) {
+  if (supp.n == supp.cap) {
+    supp.cap = supp.cap ? supp.cap * 2 : 32;
+    supp.pats = realloc(supp.pats, supp.cap * sizeof *supp.pats);
+    if (supp.pats == NULL) exit(EXIT_USAGE);
+  }
+  supp.pats[supp.n] = strdup(pat);
+  if (supp.pats[supp.n] == NULL) exit(EXIT_USAGE);
+  supp.n++;
+}
+
+static void supp_builtin(void) {
+  for (size_t i = 0; mprof__builtin_suppressions[i] != NULL; i++)
+    supp_add(mprof__builtin_suppressions[i]);
+  supp.nbuiltin = supp.n;
+}
+
+/* LeakSanitizer's suppression file: "leak:PATTERN" lines, '#' comments, blank lines; lines of
+ * other types (race:, ...) are for other tools and skipped. */
+static void supp_file(const char* path) {
+  FILE* f = fopen(path, "r");
+  if (f == NULL) usage_error("--suppressions %s: %s", path, strerror(errno));
+  char line[1024];
+  int lineno = 0;
+  while (fgets(line, sizeof line, f) != NULL) {
+    lineno++;
+    char* l = line;
+    while (*l == ' ' || *l == '\t')
+      l++;
+    char* hash = strchr(l, '#');
+    if (hash != NULL) *hash = '\0';
+    size_t len = strlen(l);
+    while (len > 0 && (l[len - 1] == '\n' || l[len - 1] == '\r' || l[len - 1] == ' ' ||
+                       l[len - 1] == '\t'))
+      l[--len] = '\0';
+    if (len == 0) continue;
+    char* colon = strchr(l, ':');
+    if (colon == NULL || colon == l)
+      usage_error("--suppressions %s:%d: not TYPE:PATTERN: \"%s\"", path, lineno, l);
+    if (colon - l == 4 && strncmp(l, "leak", 4) == 0) {
+      if (colon[1] == '\0') usage_error("--suppressions %s:%d: empty pattern", path, lineno);
+      supp_add(colon + 1);
+    }
+  }
+  fclose(f);
+}
+
+static void print_suppressed(FILE* f, const mprof_stacks_t* s, bool exact) {
+  if (s->inuse_space < 0) return;
+  int64_t* bytes = calloc(supp.n + 1, sizeof *bytes);
+  if (bytes == NULL) return;
+  int64_t total = 0;
+  for (size_t i = 0; i < s->n; i++) {
+    int k = s->stacks[i].suppressed;
+    if (k > 0 && (size_t)k <= supp.n) {
+      bytes[k - 1] += s->stacks[i].values[s->inuse_space];
+      total += s->stacks[i].values[s->inuse_space];
+    }
+  }
+  if (total > 0) {
+    char b[32];
+    fprintf(f, "suppressed (not leaks): %s\n", mprof__fmt_bytes(b, sizeof b, total, exact));
+    for (size_t k = 0; k < supp.n; k++)
+      if (bytes[k] > 0)
+        fprintf(f, "  %12s  leak:%s%s\n", mprof__fmt_bytes(b, sizeof b, bytes[k], exact),
+                supp.pats[k], k < supp.nbuiltin ? "  (built-in)" : "");
+  }
+  free(bytes);
+}
+
 /* The report of one process's profile on stderr (label: "program (pid N)", or NULL when the
  * run had one process). A profile that cannot be read is a warning. */
 static int report(const char* path, const char* label, size_t n, bool lines, bool exact,
@@ -625,13 +707,20 @@ static int report(const char* path, const char* label, size_t n, bool lines, boo
   FILE* f = stderr;
   fputs("\n", f);
   if (label != NULL) fprintf(f, "process: %s\n\n", label);
+  if (leaks) {
+    e = mprof__suppress(&s, (const char* const*)supp.pats, supp.n);
+    if (e != 0) fprintf(f, "mprof: warning: suppressions not applied: %s\n", strerror(e));
+  }
   if (p.nsamples == 0) {
     fputs("mprof: no allocation was sampled (the program allocated too little for the rate; "
           "try -r with a smaller value)\n",
           f);
   } else {
     mprof_top_opts_t o = {MPROF_INUSE, n, lines, exact, leaks};
+    s.hide_suppressed = leaks;
     mprof__print_top(f, &s, &o);
+    if (leaks) print_suppressed(f, &s, exact);
+    s.hide_suppressed = false;
     fputs("\n", f);
     o.metric = MPROF_ALLOC;
     o.leaks = false;
@@ -652,6 +741,14 @@ static int report(const char* path, const char* label, size_t n, bool lines, boo
               mprof__fmt_bytes(b, sizeof b, (int64_t)thr, exact));
   }
   fprintf(f, "\nprofile: %s\n", path);
+  /* The peak profile (prof_peak) is written next to the final one. */
+  size_t pl = strlen(path);
+  const char* fin = ".f.pb.gz";
+  if (pl > strlen(fin) && strcmp(path + pl - strlen(fin), fin) == 0) {
+    char peak[PATH_MAX + 16];
+    snprintf(peak, sizeof peak, "%.*s.f.peak.pb.gz", (int)(pl - strlen(fin)), path);
+    if (access(peak, R_OK) == 0) fprintf(f, "peak profile: %s\n", peak);
+  }
   mprof__stacks_free(&s);
   mprof__rd_free(&p);
   return 0;
@@ -798,6 +895,11 @@ static int cmd_run(int argc, char** argv) {
     case OPT_ALL:
       all = true;
       break;
+    case OPT_SUPPRESSIONS:
+      if (supp.n == 0) supp_builtin();
+      supp_file(optarg);
+      leaks = true;
+      break;
     case OPT_INTERVAL:
       if (!parse_u64(optarg, &interval) || interval == 0 || interval > 86400)
         usage_error("--interval needs a number of seconds (1 to 86400), got \"%s\"", optarg);
@@ -819,6 +921,7 @@ static int cmd_run(int argc, char** argv) {
   if (optind < argc && strcmp(argv[optind - 1], "--") != 0 && argv[optind][0] == '-')
     usage_error("unknown option \"%s\"", argv[optind]);
   if (optind >= argc) usage_error("run needs a command: mprof run [options] -- CMD [ARGS...]");
+  if (supp.n == 0) supp_builtin();
   char** cmd = argv + optind;
 
   const char* libfile = strcmp(allocator, "jemalloc") == 0 ? "libmprof-jemalloc.so" : "libmprof.so";

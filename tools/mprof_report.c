@@ -514,6 +514,7 @@ static int sites_add(sites_t* sites, const mprof_stacks_t* s, int vi, int oi, bo
     const mprof_stack_t* st = &s->stacks[i];
     int64_t v = st->values[vi];
     if (v == 0 && (oi < 0 || st->values[oi] == 0)) continue;
+    if (s->hide_suppressed && st->suppressed != 0) continue;
     const mprof_frame_t* leaf = &st->site;
     site_t* site = site_get(sites, leaf, lines);
     if (site == NULL) return ENOMEM;
@@ -582,7 +583,9 @@ size_t mprof__sites_over(const mprof_stacks_t* s, mprof_metric_t m, int64_t thre
   if (vi < 0) return 0;
   sites_t sites = {0};
   size_t n = 0;
-  if (sites_add(&sites, s, vi, -1, false, false) == 0) {
+  mprof_stacks_t view = *s;
+  view.hide_suppressed = true;
+  if (sites_add(&sites, &view, vi, -1, false, false) == 0) {
     for (size_t i = 0; i < sites.n; i++)
       if (sites.v[i].bytes > threshold) n++;
   }
@@ -617,12 +620,15 @@ int mprof__print_top(FILE* f, const mprof_stacks_t* s, const mprof_top_opts_t* o
                       : o->metric == MPROF_ALLOC ? "allocated over the run"
                       : objs                     ? "objects in use"
                                                  : "in use";
+  /* A period of 1: every allocation was sampled, the figures are counts, not estimates. */
+  const char* how = s->prof->period == 1 ? "exact: every allocation sampled"
+                                         : "estimated from samples";
   if (objs)
-    fprintf(f, "%s: %" PRId64 " objects, %s (estimated from samples)\n", title, total,
-            mprof__fmt_bytes(b1, sizeof b1, total_other, o->exact));
+    fprintf(f, "%s: %" PRId64 " objects, %s (%s)\n", title, total,
+            mprof__fmt_bytes(b1, sizeof b1, total_other, o->exact), how);
   else
-    fprintf(f, "%s: %s in %" PRId64 " objects (estimated from samples)\n", title,
-            mprof__fmt_bytes(b1, sizeof b1, total, o->exact), total_other);
+    fprintf(f, "%s: %s in %" PRId64 " objects (%s)\n", title,
+            mprof__fmt_bytes(b1, sizeof b1, total, o->exact), total_other, how);
   fprintf(f, "  %12s %6s %10s  %-32s %s\n", objs ? "objects" : "bytes", "share",
           objs ? "bytes" : "objects", "function", "where");
   size_t shown = 0;
@@ -641,7 +647,17 @@ int mprof__print_top(FILE* f, const mprof_stacks_t* s, const mprof_top_opts_t* o
               mprof__fmt_bytes(b2, sizeof b2, st->bytes, o->exact), share, st->objects,
               st->leaf->func, where);
   }
-  if (shown == 0) fprintf(f, "  (nothing)\n");
+  if (shown == 0) {
+    int64_t alloc = o->metric != MPROF_ALLOC ? mprof__total(s, MPROF_ALLOC) : 0;
+    if (o->leaks && s->hide_suppressed && total == 0 && mprof__total(s, MPROF_INUSE) > 0)
+      fprintf(f, "  (nothing but suppressed sites: see below)\n");
+    else if (o->metric != MPROF_ALLOC && alloc > 0)
+      fprintf(f, "  (nothing: the program freed all it allocated, %s, before this profile was "
+                 "written; --alloc shows where it allocated)\n",
+              mprof__fmt_bytes(b2, sizeof b2, alloc, o->exact));
+    else
+      fprintf(f, "  (nothing)\n");
+  }
   sites_free(&sites);
   return 0;
 }
@@ -696,6 +712,95 @@ int mprof__print_diff(FILE* f, const mprof_stacks_t* old, const mprof_stacks_t* 
   }
   if (shown == 0) fprintf(f, "  (no site changed)\n");
   sites_free(&sites);
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Leak suppressions
+ * ------------------------------------------------------------------------------------------- */
+const char* const mprof__builtin_suppressions[] = {
+    "_IO_file_doallocate",     /* stdio buffers, kept until exit */
+    "eh_alloc.cc",             /* libstdc++'s emergency exception pool */
+    "(anonymous namespace)::pool::pool",
+    "_dl_allocate_tls",        /* the loader: thread-local storage, dtv, loaded objects */
+    "allocate_dtv",
+    "_dl_resize_dtv",
+    "_dl_update_slotinfo",
+    "_dl_new_object",
+    "_dl_map_object",
+    "_dl_check_map_versions",
+    "_dlfo_mappings_segment_allocate",
+    "_nl_intern_locale_data", /* setlocale's data and aliases */
+    "read_alias_file",
+    "extend_alias_table",
+    NULL,
+};
+
+/* Whole-string match of s against pat[0..pl) where '*' matches any run of characters
+ * (iterative, with one backtrack point: linear in practice, never recursive). */
+static bool glob_match(const char* pat, size_t pl, const char* s) {
+  size_t pi = 0, star = SIZE_MAX;
+  const char* mark = NULL;
+  while (*s) {
+    if (pi < pl && pat[pi] == '*') {
+      star = pi++;
+      mark = s;
+    } else if (pi < pl && pat[pi] == *s) {
+      pi++;
+      s++;
+    } else if (star != SIZE_MAX) {
+      pi = star + 1;
+      s = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (pi < pl && pat[pi] == '*')
+    pi++;
+  return pi == pl;
+}
+
+/* LeakSanitizer's matching: '*' matches any run of characters; a leading '^' anchors at the
+ * start, a trailing '$' at the end; otherwise the pattern may match anywhere in s. */
+static bool tmatch(const char* pat, const char* s) {
+  char buf[1024];
+  size_t n = strlen(pat);
+  bool start = n > 0 && pat[0] == '^';
+  bool end = n > 0 && pat[n - 1] == '$' && !(start && n == 1);
+  const char* body = pat + start;
+  size_t bl = n - start - end;
+  if (bl + 3 > sizeof buf) return false;
+  size_t k = 0;
+  if (!start) buf[k++] = '*';
+  memcpy(buf + k, body, bl);
+  k += bl;
+  if (!end) buf[k++] = '*';
+  return glob_match(buf, k, s);
+}
+
+static bool frame_matches(const mprof_frame_t* f, const char* pat) {
+  return tmatch(pat, f->func) || tmatch(pat, f->raw) || (f->file[0] && tmatch(pat, f->file)) ||
+         (f->obj[0] && tmatch(pat, f->obj));
+}
+
+int mprof__suppress(mprof_stacks_t* s, const char* const* pats, size_t npats) {
+  const mprof_rd_profile_t* p = s->prof;
+  if (s->n != p->nsamples) return EINVAL; /* merged stacks: not supported */
+  int* by_loc = calloc(p->nlocations ? p->nlocations : 1, sizeof *by_loc);
+  if (by_loc == NULL) return ENOMEM;
+  for (size_t li = 0; li < p->nlocations; li++) {
+    const mprof_locframes_t* lf = &s->locs[li];
+    for (size_t j = 0; j < lf->n && by_loc[li] == 0; j++)
+      for (size_t k = 0; k < npats && by_loc[li] == 0; k++)
+        if (frame_matches(&lf->f[j], pats[k])) by_loc[li] = (int)k + 1;
+  }
+  for (size_t i = 0; i < s->n; i++) {
+    const mprof_rd_sample_t* smp = &p->samples[i];
+    s->stacks[i].suppressed = 0;
+    for (size_t j = 0; j < smp->nlocs && s->stacks[i].suppressed == 0; j++)
+      s->stacks[i].suppressed = by_loc[smp->locs[j]];
+  }
+  free(by_loc);
   return 0;
 }
 

@@ -45,6 +45,7 @@ typedef struct mprof_stack_s {
   mprof_frame_t site;    /* where the program allocated: see mprof__stacks_build */
   const mprof_rd_label_t* labels;
   size_t nlabels;
+  int suppressed; /* leak check: 1 + index of the suppression that matched, 0 if none */
 } mprof_stack_t;
 
 typedef struct mprof_stacks_s {
@@ -52,6 +53,7 @@ typedef struct mprof_stacks_s {
   mprof_stack_t* stacks; /* one per sample */
   size_t n;
   mprof_locframes_t* locs; /* one per location of prof */
+  bool hide_suppressed;    /* tables leave suppressed stacks out */
   int inuse_space, inuse_objects, alloc_space, alloc_objects; /* sample indices, -1 if absent */
   void* pool;                                                 /* owned memory */
 } mprof_stacks_t;
@@ -99,6 +101,16 @@ size_t mprof__sites_over(const mprof_stacks_t* s, mprof_metric_t m, int64_t thre
  * changes first; o->n rows, o->lines, o->exact as for the table of top sites. */
 int mprof__print_diff(FILE* f, const mprof_stacks_t* old, const mprof_stacks_t* new_,
                       const mprof_top_opts_t* o);
+
+/* Memory the C and C++ runtimes keep until exit by design, never a leak (mprof(1) lists them):
+ * suppression patterns, NULL-terminated. */
+extern const char* const mprof__builtin_suppressions[];
+
+/* Marks every stack that a pattern matches (LeakSanitizer's `leak:` patterns: '*' wildcards,
+ * '^'/'$' anchors, else a substring) in a function name, source file or object file name
+ * anywhere in the stack: stack.suppressed = 1 + index of the first matching pattern. For a
+ * profile's own stacks only (not merged). Returns 0, ENOMEM or EINVAL. */
+int mprof__suppress(mprof_stacks_t* s, const char* const* pats, size_t npats);
 
 /* The reconciliation block from the profile's mprof.* comments (or a line saying the profile
  * has none). */
