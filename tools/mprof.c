@@ -41,6 +41,7 @@ static char* drop_extra = NULL;
 static const char usage_text[] =
     "usage: mprof run [options] -- CMD [ARGS...]   run CMD under the profiler, report at exit\n"
     "       mprof top FILE... [--inuse|--alloc|--objects] [-n N] [--lines] [--exact] [--drop RE]\n"
+    "                 [--by-thread]   one row per thread (prof_thread_labels:true)\n"
     "       mprof diff OLD NEW | --base OLD... NEW...  [--inuse|--alloc|--objects] [-n N] ...\n"
     "       mprof flame FILE... -o OUT.html [--inuse|--alloc]\n"
     "       (several files are merged: e.g. every process of a run)\n"
@@ -133,6 +134,7 @@ enum {
   OPT_ALL,
   OPT_INTERVAL,
   OPT_SUPPRESSIONS,
+  OPT_BY_THREAD,
   OPT_HELP
 };
 
@@ -157,7 +159,8 @@ static const struct option read_opts[] = {
     {"objects", no_argument, NULL, OPT_OBJECTS}, {"lines", no_argument, NULL, OPT_LINES},
     {"exact", no_argument, NULL, OPT_EXACT},     {"output", required_argument, NULL, 'o'},
     {"drop", required_argument, NULL, OPT_DROP}, {"help", no_argument, NULL, OPT_HELP},
-    {"base", required_argument, NULL, OPT_BASE}, {NULL, 0, NULL, 0},
+    {"base", required_argument, NULL, OPT_BASE}, {"by-thread", no_argument, NULL, OPT_BY_THREAD},
+    {NULL, 0, NULL, 0},
 };
 
 typedef struct read_args_s {
@@ -206,6 +209,9 @@ static void parse_read_args(int argc, char** argv, read_args_t* a, const char* c
       break;
     case OPT_BASE:
       a->bases[a->nbases++] = optarg;
+      break;
+    case OPT_BY_THREAD:
+      a->top.by_thread = true;
       break;
     case 'n':
       if (!parse_u64(optarg, &v)) usage_error("-n needs a number, got \"%s\"", optarg);
@@ -716,7 +722,7 @@ static int report(const char* path, const char* label, size_t n, bool lines, boo
           "try -r with a smaller value)\n",
           f);
   } else {
-    mprof_top_opts_t o = {MPROF_INUSE, n, lines, exact, leaks};
+    mprof_top_opts_t o = {MPROF_INUSE, n, lines, exact, leaks, false};
     s.hide_suppressed = leaks;
     mprof__print_top(f, &s, &o);
     if (leaks) print_suppressed(f, &s, exact);
@@ -741,13 +747,23 @@ static int report(const char* path, const char* label, size_t n, bool lines, boo
               mprof__fmt_bytes(b, sizeof b, (int64_t)thr, exact));
   }
   fprintf(f, "\nprofile: %s\n", path);
-  /* The peak profile (prof_peak) is written next to the final one. */
+  /* The peak profile (prof_peak) is written right after the final one: PREFIX.PROGRAM.PID.
+   * SEQ.f.peak.pb.gz with the next sequence number. */
   size_t pl = strlen(path);
   const char* fin = ".f.pb.gz";
+  const char* seq = NULL;
   if (pl > strlen(fin) && strcmp(path + pl - strlen(fin), fin) == 0) {
-    char peak[PATH_MAX + 16];
-    snprintf(peak, sizeof peak, "%.*s.f.peak.pb.gz", (int)(pl - strlen(fin)), path);
-    if (access(peak, R_OK) == 0) fprintf(f, "peak profile: %s\n", peak);
+    for (const char* c = path + pl - strlen(fin); c > path && seq == NULL; c--)
+      if (c[-1] == '.') seq = c - 1;
+  }
+  if (seq != NULL) {
+    char pat[PATH_MAX + 32];
+    snprintf(pat, sizeof pat, "%.*s.*.f.peak.pb.gz", (int)(seq - path), path);
+    glob_t g;
+    if (glob(pat, 0, NULL, &g) == 0) {
+      fprintf(f, "peak profile: %s\n", g.gl_pathv[g.gl_pathc - 1]);
+      globfree(&g);
+    }
   }
   mprof__stacks_free(&s);
   mprof__rd_free(&p);

@@ -346,6 +346,10 @@ int mprof__stacks_build(const mprof_rd_profile_t* p, mprof_stacks_t* out, const 
     st->values = smp->values;
     st->labels = smp->labels;
     st->nlabels = smp->nlabels;
+    st->thread = (mprof_frame_t){.func = "(no thread label)", .file = "", .obj = "", .raw = ""};
+    for (size_t j = 0; j < smp->nlabels; j++)
+      if (smp->labels[j].str != 0 && strcmp(mprof__rd_str(p, smp->labels[j].key), "thread") == 0)
+        st->thread.func = st->thread.raw = mprof__rd_str(p, smp->labels[j].str);
     size_t n = 0;
     for (size_t j = 0; j < smp->nlocs; j++)
       n += lf[smp->locs[j]].n;
@@ -509,13 +513,13 @@ static void sites_free(sites_t* s) {
 
 /* Adds every sample's value (vi) and objects (oi) to its leaf site; into `other` if diff. */
 static int sites_add(sites_t* sites, const mprof_stacks_t* s, int vi, int oi, bool lines,
-                     bool other) {
+                     bool other, bool by_thread) {
   for (size_t i = 0; i < s->n; i++) {
     const mprof_stack_t* st = &s->stacks[i];
     int64_t v = st->values[vi];
     if (v == 0 && (oi < 0 || st->values[oi] == 0)) continue;
     if (s->hide_suppressed && st->suppressed != 0) continue;
-    const mprof_frame_t* leaf = &st->site;
+    const mprof_frame_t* leaf = by_thread ? &st->thread : &st->site;
     site_t* site = site_get(sites, leaf, lines);
     if (site == NULL) return ENOMEM;
     if (!lines && (site->leaf->line != leaf->line || strcmp(site->leaf->file, leaf->file) != 0))
@@ -585,7 +589,7 @@ size_t mprof__sites_over(const mprof_stacks_t* s, mprof_metric_t m, int64_t thre
   size_t n = 0;
   mprof_stacks_t view = *s;
   view.hide_suppressed = true;
-  if (sites_add(&sites, &view, vi, -1, false, false) == 0) {
+  if (sites_add(&sites, &view, vi, -1, false, false, false) == 0) {
     for (size_t i = 0; i < sites.n; i++)
       if (sites.v[i].bytes > threshold) n++;
   }
@@ -602,7 +606,7 @@ int mprof__print_top(FILE* f, const mprof_stacks_t* s, const mprof_top_opts_t* o
     return EINVAL;
   }
   sites_t sites = {0};
-  if (sites_add(&sites, s, vi, oi, o->lines, false) != 0) {
+  if (sites_add(&sites, s, vi, oi, o->lines && !o->by_thread, false, o->by_thread) != 0) {
     sites_free(&sites);
     fprintf(stderr, "mprof: out of memory\n");
     return ENOMEM;
@@ -630,7 +634,8 @@ int mprof__print_top(FILE* f, const mprof_stacks_t* s, const mprof_top_opts_t* o
     fprintf(f, "%s: %s in %" PRId64 " objects (%s)\n", title,
             mprof__fmt_bytes(b1, sizeof b1, total, o->exact), total_other, how);
   fprintf(f, "  %12s %6s %10s  %-32s %s\n", objs ? "objects" : "bytes", "share",
-          objs ? "bytes" : "objects", "function", "where");
+          objs ? "bytes" : "objects", o->by_thread ? "thread" : "function",
+          o->by_thread ? "" : "where");
   size_t shown = 0;
   for (size_t i = 0; i < sites.n; i++) {
     const site_t* st = &sites.v[i];
@@ -638,6 +643,7 @@ int mprof__print_top(FILE* f, const mprof_stacks_t* s, const mprof_top_opts_t* o
     if (o->n != 0 && shown == o->n) break;
     shown++;
     fmt_where(where, sizeof where, st->leaf, o->lines || !st->mixed);
+    if (o->by_thread) where[0] = '\0';
     double share = total > 0 ? 100.0 * (double)st->bytes / (double)total : 0;
     if (objs)
       fprintf(f, "  %12" PRId64 " %5.1f%% %10s  %-32s %s\n", st->bytes, share,
@@ -674,8 +680,8 @@ int mprof__print_diff(FILE* f, const mprof_stacks_t* old, const mprof_stacks_t* 
   }
   bool objs = o->metric == MPROF_INUSE_OBJECTS;
   sites_t sites = {0};
-  if (sites_add(&sites, old, vo, -1, lines, true) != 0 ||
-      sites_add(&sites, new_, vn, -1, lines, false) != 0) {
+  if (sites_add(&sites, old, vo, -1, lines, true, false) != 0 ||
+      sites_add(&sites, new_, vn, -1, lines, false, false) != 0) {
     sites_free(&sites);
     fprintf(stderr, "mprof: out of memory\n");
     return ENOMEM;

@@ -46,6 +46,7 @@ typedef struct mprof_stack_s {
   const mprof_rd_label_t* labels;
   size_t nlabels;
   int suppressed; /* leak check: 1 + index of the suppression that matched, 0 if none */
+  mprof_frame_t thread; /* func: the sample's "thread" label, or "(no thread label)" */
 } mprof_stack_t;
 
 typedef struct mprof_stacks_s {
@@ -86,6 +87,7 @@ typedef struct mprof_top_opts_s {
   bool lines; /* one row per function and file:line instead of per function */
   bool exact; /* bytes as integers */
   bool leaks; /* title the table as sites holding memory at exit */
+  bool by_thread; /* one row per thread label ("thread") instead of per site */
 } mprof_top_opts_t;
 
 /* Prints the table of top sites. Returns 0, or EINVAL with a message on stderr when the profile

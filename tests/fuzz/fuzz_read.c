@@ -94,11 +94,11 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (out != NULL) {
       mprof_metric_t ms[] = {MPROF_INUSE, MPROF_ALLOC, MPROF_INUSE_OBJECTS};
       for (size_t i = 0; i < 3; i++) {
-        mprof_top_opts_t o = {ms[i], 5, i == 1, i == 2, false};
+        mprof_top_opts_t o = {ms[i], 5, i == 1, i == 2, false, i == 0};
         if (mprof__print_top(out, &s, &o) == 0 && ms[i] != MPROF_INUSE_OBJECTS)
           mprof__write_flame(out, &s, ms[i], "fuzz");
       }
-      mprof_top_opts_t d = {MPROF_ALLOC, 5, false, false, false};
+      mprof_top_opts_t d = {MPROF_ALLOC, 5, false, false, false, false};
       mprof__print_diff(out, &s, &s, &d);
       mprof__print_recon(out, &p, true);
       (void)mprof__total(&s, MPROF_INUSE);

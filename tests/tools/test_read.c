@@ -145,7 +145,7 @@ static char* report(void (*fn)(FILE*, void*), void* arg) {
 }
 
 static void top_inuse(FILE* f, void* arg) {
-  mprof_top_opts_t o = {MPROF_INUSE, 10, false, true, false};
+  mprof_top_opts_t o = {MPROF_INUSE, 10, false, true, false, false};
   assert_int_equal(mprof__print_top(f, arg, &o), 0);
 }
 
