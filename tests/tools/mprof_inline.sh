@@ -45,4 +45,32 @@ go tool pprof -raw "$profile" 2>/dev/null | grep -q "inline_leak.cc:$line" &&
 t0=$(go tool pprof -top -unit=B -sample_index=inuse_space "$profile" 2>/dev/null | sed -n 's/.*of \([0-9]*\)B total.*/\1/p')
 t1=$(go tool pprof -top -unit=B -sample_index=inuse_space "$work/s.pb.gz" 2>/dev/null | sed -n 's/.*of \([0-9]*\)B total.*/\1/p')
 [ -n "$t0" ] && [ "$t0" = "$t1" ] && ok "inuse total unchanged ($t0 B)" || bad "inuse total $t0 vs $t1"
+
+# Separate debug information: a stripped copy of the program with its debug file found through
+# .gnu_debuglink (next to it), then only through a debuginfod client cache (by build id); a
+# DEBUGINFOD_URLS pointing nowhere changes nothing (the network is not used).
+command -v objcopy >/dev/null || skip_or_fail "objcopy (binutils) not installed"
+mkdir -p "$work/dl" "$work/cache"
+cp "$prog" "$work/dl/inl"
+objcopy --only-keep-debug "$work/dl/inl" "$work/dl/inl.debug"
+objcopy --strip-debug --strip-unneeded --add-gnu-debuglink="$work/dl/inl.debug" "$work/dl/inl"
+"$mprof" run -r 1 -q -o "$work/s" -- "$work/dl/inl" 64 >/dev/null 2>&1
+sp=$(ls "$work"/s.*.f.pb.gz | head -1)
+check_site() { # LABEL: the top site of $sp is leak_some at its line
+  local first
+  first=$(DEBUGINFOD_URLS=http://127.0.0.1:9/ "$mprof" top "$sp" --lines -n 1 | sed -n 3p)
+  case $first in
+  *"leak_some "*"inline_leak.cc:$line") ok "$1: leak_some inline_leak.cc:$line" ;;
+  *) bad "$1: top site: $first" ;;
+  esac
+}
+check_site "stripped, debug file by .gnu_debuglink"
+id=$(file -L "$work/dl/inl" | sed -n 's/.*BuildID\[sha1\]=\([0-9a-f]*\).*/\1/p')
+[ -n "$id" ] || bad "no build id in the program"
+mkdir -p "$work/cache/$id"
+mv "$work/dl/inl.debug" "$work/cache/$id/debuginfo"
+first=$("$mprof" top "$sp" --lines -n 1 | sed -n 3p)
+case $first in *leak_some*) bad "without any debug file the site is still leak_some (test proves nothing)" ;;
+*) ok "debug file gone: no inline names ($first)" ;; esac
+DEBUGINFOD_CACHE_PATH=$work/cache check_site "stripped, debug file in a debuginfod cache"
 finish
