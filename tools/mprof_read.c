@@ -125,6 +125,10 @@ static int scalar(ctx_t* c, cur_t* k, int wire, uint64_t* v) {
 /* Growable arrays. */
 static int grow(ctx_t* c, void** arr, size_t* cap, size_t n, size_t elem) {
   if (n < *cap) return 0;
+  if (n >= MPROF_RD_MAX_ITEMS)
+    return fail(c, EFBIG, "more than %zu entries in one list (samples, locations, functions, "
+                          "strings, or one sample's values; limit of this reader)",
+                (size_t)MPROF_RD_MAX_ITEMS);
   size_t ncap = *cap ? *cap * 2 : 16;
   if (ncap > SIZE_MAX / elem) return fail(c, ENOMEM, "out of memory");
   void* p = realloc(*arr, ncap * elem);

@@ -84,9 +84,15 @@ typedef struct mprof_rd_profile_s {
 /* Largest decompressed profile accepted (a bound against gzip bombs). */
 #define MPROF_RD_MAX_BYTES ((size_t)1 << 30)
 
+/* Most entries of one repeated field: samples, locations, lines of a location, functions,
+ * strings, comments, or the ids, values or labels of one sample (a bound on memory: a small
+ * compressed file may hold hundreds of megabytes of tiny messages, each costing far more in
+ * memory than in the file). */
+#define MPROF_RD_MAX_ITEMS ((size_t)1 << 21)
+
 /* Decodes a profile from memory (gzip-compressed or raw). Returns 0, or a positive errno with a
  * one-line reason in err (without the file name): EINVAL for data that is not a valid profile,
- * ENOMEM, EFBIG for more than MPROF_RD_MAX_BYTES. On failure *out is left empty. */
+ * ENOMEM, EFBIG for more than MPROF_RD_MAX_BYTES or MPROF_RD_MAX_ITEMS. On failure *out is left empty. */
 int mprof__rd_parse(const uint8_t* data, size_t size, mprof_rd_profile_t* out, char* err,
                     size_t errlen);
 

@@ -60,7 +60,7 @@ typedef struct mprof_stacks_s {
 } mprof_stacks_t;
 
 /* Most frames over all samples of one profile (a bound on memory for hostile input). */
-#define MPROF_MAX_FRAMES ((size_t)1 << 23)
+#define MPROF_MAX_FRAMES ((size_t)1 << 22)
 
 /* Symbolizes every sample of prof and finds its site: the first frame from the leaf that is
  * neither an allocation wrapper nor unnamed. Wrappers are the functions that

@@ -3,6 +3,7 @@
   deep.pb.gz      one sample whose stack is 200 000 frames of one location (about 1 KB)
   wide.pb.gz      300 000 samples, each a different function called from one caller
   frames.pb.gz    one location with 100 000 inlined lines, named by 10 000 samples (1e9 frames)
+  many.pb.gz      3 000 000 samples of four bytes each (12 MB of protobuf in a few KB)
 Usage: hostile_profiles.py OUTDIR"""
 import gzip
 import sys
@@ -65,6 +66,9 @@ def main():
     # frames: one location with 100 000 lines, named by 10 000 samples
     p = profile(base + ["g"], [([1], 1)] * 10000, [(1, [1] * 100000)], [(1, 3)])
     open(f"{d}/frames.pb.gz", "wb").write(gzip.compress(p, 9))
+    # many: 3 000 000 empty samples (each one location id, no values)
+    p = profile(base + ["h"], [], [(1, [1])], [(1, 3)]) + field(2, packed(1, [1])) * 3000000
+    open(f"{d}/many.pb.gz", "wb").write(gzip.compress(p, 9))
 
 
 main()

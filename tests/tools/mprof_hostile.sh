@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Hostile profiles (tests/tools/hostile_profiles.py): a 200 000-frame stack in a 300-byte file,
-# 300 000 sibling functions, and a 1 KB file that names 10^9 frames. `mprof top` and `mprof flame`
+# 300 000 sibling functions, a 1 KB file that names 10^9 frames, and 3 000 000 tiny samples. `mprof top` and `mprof flame`
 # finish (no SIGSEGV from recursion, no quadratic lookups: the timeout is a guard, generous by two
 # orders of magnitude, not a measurement) or stop with one clear line (status 2).
 # Usage: mprof_hostile.sh MPROF SOURCE_DIR
@@ -29,4 +29,8 @@ for c in top flame; do
   [ $rc -eq 2 ] && grep -q 'frames over all samples (limit of this command)' "$work/e" &&
     [ "$(wc -l <"$work/e")" -eq 1 ] && ok "$c: 10^9 frames refused in one line" || bad "$c frames: status $rc $(cat "$work/e")"
 done
+guard "$mprof" top "$work/many.pb.gz" >/dev/null 2>"$work/e" && rc=0 || rc=$?
+[ $rc -eq 2 ] && grep -q 'more than 2097152 entries in one list' "$work/e" && [ "$(wc -l <"$work/e")" -eq 1 ] &&
+  ok "top: 3 000 000 samples in $(stat -c %s "$work/many.pb.gz") bytes refused in one line" ||
+  bad "many: status $rc $(cat "$work/e")"
 finish
