@@ -572,7 +572,7 @@ static int resolve(state_t* st) {
     if (!str_ok(p, p->comments[i]))
       return fail(c, EINVAL, "not a pprof profile (comment names a missing string)");
 
-  qsort(p->mappings, p->nmappings, sizeof *p->mappings, cmp_map);
+  if (p->nmappings > 1) qsort(p->mappings, p->nmappings, sizeof *p->mappings, cmp_map);
   for (size_t i = 0; i < p->nmappings; i++) {
     const mprof_rd_mapping_t* m = &p->mappings[i];
     if (m->id == 0 || (i > 0 && p->mappings[i - 1].id == m->id))
@@ -581,7 +581,7 @@ static int resolve(state_t* st) {
     if (!str_ok(p, m->filename) || !str_ok(p, m->build_id))
       return fail(c, EINVAL, "not a pprof profile (mapping names a missing string)");
   }
-  qsort(p->functions, p->nfunctions, sizeof *p->functions, cmp_func);
+  if (p->nfunctions > 1) qsort(p->functions, p->nfunctions, sizeof *p->functions, cmp_func);
   for (size_t i = 0; i < p->nfunctions; i++) {
     const mprof_rd_function_t* f = &p->functions[i];
     if (f->id == 0 || (i > 0 && p->functions[i - 1].id == f->id))

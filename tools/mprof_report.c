@@ -617,7 +617,7 @@ int mprof__print_top(FILE* f, const mprof_stacks_t* s, const mprof_top_opts_t* o
     total += sites.v[i].bytes;
     total_other += sites.v[i].objects;
   }
-  qsort(sites.v, sites.n, sizeof *sites.v, cmp_site);
+  if (sites.n > 1) qsort(sites.v, sites.n, sizeof *sites.v, cmp_site);
   char b1[32], b2[32], where[512];
   bool objs = o->metric == MPROF_INUSE_OBJECTS;
   const char* title = o->leaks                   ? "still in use at exit"
@@ -694,7 +694,7 @@ int mprof__print_diff(FILE* f, const mprof_stacks_t* old, const mprof_stacks_t* 
     told += s->other;
     tnew += s->bytes;
   }
-  qsort(sites.v, sites.n, sizeof *sites.v, cmp_site);
+  if (sites.n > 1) qsort(sites.v, sites.n, sizeof *sites.v, cmp_site);
   char b1[32], b2[32], b3[32], where[512];
   /* Object counts print as plain numbers: the exact form of the byte formatter, less " B". */
   bool ex = exact || objs;
