@@ -781,6 +781,9 @@ static int report(const char* path, const char* label, size_t n, bool lines, boo
 #define RUN_SNAPSHOT_WAIT_MS 2000
 
 static const int run_signals[3] = {SIGINT, SIGTERM, SIGHUP};
+/* False when --conf sets its own prof_dump_signal (it overrides mprof's): then the program may
+ * not handle RUN_DUMP_SIGNAL, whose default action ends it, so it is never sent. */
+static bool run_snapshots = true;
 static volatile sig_atomic_t pending_signal = 0;
 static volatile sig_atomic_t pending_from_tty = 0;
 
@@ -819,6 +822,7 @@ static void sleep_ms(unsigned ms) {
 /* Asks pid for a snapshot through the dump signal and waits for it, at most wait_ms (the
  * library writes it at the program's next allocation). Returns whether it came. */
 static bool request_snapshot(pid_t pid, const char* prefix, unsigned wait_ms) {
+  if (!run_snapshots) return false;
   size_t before = count_snapshots(prefix, pid);
   if (kill(pid, RUN_DUMP_SIGNAL) != 0) return false;
   uint64_t end = now_ms() + wait_ms;
@@ -938,6 +942,11 @@ static int cmd_run(int argc, char** argv) {
     usage_error("unknown option \"%s\"", argv[optind]);
   if (optind >= argc) usage_error("run needs a command: mprof run [options] -- CMD [ARGS...]");
   if (supp.n == 0) supp_builtin();
+  if (conf != NULL && strstr(conf, "prof_dump_signal:") != NULL) {
+    run_snapshots = false;
+    if (interval != 0)
+      usage_error("--interval needs mprof's own dump signal: remove prof_dump_signal from --conf");
+  }
   char** cmd = argv + optind;
 
   const char* libfile = strcmp(allocator, "jemalloc") == 0 ? "libmprof-jemalloc.so" : "libmprof.so";

@@ -51,4 +51,15 @@ wait $m && rc=0 || rc=$?
 grep -q ' leak_site ' "$work/g.err" && grep -q 'snapshot' "$work/g.err" &&
   ok "SIGTERM to the process group: a report from a snapshot" || bad "group: $(cat "$work/g.err")"
 "$mprof" run --interval 0 -- true 2>/dev/null && bad "--interval 0 accepted" || ok "--interval 0 refused"
+# A prof_dump_signal of the user's own: mprof never sends its dump signal (whose default action
+# would end the program); SIGTERM is still forwarded.
+"$mprof" run --conf prof_dump_signal:SIGUSR2 -o "$work/u" -- "$prog" hold >"$work/u.out" 2>"$work/u.err" &
+m=$!
+wait_ready "$work/u.out" || bad "own signal: the program never got ready"
+kill -TERM $m
+wait $m && rc=0 || rc=$?
+[ $rc -eq 143 ] && ok "--conf prof_dump_signal:SIGUSR2: SIGTERM forwarded, status 143 (not killed by SIGRTMAX-3)" ||
+  bad "own signal: status $rc $(cat "$work/u.err")"
+"$mprof" run --interval 1 --conf prof_dump_signal:SIGUSR2 -- true 2>/dev/null && bad "--interval with own signal accepted" ||
+  ok "--interval with the user's own dump signal refused"
 finish
