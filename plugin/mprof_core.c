@@ -622,6 +622,33 @@ static int dump_locked(const char* path, const char* heap_path, bool automatic, 
   return err;
 }
 
+/* The program's name in automatic file names, so that the processes of one run (make's cc1, as,
+ * ld) are told apart: the name it was started as (program_invocation_short_name), else the
+ * executable's; characters other than [A-Za-z0-9._+-] become '_', at most 64 bytes. Read at
+ * each dump: a fork keeps it, an exec changes it. */
+static void program_name(char* out, size_t len) {
+  const char* n = program_invocation_short_name;
+  char exe[PATH_MAX];
+  if (n == NULL || n[0] == '\0') {
+    ssize_t r = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[r > 0 ? r : 0] = '\0';
+    const char* slash = strrchr(exe, '/');
+    n = slash != NULL ? slash + 1 : exe;
+  }
+  size_t k = 0;
+  for (; n[k] != '\0' && k + 1 < len && k < 64; k++) {
+    char c = n[k];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '+' || c == '-';
+    out[k] = ok ? c : '_';
+  }
+  if (k == 0 && len > 7) {
+    memcpy(out, "program", 7);
+    k = 7;
+  }
+  out[k] = '\0';
+}
+
 /* The next automatic name of `kind`, without its extension. Needs mprof_dump_lock, so
  * numbers follow the dump order. */
 static int auto_name_locked(char kind, dump_what_t what, char* buf, size_t len) {
@@ -639,13 +666,15 @@ static int auto_name_locked(char kind, dump_what_t what, char* buf, size_t len) 
                     : what == DUMP_MUTEX   ? ".mutex"
                     : what == DUMP_THREADS ? ".threads"
                                            : "";
+  char prog[80];
+  program_name(prog, sizeof prog);
   int n;
   if (kind == 'f')
-    n = snprintf(buf, len, "%s.%ld.%llu.f%s", mprof__opts.prof_prefix, (long)getpid(),
+    n = snprintf(buf, len, "%s.%s.%ld.%llu.f%s", mprof__opts.prof_prefix, prog, (long)getpid(),
                  (unsigned long long)seq, sfx);
   else
-    n = snprintf(buf, len, "%s.%ld.%llu.%c%llu%s", mprof__opts.prof_prefix, (long)getpid(),
-                 (unsigned long long)seq, kind, (unsigned long long)kseq, sfx);
+    n = snprintf(buf, len, "%s.%s.%ld.%llu.%c%llu%s", mprof__opts.prof_prefix, prog,
+                 (long)getpid(), (unsigned long long)seq, kind, (unsigned long long)kseq, sfx);
   return (n < 0 || (size_t)n >= len) ? ENAMETOOLONG : 0;
 }
 

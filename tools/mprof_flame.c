@@ -12,41 +12,89 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The tree of stacks, callers first: nodes in one array, children found through one hash table
+ * keyed by (parent, name) so that a node with 300 000 children costs no more per lookup than one
+ * with three, and walked without recursion so that a 200 000-frame stack cannot exhaust the C
+ * stack. Stacks deeper than MPROF_FLAME_MAX_DEPTH keep their callers' end and fold the rest into
+ * one box, which also keeps the page's own layout shallow. */
+#define MPROF_FLAME_MAX_DEPTH 1024
+
 typedef struct node_s {
   const char* name;
   int64_t value;
-  struct node_s** kids;
-  size_t nkids, cap;
+  uint32_t parent, first, next; /* indices; 0 = none (node 0 is the root) */
 } node_t;
 
-static node_t* child(node_t* n, const char* name) {
-  for (size_t i = 0; i < n->nkids; i++)
-    if (strcmp(n->kids[i]->name, name) == 0) return n->kids[i];
-  if (n->nkids == n->cap) {
-    size_t cap = n->cap ? n->cap * 2 : 4;
-    node_t** k = realloc(n->kids, cap * sizeof *k);
-    if (k == NULL) return NULL;
-    n->kids = k;
-    n->cap = cap;
+typedef struct tree_s {
+  node_t* v;
+  size_t n, cap;
+  uint32_t* slots; /* node index, 0 = empty */
+  size_t nslots;
+} tree_t;
+
+static uint64_t hash_key(uint32_t parent, const char* name) {
+  uint64_t h = 1469598103934665603ull ^ ((uint64_t)parent * 0x9e3779b97f4a7c15ull);
+  for (const char* c = name; *c; c++)
+    h = (h ^ (unsigned char)*c) * 1099511628211ull;
+  return h;
+}
+
+static int tree_init(tree_t* t) {
+  memset(t, 0, sizeof *t);
+  t->cap = 1024;
+  t->v = calloc(t->cap, sizeof *t->v);
+  t->nslots = 2048;
+  t->slots = calloc(t->nslots, sizeof *t->slots);
+  if (t->v == NULL || t->slots == NULL) return ENOMEM;
+  t->v[0].name = "all";
+  t->n = 1;
+  return 0;
+}
+
+static void tree_free(tree_t* t) {
+  free(t->v);
+  free(t->slots);
+}
+
+/* The child of parent named name, created when missing; 0 when memory runs out. */
+static uint32_t child(tree_t* t, uint32_t parent, const char* name) {
+  size_t mask = t->nslots - 1;
+  size_t j = hash_key(parent, name) & mask;
+  for (; t->slots[j] != 0; j = (j + 1) & mask) {
+    const node_t* c = &t->v[t->slots[j]];
+    if (c->parent == parent && strcmp(c->name, name) == 0) return t->slots[j];
   }
-  node_t* c = calloc(1, sizeof *c);
-  if (c == NULL) return NULL;
-  c->name = name;
-  n->kids[n->nkids++] = c;
-  return c;
+  if (t->n >= UINT32_MAX - 1) return 0;
+  if (t->n == t->cap) {
+    node_t* v = realloc(t->v, 2 * t->cap * sizeof *v);
+    if (v == NULL) return 0;
+    t->v = v;
+    t->cap *= 2;
+  }
+  uint32_t id = (uint32_t)t->n++;
+  t->v[id] = (node_t){name, 0, parent, 0, t->v[parent].first};
+  t->v[parent].first = id;
+  t->slots[j] = id;
+  if (2 * t->n > t->nslots) { /* grow and rehash */
+    size_t ns = t->nslots * 2;
+    uint32_t* slots = calloc(ns, sizeof *slots);
+    if (slots == NULL) return 0;
+    for (uint32_t i = 1; i < t->n; i++) {
+      size_t k = hash_key(t->v[i].parent, t->v[i].name) & (ns - 1);
+      while (slots[k] != 0)
+        k = (k + 1) & (ns - 1);
+      slots[k] = i;
+    }
+    free(t->slots);
+    t->slots = slots;
+    t->nslots = ns;
+  }
+  return id;
 }
 
-static void free_tree(node_t* n) {
-  for (size_t i = 0; i < n->nkids; i++)
-    free_tree(n->kids[i]);
-  free(n->kids);
-  free(n);
-}
-
+static const node_t* cmp_base;
 static int cmp_node(const void* a, const void* b) {
-  const node_t* x = *(node_t* const*)a;
-  const node_t* y = *(node_t* const*)b;
-  return strcmp(x->name, y->name);
+  return strcmp(cmp_base[*(const uint32_t*)a].name, cmp_base[*(const uint32_t*)b].name);
 }
 
 /* A JSON string, safe inside <script>: '<', '>' and '&' are escaped too. */
@@ -63,20 +111,61 @@ static void json_str(FILE* f, const char* s) {
   fputc('"', f);
 }
 
-static void json_node(FILE* f, node_t* n) {
-  fputs("{\"n\":", f);
-  json_str(f, n->name);
-  fprintf(f, ",\"v\":%" PRId64, n->value);
-  if (n->nkids > 0) {
-    qsort(n->kids, n->nkids, sizeof *n->kids, cmp_node);
-    fputs(",\"c\":[", f);
-    for (size_t i = 0; i < n->nkids; i++) {
-      if (i > 0) fputc(',', f);
-      json_node(f, n->kids[i]);
+/* The tree as nested {"n":name,"v":value,"c":[children sorted by name]}, depth first with an
+ * explicit stack. */
+static int json_tree(FILE* f, const tree_t* t) {
+  typedef struct frame_s {
+    uint32_t* kids;
+    size_t n, next;
+  } frame_t;
+  size_t cap = 64, depth = 0;
+  frame_t* st = malloc(cap * sizeof *st);
+  if (st == NULL) return ENOMEM;
+  int err = 0;
+  uint32_t cur = 0;
+  for (;;) {
+    /* Open cur and push its children. */
+    const node_t* n = &t->v[cur];
+    fputs("{\"n\":", f);
+    json_str(f, n->name);
+    fprintf(f, ",\"v\":%" PRId64, n->value);
+    size_t nk = 0;
+    for (uint32_t k = n->first; k != 0; k = t->v[k].next)
+      nk++;
+    if (nk > 0) {
+      uint32_t* kids = malloc(nk * sizeof *kids);
+      frame_t* grown = depth == cap ? realloc(st, 2 * cap * sizeof *st) : st;
+      if (kids == NULL || grown == NULL) {
+        free(kids);
+        err = ENOMEM;
+        break;
+      }
+      if (depth == cap) cap *= 2;
+      st = grown;
+      size_t i = 0;
+      for (uint32_t k = n->first; k != 0; k = t->v[k].next)
+        kids[i++] = k;
+      cmp_base = t->v;
+      qsort(kids, nk, sizeof *kids, cmp_node);
+      fputs(",\"c\":[", f);
+      st[depth++] = (frame_t){kids, nk, 1};
+      cur = kids[0];
+      continue;
     }
-    fputc(']', f);
+    fputc('}', f);
+    /* Close finished levels, then go to the next sibling. */
+    while (depth > 0 && st[depth - 1].next == st[depth - 1].n) {
+      free(st[--depth].kids);
+      fputs("]}", f);
+    }
+    if (depth == 0) break;
+    fputc(',', f);
+    cur = st[depth - 1].kids[st[depth - 1].next++];
   }
-  fputc('}', f);
+  while (depth > 0)
+    free(st[--depth].kids);
+  free(st);
+  return err;
 }
 
 static const char page_head[] =
@@ -170,28 +259,32 @@ static void html_text(FILE* f, const char* s) {
 int mprof__write_flame(FILE* f, const mprof_stacks_t* s, mprof_metric_t m, const char* title) {
   int vi = m == MPROF_ALLOC ? s->alloc_space : s->inuse_space;
   if (vi < 0) return EINVAL;
-  node_t* root = calloc(1, sizeof *root);
-  if (root == NULL) return ENOMEM;
-  root->name = "all";
-  int err = 0;
+  tree_t tree;
+  int err = tree_init(&tree);
   for (size_t i = 0; i < s->n && err == 0; i++) {
     const mprof_stack_t* st = &s->stacks[i];
     int64_t v = st->values[vi];
     if (v <= 0) continue;
-    root->value += v;
-    node_t* n = root;
-    for (size_t j = st->n; j-- > 0;) {
-      n = child(n, st->frames[j].func);
-      if (n == NULL) {
+    tree.v[0].value += v;
+    uint32_t n = 0;
+    for (size_t j = st->n, d = 0; j-- > 0; d++) {
+      const char* name = st->frames[j].func;
+      if (d + 1 == MPROF_FLAME_MAX_DEPTH && j > 0) {
+        /* The rest of a very deep stack, as one box. */
+        name = "[deeper frames folded]";
+        j = 0;
+      }
+      n = child(&tree, n, name);
+      if (n == 0) {
         err = ENOMEM;
         break;
       }
-      n->value += v;
+      tree.v[n].value += v;
     }
   }
   if (err == 0) {
     char total[32];
-    mprof__fmt_bytes(total, sizeof total, root->value, false);
+    mprof__fmt_bytes(total, sizeof total, tree.v[0].value, false);
     fputs(page_head, f);
     html_text(f, title);
     fputs(page_style, f);
@@ -219,11 +312,11 @@ int mprof__write_flame(FILE* f, const mprof_stacks_t* s, mprof_metric_t m, const
           "bytes; click to zoom</div>\n<div id=\"error\"></div>\n<div "
           "id=\"chart\"></div>\n<script>\nvar DATA=",
           f);
-    json_node(f, root);
+    err = json_tree(f, &tree);
     fputs(";\n</script>\n", f);
     fputs(page_script, f);
   }
-  free_tree(root);
+  tree_free(&tree);
   if (err == 0 && ferror(f)) err = EIO;
   return err;
 }

@@ -125,6 +125,10 @@ static int scalar(ctx_t* c, cur_t* k, int wire, uint64_t* v) {
 /* Growable arrays. */
 static int grow(ctx_t* c, void** arr, size_t* cap, size_t n, size_t elem) {
   if (n < *cap) return 0;
+  if (n >= MPROF_RD_MAX_ITEMS)
+    return fail(c, EFBIG, "more than %zu entries in one list (samples, locations, functions, "
+                          "strings, or one sample's values; limit of this reader)",
+                (size_t)MPROF_RD_MAX_ITEMS);
   size_t ncap = *cap ? *cap * 2 : 16;
   if (ncap > SIZE_MAX / elem) return fail(c, ENOMEM, "out of memory");
   void* p = realloc(*arr, ncap * elem);
@@ -203,6 +207,34 @@ static int value_type(ctx_t* c, cur_t* k, mprof_rd_value_type_t* vt) {
   return e;
 }
 
+/* Label {key = 1, str = 2, num = 3, num_unit = 4}. */
+static int label(state_t* st, cur_t* k, mprof_rd_sample_t* smp, size_t* cap) {
+  ctx_t* c = st->c;
+  int e = grow(c, (void**)&smp->labels, cap, smp->nlabels, sizeof *smp->labels);
+  if (e != 0) return e;
+  mprof_rd_label_t* lb = &smp->labels[smp->nlabels++];
+  memset(lb, 0, sizeof *lb);
+  cur_t s;
+  e = sub(c, k, &s);
+  while (e == 0 && s.p < s.end) {
+    uint32_t f;
+    int w;
+    uint64_t v;
+    e = tag(c, &s, &f, &w);
+    if (e != 0) break;
+    if (f >= 1 && f <= 4) {
+      e = scalar(c, &s, w, &v);
+      if (f == 1) lb->key = (int64_t)v;
+      if (f == 2) lb->str = (int64_t)v;
+      if (f == 3) lb->num = (int64_t)v;
+      if (f == 4) lb->num_unit = (int64_t)v;
+    } else {
+      e = skip(c, &s, w);
+    }
+  }
+  return e;
+}
+
 static int sample(state_t* st, cur_t* k) {
   ctx_t* c = st->c;
   mprof_rd_profile_t* p = st->p;
@@ -219,7 +251,6 @@ static int sample(state_t* st, cur_t* k) {
   memset(&p->samples[p->nsamples], 0, sizeof p->samples[0]);
   p->nsamples++;
   size_t cap_ids = 0, cap_values = 0, cap_labels = 0;
-  mprof_rd_sample_t* ps = &p->samples[p->nsamples - 1];
   cur_t s;
   e = sub(c, k, &s);
   while (e == 0 && s.p < s.end) {
@@ -227,36 +258,14 @@ static int sample(state_t* st, cur_t* k) {
     int w;
     e = tag(c, &s, &f, &w);
     if (e != 0) break;
-    if (f == 1) {
+    if (f == 1)
       e = repeated(c, &s, w, &r->ids, &r->nids, &cap_ids);
-    } else if (f == 2) {
+    else if (f == 2)
       e = repeated(c, &s, w, &r->values, &r->nvalues, &cap_values);
-    } else if (f == 3 && w == WIRE_LEN) {
-      e = grow(c, (void**)&ps->labels, &cap_labels, ps->nlabels, sizeof *ps->labels);
-      if (e != 0) break;
-      mprof_rd_label_t* l = &ps->labels[ps->nlabels++];
-      memset(l, 0, sizeof *l);
-      cur_t ls;
-      e = sub(c, &s, &ls);
-      while (e == 0 && ls.p < ls.end) {
-        uint32_t lf;
-        int lw;
-        uint64_t v = 0;
-        e = tag(c, &ls, &lf, &lw);
-        if (e != 0) break;
-        if (lf >= 1 && lf <= 4) {
-          e = scalar(c, &ls, lw, &v);
-          if (lf == 1) l->key = (int64_t)v;
-          if (lf == 2) l->str = (int64_t)v;
-          if (lf == 3) l->num = (int64_t)v;
-          if (lf == 4) l->num_unit = (int64_t)v;
-        } else {
-          e = skip(c, &ls, lw);
-        }
-      }
-    } else {
+    else if (f == 3 && w == WIRE_LEN)
+      e = label(st, &s, &p->samples[p->nsamples - 1], &cap_labels);
+    else
       e = skip(c, &s, w);
-    }
   }
   return e;
 }
@@ -563,7 +572,7 @@ static int resolve(state_t* st) {
     if (!str_ok(p, p->comments[i]))
       return fail(c, EINVAL, "not a pprof profile (comment names a missing string)");
 
-  qsort(p->mappings, p->nmappings, sizeof *p->mappings, cmp_map);
+  if (p->nmappings > 1) qsort(p->mappings, p->nmappings, sizeof *p->mappings, cmp_map);
   for (size_t i = 0; i < p->nmappings; i++) {
     const mprof_rd_mapping_t* m = &p->mappings[i];
     if (m->id == 0 || (i > 0 && p->mappings[i - 1].id == m->id))
@@ -572,7 +581,7 @@ static int resolve(state_t* st) {
     if (!str_ok(p, m->filename) || !str_ok(p, m->build_id))
       return fail(c, EINVAL, "not a pprof profile (mapping names a missing string)");
   }
-  qsort(p->functions, p->nfunctions, sizeof *p->functions, cmp_func);
+  if (p->nfunctions > 1) qsort(p->functions, p->nfunctions, sizeof *p->functions, cmp_func);
   for (size_t i = 0; i < p->nfunctions; i++) {
     const mprof_rd_function_t* f = &p->functions[i];
     if (f->id == 0 || (i > 0 && p->functions[i - 1].id == f->id))
@@ -628,11 +637,12 @@ static int resolve(state_t* st) {
   for (size_t i = 0; i < p->nsamples; i++) {
     mprof_rd_sample_t* s = &p->samples[i];
     raw_sample_t* r = &st->raw[i];
-    for (size_t j = 0; j < s->nlabels; j++)
-      if (!str_ok(p, s->labels[j].key) || !str_ok(p, s->labels[j].str) ||
-          !str_ok(p, s->labels[j].num_unit))
-        return fail(c, EINVAL,
-                    "not a pprof profile (sample %zu has a label naming a missing string)", i);
+    for (size_t j = 0; j < s->nlabels; j++) {
+      const mprof_rd_label_t* lb = &s->labels[j];
+      if (!str_ok(p, lb->key) || !str_ok(p, lb->str) || !str_ok(p, lb->num_unit))
+        return fail(c, EINVAL, "not a pprof profile (sample %zu has a label naming a missing string)",
+                    i);
+    }
     if (r->nvalues != p->nsample_types)
       return fail(c, EINVAL, "not a pprof profile (sample %zu has %zu values for %zu sample types)",
                   i, r->nvalues, p->nsample_types);

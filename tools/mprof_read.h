@@ -2,7 +2,7 @@
  *
  * The reader decodes every field that mprof's writer (plugin/mprof_pprof.c) and Go's
  * runtime/pprof write: sample types, samples with their location ids and values, mappings,
- * locations with their lines, functions, the string table, comments, drop_frames, the period and
+ * locations with their lines, functions, sample labels, the string table, comments, drop_frames, the period and
  * the default sample type; other fields are skipped as protobuf allows. After decoding it checks
  * what the tools rely on: every string index is inside the table, ids are nonzero and unique,
  * every sample has one value per sample type and names only locations that exist, every line
@@ -43,14 +43,15 @@ typedef struct mprof_rd_mapping_s {
 
 typedef struct mprof_rd_label_s {
   int64_t key, str; /* string indices; str 0 for a numeric label */
-  int64_t num, num_unit;
+  int64_t num;
+  int64_t num_unit; /* string index */
 } mprof_rd_label_t;
 
 typedef struct mprof_rd_sample_s {
   size_t* locs; /* indices into locations, leaf first */
   size_t nlocs;
   int64_t* values; /* one per sample type */
-  mprof_rd_label_t* labels; /* as in the file */
+  mprof_rd_label_t* labels;
   size_t nlabels;
 } mprof_rd_sample_t;
 
@@ -83,9 +84,15 @@ typedef struct mprof_rd_profile_s {
 /* Largest decompressed profile accepted (a bound against gzip bombs). */
 #define MPROF_RD_MAX_BYTES ((size_t)1 << 30)
 
+/* Most entries of one repeated field: samples, locations, lines of a location, functions,
+ * strings, comments, or the ids, values or labels of one sample (a bound on memory: a small
+ * compressed file may hold hundreds of megabytes of tiny messages, each costing far more in
+ * memory than in the file). */
+#define MPROF_RD_MAX_ITEMS ((size_t)1 << 21)
+
 /* Decodes a profile from memory (gzip-compressed or raw). Returns 0, or a positive errno with a
  * one-line reason in err (without the file name): EINVAL for data that is not a valid profile,
- * ENOMEM, EFBIG for more than MPROF_RD_MAX_BYTES. On failure *out is left empty. */
+ * ENOMEM, EFBIG for more than MPROF_RD_MAX_BYTES or MPROF_RD_MAX_ITEMS. On failure *out is left empty. */
 int mprof__rd_parse(const uint8_t* data, size_t size, mprof_rd_profile_t* out, char* err,
                     size_t errlen);
 

@@ -2,19 +2,13 @@
 #include "mprof_report.h"
 
 #include "mprof_dwarf.h"
-#include "mprof_symtab.h"
+#include "mprof_pprof.h"
 
-#include <elf.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <link.h>
 #include <regex.h>
 #include <stdlib.h>
-#include <fcntl.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* From libstdc++ (the C++ ABI's demangler). */
 char* __cxa_demangle(const char* mangled, char* out, size_t* len, int* status);
@@ -139,102 +133,68 @@ static const char* base_name(const char* path) {
  * Symbolization
  * ------------------------------------------------------------------------------------------- */
 typedef struct symcache_s {
-  int state; /* 0 untried, 1 loaded, 2 unavailable */
-  mprof_symtab_t st;
-  int dstate; /* line table: 0 untried, 1 loaded */
-  mprof_dwarf_lines_t lines;
+  int state; /* 0 untried, 1 open, 2 unavailable */
+  mprof_dw_t* dw;
 } symcache_t;
 
-/* The file's virtual address of a file offset: through the PT_LOAD segment that holds it. */
-static bool offset_to_vaddr(const mprof_symtab_t* st, uint64_t off, uint64_t* vaddr) {
-  if (st->file_size < sizeof(ElfW(Ehdr))) return false;
-  const ElfW(Ehdr)* eh = (const ElfW(Ehdr)*)(const void*)st->file;
-  if (eh->e_phoff == 0 || eh->e_phentsize != sizeof(ElfW(Phdr)) || eh->e_phoff > st->file_size ||
-      (st->file_size - eh->e_phoff) / sizeof(ElfW(Phdr)) < eh->e_phnum)
-    return false;
-  const ElfW(Phdr)* ph = (const ElfW(Phdr)*)(const void*)(st->file + eh->e_phoff);
-  for (size_t i = 0; i < eh->e_phnum; i++) {
-    if (ph[i].p_type != PT_LOAD) continue;
-    if (off >= ph[i].p_offset && off < ph[i].p_offset + ph[i].p_filesz) {
-      *vaddr = ph[i].p_vaddr + (off - ph[i].p_offset);
-      return true;
-    }
-  }
-  return false;
-}
-
-static const char* symtab_name(const mprof_rd_profile_t* p, symcache_t* cache, size_t m,
-                               uint64_t addr) {
+/* Frames of addr from the debug information or symbols of mapping m's file (when it is readable
+ * and has the build id the profile recorded). */
+static size_t dw_frames(const mprof_rd_profile_t* p, symcache_t* cache, size_t m, uint64_t addr,
+                        mprof_dw_frame_t* out, int* has_dwarf) {
   const mprof_rd_mapping_t* map = &p->mappings[m];
   symcache_t* c = &cache[m];
+  *has_dwarf = 0;
   if (c->state == 0) {
     c->state = 2;
     const char* path = mprof__rd_str(p, map->filename);
-    struct stat sb; /* only regular files: opening a FIFO named by a profile would block */
-    if (path[0] == '/' && stat(path, &sb) == 0 && S_ISREG(sb.st_mode) &&
-        mprof__symtab_open(path, mprof__rd_str(p, map->build_id), &c->st) == 0)
+    if (path[0] == '/' && mprof__dw_open(path, mprof__rd_str(p, map->build_id), &c->dw) == 0)
       c->state = 1;
   }
-  if (c->state != 1 || addr < map->start || (map->limit != 0 && addr >= map->limit)) return NULL;
-  uint64_t vaddr;
-  if (!offset_to_vaddr(&c->st, addr - map->start + map->offset, &vaddr)) return NULL;
-  return mprof__symtab_find(&c->st, vaddr);
+  if (c->state != 1 || addr < map->start || (map->limit != 0 && addr >= map->limit)) return 0;
+  return mprof__dw_frames(c->dw, addr - map->start + map->offset, out, MPROF_DW_MAX_FRAMES,
+                          has_dwarf);
 }
 
-/* The line table of an object: its own .debug_line, or that of its separate debug file
- * (/usr/lib/debug/.build-id/xx/yyyy.debug, as Debian's -dbgsym packages install them). */
-static void load_lines(const mprof_rd_profile_t* p, symcache_t* c, size_t m) {
-  c->dstate = 1;
-  mprof__dwarf_load(c->st.file, c->st.file_size, &c->lines);
-  const char* id = mprof__rd_str(p, p->mappings[m].build_id);
-  if (c->lines.n > 0 || strlen(id) < 3) return;
-  mprof__dwarf_free(&c->lines);
-  char path[512];
-  snprintf(path, sizeof path, "/usr/lib/debug/.build-id/%.2s/%s.debug", id, id + 2);
-  struct stat sb;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0) {
-    void* d = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (d != MAP_FAILED) {
-      mprof__dwarf_load(d, (size_t)sb.st_size, &c->lines);
-      munmap(d, (size_t)sb.st_size);
-    }
-  }
-  close(fd);
-}
+static const mprof_frame_t unknown_frame = {.func = "<unknown>", .file = "", .obj = "",
+                                            .raw = "<unknown>"};
 
-/* file:line of addr from the DWARF line table of mapping m's file, if it has one. */
-static bool dwarf_line(const mprof_rd_profile_t* p, pool_t* pool, symcache_t* cache, size_t m,
-                       uint64_t addr, const char** file, int64_t* line) {
-  const mprof_rd_mapping_t* map = &p->mappings[m];
-  (void)symtab_name(p, cache, m, addr); /* opens the file */
-  symcache_t* c = &cache[m];
-  if (c->state != 1 || addr < map->start || (map->limit != 0 && addr >= map->limit)) return false;
-  if (c->dstate == 0) load_lines(p, c, m);
-  uint64_t vaddr;
-  uint32_t l;
-  const char* f;
-  if (!offset_to_vaddr(&c->st, addr - map->start + map->offset, &vaddr) ||
-      !mprof__dwarf_find(&c->lines, vaddr, &f, &l))
-    return false;
-  char* copy = pool_keep(pool, strdup(f)); /* the table goes when the stacks are built */
-  if (copy == NULL) return false;
-  *file = copy;
-  *line = l;
-  return true;
+static char* addr_name(uint64_t addr) {
+  char buf[64];
+  snprintf(buf, sizeof buf, "0x%" PRIx64, addr);
+  return strdup(buf);
 }
-
-typedef struct locframes_s {
-  mprof_frame_t* f;
-  size_t n;
-} locframes_t;
 
 static int frames_of(const mprof_rd_profile_t* p, pool_t* pool, symcache_t* cache, size_t li,
-                     locframes_t* out) {
+                     mprof_locframes_t* out) {
   const mprof_rd_location_t* l = &p->locations[li];
   const char* obj = "";
   if (l->mapping != SIZE_MAX) obj = base_name(mprof__rd_str(p, p->mappings[l->mapping].filename));
+  /* A profile whose lines carry files (Go's, or one already symbolized) is taken as it is;
+   * otherwise (mprof's own: function names only, or nothing) the object's debug information
+   * names every inlined function with its line. */
+  bool complete = l->nlines > 0;
+  for (size_t j = 0; j < l->nlines; j++)
+    if (mprof__rd_str(p, p->functions[l->lines[j].func].filename)[0] == '\0') complete = false;
+  mprof_dw_frame_t dw[MPROF_DW_MAX_FRAMES];
+  size_t ndw = 0;
+  int has_dwarf = 0;
+  if (!complete && l->mapping != SIZE_MAX)
+    ndw = dw_frames(p, cache, l->mapping, l->address, dw, &has_dwarf);
+  if (has_dwarf && ndw > 0) {
+    out->f = pool_block(pool, ndw * sizeof *out->f);
+    if (out->f == NULL) return ENOMEM;
+    out->n = ndw;
+    for (size_t j = 0; j < ndw; j++) {
+      out->f[j].raw = pool_keep(pool, strdup(dw[j].func));
+      out->f[j].func = pool_keep(pool, display_name(dw[j].func));
+      out->f[j].file = pool_keep(pool, strdup(dw[j].file));
+      if (out->f[j].func == NULL || out->f[j].file == NULL || out->f[j].raw == NULL) return ENOMEM;
+      out->f[j].line = dw[j].line;
+      out->f[j].obj = obj;
+      out->f[j].inlined = j + 1 < ndw;
+    }
+    return 0;
+  }
   size_t n = l->nlines ? l->nlines : 1;
   out->f = pool_block(pool, n * sizeof *out->f);
   if (out->f == NULL) return ENOMEM;
@@ -243,52 +203,90 @@ static int frames_of(const mprof_rd_profile_t* p, pool_t* pool, symcache_t* cach
     const mprof_rd_function_t* fn = &p->functions[l->lines[j].func];
     const char* raw = mprof__rd_str(p, fn->name);
     if (raw[0] == '\0') raw = mprof__rd_str(p, fn->system_name);
-    const char* name = NULL;
-    if (raw[0] == '\0' && l->mapping != SIZE_MAX)
-      name = symtab_name(p, cache, l->mapping, l->address);
-    if (raw[0] == '\0') raw = name;
-    char* d = raw != NULL ? display_name(raw) : NULL;
-    if (d == NULL) {
-      char buf[64];
-      snprintf(buf, sizeof buf, "0x%" PRIx64, l->address);
-      d = strdup(buf);
-    }
+    if (raw[0] == '\0' && ndw > 0) raw = dw[0].func;
+    char* d = raw[0] != '\0' ? display_name(raw) : addr_name(l->address);
     out->f[j].func = pool_keep(pool, d);
     if (out->f[j].func == NULL) return ENOMEM;
+    out->f[j].raw = raw[0] != '\0' ? raw : out->f[j].func;
     out->f[j].file = mprof__rd_str(p, fn->filename);
     out->f[j].line = l->lines[j].line;
     out->f[j].obj = obj;
+    out->f[j].inlined = j + 1 < l->nlines;
   }
-  /* A profile that names functions but not their lines (mprof's own): the innermost line from
-   * DWARF, where the object has a line table. */
-  if (l->nlines > 0 && out->f[0].file[0] == '\0' && l->mapping != SIZE_MAX)
-    dwarf_line(p, pool, cache, l->mapping, l->address, &out->f[0].file, &out->f[0].line);
   if (l->nlines == 0) {
-    const char* name = NULL;
-    if (l->mapping != SIZE_MAX) name = symtab_name(p, cache, l->mapping, l->address);
     char* d;
-    if (name != NULL) {
-      d = display_name(name);
-    } else {
+    if (ndw > 0) {
+      d = display_name(dw[0].func);
+    } else if (obj[0] != '\0') {
       char buf[300];
-      if (obj[0] != '\0')
-        snprintf(buf, sizeof buf, "[%s]", obj);
-      else
-        snprintf(buf, sizeof buf, "0x%" PRIx64, l->address);
+      snprintf(buf, sizeof buf, "[%s]", obj);
       d = strdup(buf);
+    } else {
+      d = addr_name(l->address);
     }
     out->f[0].func = pool_keep(pool, d);
     if (out->f[0].func == NULL) return ENOMEM;
+    out->f[0].raw = ndw > 0 ? pool_keep(pool, strdup(dw[0].func)) : out->f[0].func;
+    if (out->f[0].raw == NULL) return ENOMEM;
     out->f[0].file = "";
     out->f[0].line = 0;
     out->f[0].obj = obj;
-    if (l->mapping != SIZE_MAX)
-      dwarf_line(p, pool, cache, l->mapping, l->address, &out->f[0].file, &out->f[0].line);
+    out->f[0].unnamed = ndw == 0;
+    out->f[0].off = l->address;
+    if (l->mapping != SIZE_MAX && l->address >= p->mappings[l->mapping].start)
+      out->f[0].off = l->address - p->mappings[l->mapping].start + p->mappings[l->mapping].offset;
   }
   return 0;
 }
 
-int mprof__stacks_build(const mprof_rd_profile_t* p, mprof_stacks_t* out) {
+/* Compiles "^(re|extra)$" (extra may be NULL); false when re is empty or does not compile. */
+static bool compile_full(regex_t* rx, const char* re, const char* extra) {
+  if (re[0] == '\0') return false;
+  size_t len = strlen(re) + (extra ? strlen(extra) : 0) + 8;
+  char* full = malloc(len);
+  if (full == NULL) return false;
+  snprintf(full, len, "^(%s%s%s)$", re, extra && extra[0] ? "|" : "", extra ? extra : "");
+  bool ok = regcomp(rx, full, REG_EXTENDED | REG_NOSUB) == 0;
+  free(full);
+  return ok;
+}
+
+/* The site of a stack: its first frame, from the leaf, that is neither an allocation wrapper nor
+ * unnamed. Unnamed frames between the wrappers and the site (a static function of a stripped
+ * library) fold into it: "site (via [object]+0xOFFSET)" names the first of them. */
+static int find_site(pool_t* pool, mprof_stack_t* st) {
+  const mprof_frame_t* via = NULL;
+  size_t i = 0;
+  for (; i < st->n; i++) {
+    const mprof_frame_t* f = &st->frames[i];
+    if (f->unnamed) {
+      if (via == NULL) via = f;
+    } else if (f->wrapper) {
+      via = NULL;
+    } else {
+      break;
+    }
+  }
+  if (i == st->n) { /* wrappers and unnamed frames only: the leaf, as it is */
+    st->site = st->n ? st->frames[0] : unknown_frame;
+    return 0;
+  }
+  st->site = st->frames[i];
+  if (via != NULL) {
+    size_t len = strlen(st->frames[i].func) + strlen(via->obj) + 48;
+    char* name = malloc(len);
+    if (name == NULL) return ENOMEM;
+    if (via->obj[0] != '\0')
+      snprintf(name, len, "%s (via [%s]+0x%" PRIx64 ")", st->frames[i].func, via->obj, via->off);
+    else
+      snprintf(name, len, "%s (via 0x%" PRIx64 ")", st->frames[i].func, via->off);
+    st->site.func = pool_keep(pool, name);
+    if (st->site.func == NULL) return ENOMEM;
+  }
+  return 0;
+}
+
+int mprof__stacks_build(const mprof_rd_profile_t* p, mprof_stacks_t* out, const char* extra_drop) {
   memset(out, 0, sizeof *out);
   out->prof = p;
   out->inuse_space = mprof__rd_sample_index(p, "inuse_space");
@@ -300,7 +298,8 @@ int mprof__stacks_build(const mprof_rd_profile_t* p, mprof_stacks_t* out) {
   out->pool = pool;
   int err = 0;
   symcache_t* cache = calloc(p->nmappings ? p->nmappings : 1, sizeof *cache);
-  locframes_t* lf = calloc(p->nlocations ? p->nlocations : 1, sizeof *lf);
+  mprof_locframes_t* lf = pool_block(pool, p->nlocations * sizeof *lf);
+  out->locs = lf;
   out->stacks = pool_block(pool, p->nsamples * sizeof *out->stacks);
   if (cache == NULL || lf == NULL || out->stacks == NULL) {
     err = ENOMEM;
@@ -310,16 +309,34 @@ int mprof__stacks_build(const mprof_rd_profile_t* p, mprof_stacks_t* out) {
     err = frames_of(p, pool, cache, i, &lf[i]);
   if (err != 0) goto done;
 
-  regex_t drop;
-  bool have_drop = false;
-  const char* df = mprof__rd_str(p, p->drop_frames);
-  if (df[0] != '\0') {
-    size_t len = strlen(df) + 8;
-    char* re = malloc(len);
-    if (re != NULL) {
-      snprintf(re, len, "^(%s)$", df);
-      have_drop = regcomp(&drop, re, REG_EXTENDED | REG_NOSUB) == 0;
-      free(re);
+  regex_t drop, wrap;
+  bool have_drop = compile_full(&drop, mprof__rd_str(p, p->drop_frames), NULL);
+  bool have_wrap = compile_full(&wrap, MPROF_PPROF_DROP_FRAMES, extra_drop);
+  if (extra_drop != NULL && extra_drop[0] != '\0' && !have_wrap) {
+    err = EINVAL;
+    goto done;
+  }
+  /* Once per frame of every location, not per sample. */
+  for (size_t i = 0; i < p->nlocations; i++) {
+    for (size_t j = 0; j < lf[i].n; j++) {
+      mprof_frame_t* f = &lf[i].f[j];
+      f->pdrop = have_drop && regexec(&drop, f->func, 0, NULL, 0) == 0;
+      f->wrapper = !f->unnamed && (strncmp(f->func, "std::", 5) == 0 ||
+                                   strncmp(f->func, "__gnu_cxx::", 11) == 0 ||
+                                   (have_wrap && regexec(&wrap, f->func, 0, NULL, 0) == 0));
+    }
+  }
+  if (have_drop) regfree(&drop);
+  if (have_wrap) regfree(&wrap);
+  size_t total = 0;
+  for (size_t i = 0; i < p->nsamples; i++) {
+    const mprof_rd_sample_t* smp = &p->samples[i];
+    for (size_t j = 0; j < smp->nlocs; j++) {
+      total += lf[smp->locs[j]].n;
+      if (total > MPROF_MAX_FRAMES) {
+        err = EFBIG;
+        goto done;
+      }
     }
   }
   out->n = p->nsamples;
@@ -327,6 +344,12 @@ int mprof__stacks_build(const mprof_rd_profile_t* p, mprof_stacks_t* out) {
     const mprof_rd_sample_t* smp = &p->samples[i];
     mprof_stack_t* st = &out->stacks[i];
     st->values = smp->values;
+    st->labels = smp->labels;
+    st->nlabels = smp->nlabels;
+    st->thread = (mprof_frame_t){.func = "(no thread label)", .file = "", .obj = "", .raw = ""};
+    for (size_t j = 0; j < smp->nlabels; j++)
+      if (smp->labels[j].str != 0 && strcmp(mprof__rd_str(p, smp->labels[j].key), "thread") == 0)
+        st->thread.func = st->thread.raw = mprof__rd_str(p, smp->labels[j].str);
     size_t n = 0;
     for (size_t j = 0; j < smp->nlocs; j++)
       n += lf[smp->locs[j]].n;
@@ -337,27 +360,54 @@ int mprof__stacks_build(const mprof_rd_profile_t* p, mprof_stacks_t* out) {
     }
     size_t k = 0;
     for (size_t j = 0; j < smp->nlocs; j++) {
-      const locframes_t* f = &lf[smp->locs[j]];
+      const mprof_locframes_t* f = &lf[smp->locs[j]];
       memcpy(st->frames + k, f->f, f->n * sizeof *f->f);
       k += f->n;
     }
     /* drop_frames: the matching frames at the leaf end go (never the whole stack). */
     size_t skip = 0;
-    while (have_drop && skip + 1 < k && regexec(&drop, st->frames[skip].func, 0, NULL, 0) == 0)
+    while (skip + 1 < k && st->frames[skip].pdrop)
       skip++;
     st->frames += skip;
     st->n = k - skip;
+    err = find_site(pool, st);
+    if (err != 0) break;
   }
-  if (have_drop) regfree(&drop);
 done:
   for (size_t i = 0; cache != NULL && i < p->nmappings; i++) {
-    if (cache[i].state == 1) mprof__symtab_close(&cache[i].st);
-    if (cache[i].dstate == 1) mprof__dwarf_free(&cache[i].lines);
+    if (cache[i].state == 1) mprof__dw_close(cache[i].dw);
   }
   free(cache);
-  free(lf);
   if (err != 0) mprof__stacks_free(out);
   return err;
+}
+
+int mprof__stacks_merge(mprof_stacks_t* into, const mprof_stacks_t* from) {
+  const mprof_rd_profile_t* a = into->prof;
+  const mprof_rd_profile_t* b = from->prof;
+  /* from's value index of each of into's sample types, -1 when from has none */
+  int* map = pool_block(into->pool, (a->nsample_types ? a->nsample_types : 1) * sizeof *map);
+  mprof_stack_t* st = pool_block(into->pool, (into->n + from->n) * sizeof *st);
+  if (map == NULL || st == NULL) return ENOMEM;
+  bool same = a->nsample_types == b->nsample_types;
+  for (size_t i = 0; i < a->nsample_types; i++) {
+    map[i] = mprof__rd_sample_index(b, mprof__rd_str(a, a->sample_types[i].type));
+    same = same && map[i] == (int)i;
+  }
+  memcpy(st, into->stacks, into->n * sizeof *st);
+  for (size_t i = 0; i < from->n; i++) {
+    mprof_stack_t* d = &st[into->n + i];
+    *d = from->stacks[i];
+    if (same) continue;
+    int64_t* v = pool_block(into->pool, (a->nsample_types ? a->nsample_types : 1) * sizeof *v);
+    if (v == NULL) return ENOMEM;
+    for (size_t j = 0; j < a->nsample_types; j++)
+      v[j] = map[j] >= 0 ? from->stacks[i].values[map[j]] : 0;
+    d->values = v;
+  }
+  into->stacks = st;
+  into->n += from->n;
+  return 0;
 }
 
 void mprof__stacks_free(mprof_stacks_t* s) {
@@ -460,16 +510,16 @@ static void sites_free(sites_t* s) {
   free(s->slots);
 }
 
-static const mprof_frame_t unknown_frame = {"<unknown>", "", 0, ""};
 
 /* Adds every sample's value (vi) and objects (oi) to its leaf site; into `other` if diff. */
 static int sites_add(sites_t* sites, const mprof_stacks_t* s, int vi, int oi, bool lines,
-                     bool other) {
+                     bool other, bool by_thread) {
   for (size_t i = 0; i < s->n; i++) {
     const mprof_stack_t* st = &s->stacks[i];
     int64_t v = st->values[vi];
     if (v == 0 && (oi < 0 || st->values[oi] == 0)) continue;
-    const mprof_frame_t* leaf = st->n ? &st->frames[0] : &unknown_frame;
+    if (s->hide_suppressed && st->suppressed != 0) continue;
+    const mprof_frame_t* leaf = by_thread ? &st->thread : &st->site;
     site_t* site = site_get(sites, leaf, lines);
     if (site == NULL) return ENOMEM;
     if (!lines && (site->leaf->line != leaf->line || strcmp(site->leaf->file, leaf->file) != 0))
@@ -537,7 +587,9 @@ size_t mprof__sites_over(const mprof_stacks_t* s, mprof_metric_t m, int64_t thre
   if (vi < 0) return 0;
   sites_t sites = {0};
   size_t n = 0;
-  if (sites_add(&sites, s, vi, -1, false, false) == 0) {
+  mprof_stacks_t view = *s;
+  view.hide_suppressed = true;
+  if (sites_add(&sites, &view, vi, -1, false, false, false) == 0) {
     for (size_t i = 0; i < sites.n; i++)
       if (sites.v[i].bytes > threshold) n++;
   }
@@ -554,7 +606,7 @@ int mprof__print_top(FILE* f, const mprof_stacks_t* s, const mprof_top_opts_t* o
     return EINVAL;
   }
   sites_t sites = {0};
-  if (sites_add(&sites, s, vi, oi, o->lines, false) != 0) {
+  if (sites_add(&sites, s, vi, oi, o->lines && !o->by_thread, false, o->by_thread) != 0) {
     sites_free(&sites);
     fprintf(stderr, "mprof: out of memory\n");
     return ENOMEM;
@@ -565,21 +617,25 @@ int mprof__print_top(FILE* f, const mprof_stacks_t* s, const mprof_top_opts_t* o
     total += sites.v[i].bytes;
     total_other += sites.v[i].objects;
   }
-  qsort(sites.v, sites.n, sizeof *sites.v, cmp_site);
+  if (sites.n > 1) qsort(sites.v, sites.n, sizeof *sites.v, cmp_site);
   char b1[32], b2[32], where[512];
   bool objs = o->metric == MPROF_INUSE_OBJECTS;
   const char* title = o->leaks                   ? "still in use at exit"
                       : o->metric == MPROF_ALLOC ? "allocated over the run"
                       : objs                     ? "objects in use"
                                                  : "in use";
+  /* A period of 1: every allocation was sampled, the figures are counts, not estimates. */
+  const char* how = s->prof->period == 1 ? "exact: every allocation sampled"
+                                         : "estimated from samples";
   if (objs)
-    fprintf(f, "%s: %" PRId64 " objects, %s (estimated from samples)\n", title, total,
-            mprof__fmt_bytes(b1, sizeof b1, total_other, o->exact));
+    fprintf(f, "%s: %" PRId64 " objects, %s (%s)\n", title, total,
+            mprof__fmt_bytes(b1, sizeof b1, total_other, o->exact), how);
   else
-    fprintf(f, "%s: %s in %" PRId64 " objects (estimated from samples)\n", title,
-            mprof__fmt_bytes(b1, sizeof b1, total, o->exact), total_other);
+    fprintf(f, "%s: %s in %" PRId64 " objects (%s)\n", title,
+            mprof__fmt_bytes(b1, sizeof b1, total, o->exact), total_other, how);
   fprintf(f, "  %12s %6s %10s  %-32s %s\n", objs ? "objects" : "bytes", "share",
-          objs ? "bytes" : "objects", "function", "where");
+          objs ? "bytes" : "objects", o->by_thread ? "thread" : "function",
+          o->by_thread ? "" : "where");
   size_t shown = 0;
   for (size_t i = 0; i < sites.n; i++) {
     const site_t* st = &sites.v[i];
@@ -587,6 +643,7 @@ int mprof__print_top(FILE* f, const mprof_stacks_t* s, const mprof_top_opts_t* o
     if (o->n != 0 && shown == o->n) break;
     shown++;
     fmt_where(where, sizeof where, st->leaf, o->lines || !st->mixed);
+    if (o->by_thread) where[0] = '\0';
     double share = total > 0 ? 100.0 * (double)st->bytes / (double)total : 0;
     if (objs)
       fprintf(f, "  %12" PRId64 " %5.1f%% %10s  %-32s %s\n", st->bytes, share,
@@ -596,21 +653,35 @@ int mprof__print_top(FILE* f, const mprof_stacks_t* s, const mprof_top_opts_t* o
               mprof__fmt_bytes(b2, sizeof b2, st->bytes, o->exact), share, st->objects,
               st->leaf->func, where);
   }
-  if (shown == 0) fprintf(f, "  (nothing)\n");
+  if (shown == 0) {
+    int64_t alloc = o->metric != MPROF_ALLOC ? mprof__total(s, MPROF_ALLOC) : 0;
+    if (o->leaks && s->hide_suppressed && total == 0 && mprof__total(s, MPROF_INUSE) > 0)
+      fprintf(f, "  (nothing but suppressed sites: see below)\n");
+    else if (o->metric != MPROF_ALLOC && alloc > 0)
+      fprintf(f, "  (nothing: the program freed all it allocated, %s, before this profile was "
+                 "written; --alloc shows where it allocated)\n",
+              mprof__fmt_bytes(b2, sizeof b2, alloc, o->exact));
+    else
+      fprintf(f, "  (nothing)\n");
+  }
   sites_free(&sites);
   return 0;
 }
 
-int mprof__print_diff(FILE* f, const mprof_stacks_t* old, const mprof_stacks_t* new_, size_t n,
-                      bool lines, bool exact) {
-  if (old->inuse_space < 0 || new_->inuse_space < 0) {
-    fprintf(stderr, "mprof: diff: %s profile has no inuse_space values\n",
-            old->inuse_space < 0 ? "the old" : "the new");
+int mprof__print_diff(FILE* f, const mprof_stacks_t* old, const mprof_stacks_t* new_,
+                      const mprof_top_opts_t* o) {
+  size_t n = o->n;
+  bool lines = o->lines, exact = o->exact;
+  int vo = metric_index(old, o->metric), vn = metric_index(new_, o->metric);
+  if (vo < 0 || vn < 0) {
+    fprintf(stderr, "mprof: diff: %s profile has no %s values\n", vo < 0 ? "the old" : "the new",
+            metric_name(o->metric));
     return EINVAL;
   }
+  bool objs = o->metric == MPROF_INUSE_OBJECTS;
   sites_t sites = {0};
-  if (sites_add(&sites, old, old->inuse_space, -1, lines, true) != 0 ||
-      sites_add(&sites, new_, new_->inuse_space, new_->inuse_objects, lines, false) != 0) {
+  if (sites_add(&sites, old, vo, -1, lines, true, false) != 0 ||
+      sites_add(&sites, new_, vn, -1, lines, false, false) != 0) {
     sites_free(&sites);
     fprintf(stderr, "mprof: out of memory\n");
     return ENOMEM;
@@ -623,11 +694,14 @@ int mprof__print_diff(FILE* f, const mprof_stacks_t* old, const mprof_stacks_t* 
     told += s->other;
     tnew += s->bytes;
   }
-  qsort(sites.v, sites.n, sizeof *sites.v, cmp_site);
+  if (sites.n > 1) qsort(sites.v, sites.n, sizeof *sites.v, cmp_site);
   char b1[32], b2[32], b3[32], where[512];
-  fprintf(f, "in use: %s -> %s (%s%s)\n", mprof__fmt_bytes(b1, sizeof b1, told, exact),
-          mprof__fmt_bytes(b2, sizeof b2, tnew, exact), tnew >= told ? "+" : "",
-          mprof__fmt_bytes(b3, sizeof b3, tnew - told, exact));
+  /* Object counts print as plain numbers: the exact form of the byte formatter, less " B". */
+  bool ex = exact || objs;
+  const char* title = o->metric == MPROF_ALLOC ? "allocated" : objs ? "objects in use" : "in use";
+  fprintf(f, "%s: %s -> %s (%s%s)\n", title, mprof__fmt_bytes(b1, sizeof b1, told, ex),
+          mprof__fmt_bytes(b2, sizeof b2, tnew, ex), tnew >= told ? "+" : "",
+          mprof__fmt_bytes(b3, sizeof b3, tnew - told, ex));
   fprintf(f, "  %12s %12s %12s  %-32s %s\n", "change", "old", "new", "function", "where");
   size_t shown = 0;
   for (size_t i = 0; i < sites.n; i++) {
@@ -638,12 +712,101 @@ int mprof__print_diff(FILE* f, const mprof_stacks_t* old, const mprof_stacks_t* 
     int64_t d = s->bytes - s->other;
     fmt_where(where, sizeof where, s->leaf, lines || !s->mixed);
     char db[40];
-    snprintf(db, sizeof db, "%s%s", d > 0 ? "+" : "", mprof__fmt_bytes(b3, sizeof b3, d, exact));
-    fprintf(f, "  %12s %12s %12s  %-32s %s\n", db, mprof__fmt_bytes(b1, sizeof b1, s->other, exact),
-            mprof__fmt_bytes(b2, sizeof b2, s->bytes, exact), s->leaf->func, where);
+    snprintf(db, sizeof db, "%s%s", d > 0 ? "+" : "", mprof__fmt_bytes(b3, sizeof b3, d, ex));
+    fprintf(f, "  %12s %12s %12s  %-32s %s\n", db, mprof__fmt_bytes(b1, sizeof b1, s->other, ex),
+            mprof__fmt_bytes(b2, sizeof b2, s->bytes, ex), s->leaf->func, where);
   }
   if (shown == 0) fprintf(f, "  (no site changed)\n");
   sites_free(&sites);
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Leak suppressions
+ * ------------------------------------------------------------------------------------------- */
+const char* const mprof__builtin_suppressions[] = {
+    "_IO_file_doallocate",     /* stdio buffers, kept until exit */
+    "eh_alloc.cc",             /* libstdc++'s emergency exception pool */
+    "(anonymous namespace)::pool::pool",
+    "_dl_allocate_tls",        /* the loader: thread-local storage, dtv, loaded objects */
+    "allocate_dtv",
+    "_dl_resize_dtv",
+    "_dl_update_slotinfo",
+    "_dl_new_object",
+    "_dl_map_object",
+    "_dl_check_map_versions",
+    "_dlfo_mappings_segment_allocate",
+    "_nl_intern_locale_data", /* setlocale's data and aliases */
+    "read_alias_file",
+    "extend_alias_table",
+    NULL,
+};
+
+/* Whole-string match of s against pat[0..pl) where '*' matches any run of characters
+ * (iterative, with one backtrack point: linear in practice, never recursive). */
+static bool glob_match(const char* pat, size_t pl, const char* s) {
+  size_t pi = 0, star = SIZE_MAX;
+  const char* mark = NULL;
+  while (*s) {
+    if (pi < pl && pat[pi] == '*') {
+      star = pi++;
+      mark = s;
+    } else if (pi < pl && pat[pi] == *s) {
+      pi++;
+      s++;
+    } else if (star != SIZE_MAX) {
+      pi = star + 1;
+      s = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (pi < pl && pat[pi] == '*')
+    pi++;
+  return pi == pl;
+}
+
+/* LeakSanitizer's matching: '*' matches any run of characters; a leading '^' anchors at the
+ * start, a trailing '$' at the end; otherwise the pattern may match anywhere in s. */
+static bool tmatch(const char* pat, const char* s) {
+  char buf[1024];
+  size_t n = strlen(pat);
+  bool start = n > 0 && pat[0] == '^';
+  bool end = n > 0 && pat[n - 1] == '$' && !(start && n == 1);
+  const char* body = pat + start;
+  size_t bl = n - start - end;
+  if (bl + 3 > sizeof buf) return false;
+  size_t k = 0;
+  if (!start) buf[k++] = '*';
+  memcpy(buf + k, body, bl);
+  k += bl;
+  if (!end) buf[k++] = '*';
+  return glob_match(buf, k, s);
+}
+
+static bool frame_matches(const mprof_frame_t* f, const char* pat) {
+  return tmatch(pat, f->func) || tmatch(pat, f->raw) || (f->file[0] && tmatch(pat, f->file)) ||
+         (f->obj[0] && tmatch(pat, f->obj));
+}
+
+int mprof__suppress(mprof_stacks_t* s, const char* const* pats, size_t npats) {
+  const mprof_rd_profile_t* p = s->prof;
+  if (s->n != p->nsamples) return EINVAL; /* merged stacks: not supported */
+  int* by_loc = calloc(p->nlocations ? p->nlocations : 1, sizeof *by_loc);
+  if (by_loc == NULL) return ENOMEM;
+  for (size_t li = 0; li < p->nlocations; li++) {
+    const mprof_locframes_t* lf = &s->locs[li];
+    for (size_t j = 0; j < lf->n && by_loc[li] == 0; j++)
+      for (size_t k = 0; k < npats && by_loc[li] == 0; k++)
+        if (frame_matches(&lf->f[j], pats[k])) by_loc[li] = (int)k + 1;
+  }
+  for (size_t i = 0; i < s->n; i++) {
+    const mprof_rd_sample_t* smp = &p->samples[i];
+    s->stacks[i].suppressed = 0;
+    for (size_t j = 0; j < smp->nlocs && s->stacks[i].suppressed == 0; j++)
+      s->stacks[i].suppressed = by_loc[smp->locs[j]];
+  }
+  free(by_loc);
   return 0;
 }
 

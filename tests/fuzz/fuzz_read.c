@@ -5,12 +5,15 @@
  * reason; a profile it accepts has consistent indices (every sample names existing locations and
  * has one value per sample type, every line an existing function, every string index is in the
  * table); reading is deterministic; and symbolizing, the tables, the diff, the reconciliation
- * and the flame graph run on it without fault. An input that starts as an ELF object goes to the
- * DWARF line-table reader instead. Built by tests/reliability/CMakeLists.txt:
+ * and the flame graph run on it without fault, and writing it symbolized gives a profile the
+ * reader accepts again. An input that starts as an ELF object goes to the symbolizer instead
+ * (tools/mprof_dwarf.c over elfutils' libdwfl): frames of addresses across its segments. Built by
+ * tests/reliability/CMakeLists.txt:
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iplugin -Itools \
- *     tools/mprof_read.c tools/mprof_report.c tools/mprof_flame.c tools/mprof_dwarf.c plugin/mprof_symtab.c \
- *     plugin/mprof_meta.c plugin/mprof_lock.c tests/fuzz/fuzz_read.c -lz -lstdc++ -o /tmp/fuzz_read
+ *     tools/mprof_read.c tools/mprof_report.c tools/mprof_flame.c tools/mprof_dwarf.c \
+ *     tools/mprof_write.c plugin/mprof_pb.c plugin/mprof_meta.c plugin/mprof_lock.c \
+ *     tests/fuzz/fuzz_read.c -lz -ldw -lelf -lstdc++ -o /tmp/fuzz_read
  *   /tmp/fuzz_read -max_total_time=30 tests/fuzz/corpus/read */
 #include "mprof_dwarf.h"
 #include "mprof_read.h"
@@ -19,6 +22,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 
@@ -46,24 +50,21 @@ static void check_profile(const mprof_rd_profile_t* p) {
     if (p->comments[i] < 0 || (size_t)p->comments[i] >= p->nstrings) __builtin_trap();
 }
 
-/* An ELF object: its DWARF line table (tools/mprof_dwarf.c), which the reports read from the
- * files a profile's mappings name. Rows must come out sorted, files in range. */
+/* An ELF object: the frames the reports would take from the files a profile's mappings name.
+ * Every frame has a name and a file string, at most the frames asked for. */
 static void check_dwarf(const uint8_t* data, size_t size) {
-  mprof_dwarf_lines_t l;
-  int e = mprof__dwarf_load(data, size, &l);
-  if (e != 0 && e != EINVAL && e != ENOMEM) __builtin_trap();
-  if (e == ENOMEM) return;
-  for (size_t i = 0; i < l.n; i++) {
-    if (i > 0 && l.rows[i].addr < l.rows[i - 1].addr) __builtin_trap();
-    if (l.rows[i].file != UINT32_MAX && l.rows[i].file >= l.nfiles) __builtin_trap();
+  mprof_dw_t* d;
+  int e = mprof__dw_open_mem(data, size, &d);
+  if (e != 0) return;
+  for (uint64_t off = 0; off < size + 4096; off += 1 + size / 32) {
+    mprof_dw_frame_t f[MPROF_DW_MAX_FRAMES];
+    int dw;
+    size_t n = mprof__dw_frames(d, off, f, MPROF_DW_MAX_FRAMES, &dw);
+    if (n > MPROF_DW_MAX_FRAMES) __builtin_trap();
+    for (size_t i = 0; i < n; i++)
+      if (f[i].func == NULL || f[i].file == NULL || strlen(f[i].func) > size + 4096) __builtin_trap();
   }
-  for (size_t i = 0; i < l.n; i += 1 + l.n / 16) {
-    const char* f;
-    uint32_t line;
-    if (mprof__dwarf_find(&l, l.rows[i].addr, &f, &line) && strlen(f) > size + 4096)
-      __builtin_trap();
-  }
-  mprof__dwarf_free(&l);
+  mprof__dw_close(d);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -88,21 +89,31 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   check_profile(&p);
 
   mprof_stacks_t s;
-  if (mprof__stacks_build(&p, &s) == 0) {
+  if (mprof__stacks_build(&p, &s, NULL) == 0) {
     FILE* out = fopen("/dev/null", "w");
     if (out != NULL) {
       mprof_metric_t ms[] = {MPROF_INUSE, MPROF_ALLOC, MPROF_INUSE_OBJECTS};
       for (size_t i = 0; i < 3; i++) {
-        mprof_top_opts_t o = {ms[i], 5, i == 1, i == 2, false};
+        mprof_top_opts_t o = {ms[i], 5, i == 1, i == 2, false, i == 0};
         if (mprof__print_top(out, &s, &o) == 0 && ms[i] != MPROF_INUSE_OBJECTS)
           mprof__write_flame(out, &s, ms[i], "fuzz");
       }
-      mprof__print_diff(out, &s, &s, 5, false, false);
+      mprof_top_opts_t d = {MPROF_ALLOC, 5, false, false, false, false};
+      mprof__print_diff(out, &s, &s, &d);
       mprof__print_recon(out, &p, true);
       (void)mprof__total(&s, MPROF_INUSE);
       (void)mprof__sites_over(&s, MPROF_INUSE, 0);
       fclose(out);
     }
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/fuzz_read.%d.pb.gz", (int)getpid());
+    if (mprof__write_symbolized(path, &s) == 0) {
+      mprof_rd_profile_t r;
+      if (mprof__rd_file(path, &r, err, sizeof err) != 0) __builtin_trap();
+      if (r.nsamples != p.nsamples || r.nlocations != p.nlocations) __builtin_trap();
+      mprof__rd_free(&r);
+    }
+    remove(path);
     mprof__stacks_free(&s);
   }
   mprof__rd_free(&p);

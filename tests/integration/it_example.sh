@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The bundled example under LD_PRELOAD: automatic file names (final, interval, high-water), and
+# The bundled example under LD_PRELOAD: automatic file names (<prefix>.<program>.<pid>.<seq>.<kind>:
+# final, interval, high-water), and
 # its three sites by name in `go tool pprof -top`.
 . "$(dirname "$0")/it_lib.sh"
 
@@ -8,10 +9,10 @@ MPROF_CONF="prof_final:true,prof_prefix:$work/hh,lg_prof_interval:26,prof_gdump:
 grep -q '^hello_heap: 768 cache blocks' "$work/out" && ok "program output unchanged" || bad "program output"
 
 final=$(ls "$work"/hh.*.f.pb.gz 2>/dev/null || true)
-[[ $final =~ /hh\.[0-9]+\.[0-9]+\.f\.pb\.gz$ ]] && ok "final dump named $(basename "$final")" ||
+[[ $final =~ /hh\.hello_heap\.[0-9]+\.[0-9]+\.f\.pb\.gz$ ]] && ok "final dump named $(basename "$final")" ||
   bad "final dump file missing: $(ls "$work")"
-ls "$work"/hh.*.*.i0.pb.gz >/dev/null 2>&1 && ok "interval dumps (i<n>) written" || bad "no interval dump"
-ls "$work"/hh.*.*.u0.pb.gz >/dev/null 2>&1 && ok "high-water dumps (u<n>) written" || bad "no gdump"
+ls "$work"/hh.*.*.*.i0.pb.gz >/dev/null 2>&1 && ok "interval dumps (i<n>) written" || bad "no interval dump"
+ls "$work"/hh.*.*.*.u0.pb.gz >/dev/null 2>&1 && ok "high-water dumps (u<n>) written" || bad "no gdump"
 ls "$work"/*.tmp.* >/dev/null 2>&1 && bad "temporary files left behind" || ok "no temporary files left"
 
 top() { go tool pprof -top -nodefraction=0 -sample_index="$1" "$final" 2>/dev/null; }

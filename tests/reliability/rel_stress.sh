@@ -29,7 +29,7 @@ check "reallocs resized in place (counted as free + allocation): ${in_place:-0}"
 check "reallocs moved (counted as free + allocation): ${moved:-0}" test "${moved:-0}" -gt 0
 check "stats.samples is positive" test "${samples:-0}" -gt 0
 
-final=$(ls "$work"/final."$pid".*.f.pb.gz 2>/dev/null)
+final=$(ls "$work"/final.*."$pid".*.f.pb.gz 2>/dev/null) # final.PROGRAM.PID.SEQ.f
 check_eq "exactly one final profile of the workload" "$(echo "$final" | grep -c .)" 1
 check "no temporary dump files left" bash -c "! ls '$work' | grep -q '\\.tmp\\.'"
 
@@ -66,7 +66,7 @@ for arg in "$@"; do
     # Each posix_spawn()ed /bin/false is profiled and writes its own final profile at exit; the
     # shells of system() end with _exit (dash), which runs no atexit handler: no profile.
     n=$(echo "$@" | sed 's/.*--spawn \([0-9]*\).*/\1/')
-    others=$(ls "$work"/final.*.f.pb.gz | grep -vc "final\\.$pid\\.")
+    others=$(ls "$work"/final.*.f.pb.gz | grep -vc "final\\..*\\.$pid\\.[0-9]*\\.f\\.pb\\.gz")
     check_eq "final profiles of the spawned programs" "$others" "$n"
     check "every spawned program's profile is a valid gzip file" bash -c "for f in '$work'/final.*.f.pb.gz; do gzip -t \"\$f\" || exit 1; done"
   fi

@@ -98,4 +98,17 @@ c=$(get stats.allocator.committed) r=$(get stats.process_rss) e=$(get stats.esti
 [ "$(get stats.allocator.allocated)" = $max ] && ok "jemalloc-only names read UINT64_MAX" ||
   bad "stats.allocator.allocated $(get stats.allocator.allocated)"
 [ "$(awk '$3 != 0' "$work/stats" | wc -l)" -eq 0 ] && ok "every stats name answers 0" || bad "ctl errors"
+# An empty in-use view says why; the peak profile is named.
+"$mprof" run -o "$work/cl" --conf prof_peak:true -- "$prog" clean 2>"$work/cl.err" >/dev/null
+grep -q '(nothing: the program freed all it allocated, .* before this profile was written' "$work/cl.err" &&
+  ok "empty in-use table: a hint that the program freed everything" || bad "empty view: $(cat "$work/cl.err")"
+peak=$(sed -n 's/^peak profile: //p' "$work/cl.err")
+[[ $peak == "$work"/cl.tool_prog.*.f.peak.pb.gz ]] && [ -f "$peak" ] && ok "the peak profile named in the report" ||
+  bad "peak profile: '$peak'"
+# Thread labels: one row per thread.
+"$mprof" run -r 1 -q --conf prof_thread_labels:true -o "$work/thr" -- "$prog" threads
+"$mprof" top "$work"/thr.tool_prog.*.f.pb.gz --by-thread --exact >"$work/th.out"
+[ "$(sed -n 3p "$work/th.out" | awk '{print $1, $5}')" = "3145728 worker-b" ] &&
+  [ "$(sed -n 4p "$work/th.out" | awk '{print $1, $5}')" = "1048576 worker-a" ] &&
+  ok "top --by-thread: worker-b 3 MiB, worker-a 1 MiB" || bad "--by-thread: $(cat "$work/th.out")"
 finish

@@ -121,7 +121,7 @@ static void test_reads_what_the_core_writes(void** state) {
   assert_string_equal(mprof__rd_str(&p, p.functions[l->lines[0].func].name), "read_test_leaf_site");
 
   mprof_stacks_t s;
-  assert_int_equal(mprof__stacks_build(&p, &s), 0);
+  assert_int_equal(mprof__stacks_build(&p, &s, NULL), 0);
   assert_int_equal(s.n, 2);
   assert_string_equal(s.stacks[0].frames[0].func, "read_test_leaf_site");
   assert_string_equal(s.stacks[0].frames[1].func, "read_test_caller");
@@ -145,7 +145,7 @@ static char* report(void (*fn)(FILE*, void*), void* arg) {
 }
 
 static void top_inuse(FILE* f, void* arg) {
-  mprof_top_opts_t o = {MPROF_INUSE, 10, false, true, false};
+  mprof_top_opts_t o = {MPROF_INUSE, 10, false, true, false, false};
   assert_int_equal(mprof__print_top(f, arg, &o), 0);
 }
 
@@ -163,7 +163,7 @@ static void test_top_and_reconciliation_read_the_core_profile(void** state) {
   assert_int_equal(mprof__rd_file(tmp_path, &p, err, sizeof err), 0);
   unlink(tmp_path);
   mprof_stacks_t s;
-  assert_int_equal(mprof__stacks_build(&p, &s), 0);
+  assert_int_equal(mprof__stacks_build(&p, &s, NULL), 0);
   char* t = report(top_inuse, &s);
   assert_non_null(strstr(t, "in use: 4096 B in 1 objects"));
   assert_non_null(strstr(t, "read_test_leaf_site"));
@@ -280,7 +280,7 @@ static void test_hand_encoded_profile_reads_with_inlined_lines_and_drop_frames(v
   assert_int_equal(p.samples[0].nlocs, 2);
   assert_int_equal(p.locations[p.samples[0].locs[0]].nlines, 2);
   mprof_stacks_t s;
-  assert_int_equal(mprof__stacks_build(&p, &s), 0);
+  assert_int_equal(mprof__stacks_build(&p, &s, NULL), 0);
   /* "_Znwm" demangles to "operator new", which drop_frames removes from the leaf end. */
   assert_int_equal(s.stacks[0].n, 2);
   assert_string_equal(s.stacks[0].frames[0].func, "main_site");
@@ -405,7 +405,7 @@ static void test_names_are_demangled_and_simplified(void** state) {
     char err[256];
     assert_int_equal(parse(b.data, b.len, &p, err), 0);
     mprof_stacks_t st;
-    assert_int_equal(mprof__stacks_build(&p, &st), 0);
+    assert_int_equal(mprof__stacks_build(&p, &st, NULL), 0);
     assert_string_equal(st.stacks[0].frames[0].func, want[i]);
     mprof__stacks_free(&st);
     mprof__rd_free(&p);
@@ -413,35 +413,84 @@ static void test_names_are_demangled_and_simplified(void** state) {
   }
 }
 
-/* The line table of this test program (built with -g): the address just inside
+/* Returns the address it returns to: inside whatever called it, inlined or not. */
+TEST_FN uintptr_t read_test_return_address(void) {
+  uintptr_t r = (uintptr_t)__builtin_return_address(0);
+  __asm__ volatile("" ::: "memory");
+  return r;
+}
+
+enum { INLINE_LINE = __LINE__ + 3 }; /* the call below */
+static inline __attribute__((always_inline)) uintptr_t read_test_inlined(void) {
+  sink += 5u;
+  uintptr_t r = read_test_return_address();
+  sink += 7u;
+  return r;
+}
+
+enum { OUTER_LINE = __LINE__ + 3 }; /* the line that calls read_test_inlined */
+TEST_FN uintptr_t read_test_outer(void) {
+  sink += 1u;
+  uintptr_t r = read_test_inlined();
+  sink += 2u;
+  return r;
+}
+
+/* The file offset of a runtime address of this program. */
+static int offset_cb(struct dl_phdr_info* info, size_t size, void* data) {
+  (void)size;
+  uintptr_t* io = data;
+  uintptr_t vaddr = io[0] - info->dlpi_addr;
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr)* ph = &info->dlpi_phdr[i];
+    if (ph->p_type == PT_LOAD && vaddr >= ph->p_vaddr && vaddr - ph->p_vaddr < ph->p_filesz) {
+      io[1] = ph->p_offset + (vaddr - ph->p_vaddr);
+      return 1;
+    }
+  }
+  return 1; /* the first object is the program */
+}
+
+static uint64_t file_offset(uintptr_t addr) {
+  uintptr_t io[2] = {addr, UINTPTR_MAX};
+  dl_iterate_phdr(offset_cb, io);
+  assert_true(io[1] != UINTPTR_MAX);
+  return io[1];
+}
+
+/* Debug information of this test program (built with -g, optimized): the address just inside
  * read_test_leaf_site is on a line of this file, between the function's first line and the
- * next function's. */
-static void test_dwarf_line_of_a_function_in_this_file(void** state) {
+ * next function's; the return address inside the always-inlined read_test_inlined gives two
+ * frames, the inlined function at its line and read_test_outer at the line of the call. */
+static void test_dwarf_frames_of_this_program(void** state) {
   (void)state;
-  int fd = open("/proc/self/exe", O_RDONLY);
-  assert_true(fd >= 0);
-  struct stat sb;
-  assert_int_equal(fstat(fd, &sb), 0);
-  void* d = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-  assert_true(d != MAP_FAILED);
-  close(fd);
-  mprof_dwarf_lines_t l;
-  assert_int_equal(mprof__dwarf_load(d, (size_t)sb.st_size, &l), 0);
-  if (l.n == 0) skip(); /* built without debug information */
-  /* Runtime address minus the load bias is the address in the file. */
-  uintptr_t bias = (uintptr_t)_r_debug.r_map->l_addr;
-  const char* file = NULL;
-  uint32_t line = 0;
-  assert_int_equal(mprof__dwarf_find(&l, PC(read_test_leaf_site) - bias, &file, &line), 1);
-  assert_non_null(strstr(file, "test_read.c"));
-  assert_in_range(line, LEAF_LINE + 1, LEAF_LINE + 6);
-  assert_int_equal(mprof__dwarf_find(&l, 0, &file, &line), 0);
-  mprof__dwarf_free(&l);
-  munmap(d, (size_t)sb.st_size);
-  /* Not ELF, or truncated: no rows, no fault. */
-  assert_int_equal(mprof__dwarf_load((const uint8_t*)"not an elf file at all, really not", 34, &l),
-                   0);
-  assert_int_equal(l.n, 0);
+  mprof_dw_t* d;
+  assert_int_equal(mprof__dw_open("/proc/self/exe", "", &d), 0);
+  mprof_dw_frame_t f[MPROF_DW_MAX_FRAMES];
+  int dw = 0;
+  size_t n = mprof__dw_frames(d, file_offset(PC(read_test_leaf_site)), f, MPROF_DW_MAX_FRAMES, &dw);
+  if (!dw) skip(); /* built without debug information */
+  assert_int_equal(n, 1);
+  assert_string_equal(f[0].func, "read_test_leaf_site");
+  assert_non_null(strstr(f[0].file, "test_read.c"));
+  assert_in_range(f[0].line, LEAF_LINE + 1, LEAF_LINE + 6);
+
+  n = mprof__dw_frames(d, file_offset(read_test_outer() - 1), f, MPROF_DW_MAX_FRAMES, &dw);
+  assert_int_equal(n, 2);
+  assert_string_equal(f[0].func, "read_test_inlined");
+  assert_int_equal(f[0].line, INLINE_LINE);
+  assert_string_equal(f[1].func, "read_test_outer");
+  assert_int_equal(f[1].line, OUTER_LINE);
+  assert_non_null(strstr(f[1].file, "test_read.c"));
+  /* Outside every segment: nothing. */
+  assert_int_equal(mprof__dw_frames(d, (uint64_t)1 << 40, f, MPROF_DW_MAX_FRAMES, &dw), 0);
+  mprof__dw_close(d);
+  /* Not ELF: refused, no fault. */
+  assert_int_equal(mprof__dw_open_mem((const uint8_t*)"not an elf file at all, really not", 34, &d),
+                   EINVAL);
+  /* Another build id than the file's: refused. */
+  assert_int_equal(mprof__dw_open("/proc/self/exe", "00112233445566778899aabbccddeeff00112233", &d),
+                   EINVAL);
 }
 
 int main(void) {
@@ -454,7 +503,7 @@ int main(void) {
       cmocka_unit_test(test_truncated_and_malformed_bytes_are_rejected),
       cmocka_unit_test(test_missing_file_gives_the_errno),
       cmocka_unit_test(test_names_are_demangled_and_simplified),
-      cmocka_unit_test(test_dwarf_line_of_a_function_in_this_file),
+      cmocka_unit_test(test_dwarf_frames_of_this_program),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

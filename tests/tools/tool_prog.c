@@ -6,9 +6,13 @@
  *                  DIR/b.pb.gz (through mprof_ctl, looked up with dlsym)
  *   exit N         prints "tool_prog: exit N" and exits with status N
  *   kill           kills itself with SIGTERM
+ *   threads        threads named worker-a and worker-b leak 1 MiB and 3 MiB in 4 KiB blocks
+ *   hold           leaks 4 MiB from leak_site, prints "ready", then allocates and frees a small
+ *                  block every 10 ms until a signal ends it
  *   stats          prints the reconciliation control names, one "name value" per line */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -56,6 +60,17 @@ __attribute__((noinline)) static void** grow_site(void** list, size_t n) {
   return list;
 }
 
+static void* worker(void* arg) {
+  size_t mib = (size_t)(uintptr_t)arg;
+  pthread_setname_np(pthread_self(), mib == 1 ? "worker-a" : "worker-b");
+  for (size_t i = 0; i < mib * 256; i++) {
+    char* p = malloc(4096);
+    p[0] = 1;
+    sink ^= (uintptr_t)p;
+  }
+  return NULL;
+}
+
 static void dump(const char* dir, const char* name) {
   char path[4096];
   snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -90,6 +105,25 @@ int main(int argc, char** argv) {
   if (strcmp(mode, "exit") == 0 && argc > 2) {
     printf("tool_prog: exit %s\n", argv[2]);
     return atoi(argv[2]);
+  }
+  if (strcmp(mode, "threads") == 0) {
+    pthread_t a, b;
+    pthread_create(&a, NULL, worker, (void*)(uintptr_t)1);
+    pthread_join(a, NULL);
+    pthread_create(&b, NULL, worker, (void*)(uintptr_t)3);
+    pthread_join(b, NULL);
+    return 0;
+  }
+  if (strcmp(mode, "hold") == 0) {
+    leak_site();
+    printf("ready\n");
+    fflush(stdout);
+    for (;;) {
+      char* p = malloc(64);
+      sink += (uintptr_t)p;
+      free(p);
+      usleep(10000);
+    }
   }
   if (strcmp(mode, "kill") == 0) {
     kill(getpid(), SIGTERM);

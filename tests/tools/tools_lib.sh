@@ -30,3 +30,8 @@ pprof_top() {
 mprof_top() {
   "$mprof" top "$1" "$2" --exact -n "${3:-5}" | sed -n '3,/^$/p' | awk 'NF >= 5 { print $1, $5 }'
 }
+# pprof_total FILE SAMPLE_INDEX: the total of go tool pprof -top, in bytes.
+pprof_total() {
+  go tool pprof -top -unit=B -sample_index="$2" "$1" 2>/dev/null |
+    sed -n 's/.*of \([0-9]*\)B total.*/\1/p;s/.* 0 of 0 total.*/0/p' | head -1
+}
