@@ -51,11 +51,11 @@ void mprof__active_set(bool on);
 int mprof__dump(const char* path);
 
 /* Writes the contention profile; path NULL: the next automatic name of kind 'm'
- * (<prefix>.<pid>.<seq>.m<n>.mutex.pb.gz). Returns 0 or a positive errno. */
+ * (<prefix>.<program>.<pid>.<seq>.m<n>.mutex.pb.gz). Returns 0 or a positive errno. */
 int mprof__mutex_dump(const char* path);
 
 /* Writes a thread snapshot (mprof_threads.h); path NULL: the next automatic name of kind 'm'
- * (<prefix>.<pid>.<seq>.m<n>.threads.pb.gz). Returns 0 or a positive errno (EBUSY: the program
+ * (<prefix>.<program>.<pid>.<seq>.m<n>.threads.pb.gz). Returns 0 or a positive errno (EBUSY: the program
  * handles prof_threads_signal itself). */
 int mprof__threads_dump(const char* path);
 
