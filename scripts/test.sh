@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: the normal build (warnings are errors) with unit, integration, reliability and
+# Runs every test, in build directories of its own (build-test*, so a user's build/ keeps its
+# settings): the normal build (warnings are errors) with unit, integration, reliability and
 # benchmark smoke tests, then the core's tests under ASan+UBSan and under TSan.
 # Usage: scripts/test.sh [--quick]   (--quick: normal build only)
 set -euo pipefail
@@ -22,9 +23,9 @@ run() { # run BUILD_DIR CMAKE_ARGS...
   fi
   (cd "$dir" && ctest --output-on-failure -j"$jobs" --timeout 900)
 }
-run build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+run build-test -DCMAKE_BUILD_TYPE=RelWithDebInfo
 if [ "${1:-}" != "--quick" ]; then
-  run build-asan -DCMAKE_BUILD_TYPE=Debug -DMPROF_ASAN=ON
-  run build-tsan -DCMAKE_BUILD_TYPE=Debug -DMPROF_TSAN=ON
+  run build-test-asan -DCMAKE_BUILD_TYPE=Debug -DMPROF_ASAN=ON
+  run build-test-tsan -DCMAKE_BUILD_TYPE=Debug -DMPROF_TSAN=ON
 fi
 echo "all test builds passed"
