@@ -21,11 +21,17 @@
  *                    them SIGUSR2 N times; the handler calls mprof_ctl("prof.dump") to a file and
  *                    counts the codes it returned. Prints "codes ok=A edeadlk=B other=C". A hang
  *                    is caught by alarm().
+ *   dlstorm DIR N LIB one thread loads LIB (dlopen), calls into it, walks the loaded objects
+ *                    (dl_iterate_phdr) and unloads it (dlclose) in a loop, so that it is inside
+ *                    the dynamic loader, holding its lock, most of the time; the main thread sends
+ *                    it SIGUSR2 N times and the handler dumps as in sigstorm. Prints the same
+ *                    codes line. A hang (a dump that waits for the loader) is caught by alarm().
  */
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <link.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -373,9 +379,69 @@ static int run_sigstorm(long n) {
   return 0;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * dlstorm
+ * ------------------------------------------------------------------------------------------- */
+static const char* dl_lib;
+static atomic_ulong dl_rounds;
+
+static int count_object(struct dl_phdr_info* info, size_t size, void* arg) {
+  (void)info;
+  (void)size;
+  ++*(unsigned long*)arg;
+  return 0;
+}
+
+static void* dl_worker(void* arg) {
+  (void)arg;
+  while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+    void* h = dlopen(dl_lib, RTLD_NOW | RTLD_LOCAL);
+    if (h == NULL) {
+      fprintf(stderr, "rel_locks: dlopen %s: %s\n", dl_lib, dlerror());
+      _exit(2);
+    }
+    void* (*alloc)(size_t);
+    *(void**)&alloc = dlsym(h, "rel_maplib_alloc");
+    if (alloc != NULL) free(alloc(64));
+    unsigned long n = 0;
+    dl_iterate_phdr(count_object, &n);
+    dlclose(h);
+    atomic_fetch_add(&dl_rounds, 1);
+  }
+  return NULL;
+}
+
+static int run_dlstorm(long n, const char* lib) {
+  alarm(30);
+  dl_lib = lib;
+  snprintf(storm_path, sizeof storm_path, "%s/dlstorm.pb.gz", dir);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_usr2;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(SIGUSR2, &sa, NULL) != 0) die("sigaction");
+  sigset_t block;
+  sigemptyset(&block);
+  sigaddset(&block, SIGUSR2);
+  pthread_t w;
+  if (pthread_create(&w, NULL, dl_worker, NULL) != 0) die("pthread_create");
+  pthread_sigmask(SIG_BLOCK, &block, NULL);
+  for (long i = 0; i < n; i++) {
+    pthread_kill(w, SIGUSR2);
+    usleep(200 + (useconds_t)(i % 7) * 50); /* lets the handler finish: signals do not queue */
+  }
+  atomic_store(&stop, true);
+  pthread_join(w, NULL);
+  printf("dl rounds %lu\n", atomic_load(&dl_rounds));
+  printf("codes ok=%lu edeadlk=%lu other=%lu\n", atomic_load(&code_ok), atomic_load(&code_edeadlk),
+         atomic_load(&code_other));
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: rel_locks stall|forkpipe|forkseed|sigstorm DIR [ARG]\n");
+    fprintf(stderr, "usage: rel_locks stall|forkpipe|forkseed|sigstorm|dlstorm DIR [ARG [LIB]]\n");
     return 2;
   }
   *(void**)&ctl = dlsym(RTLD_DEFAULT, "mprof_ctl");
@@ -389,5 +455,6 @@ int main(int argc, char** argv) {
   if (strcmp(argv[1], "forkpipe") == 0) return run_forkpipe();
   if (strcmp(argv[1], "forkseed") == 0) return run_forkseed();
   if (strcmp(argv[1], "sigstorm") == 0) return run_sigstorm(argc > 3 ? atol(argv[3]) : 2000);
+  if (strcmp(argv[1], "dlstorm") == 0 && argc > 4) return run_dlstorm(atol(argv[3]), argv[4]);
   return 2;
 }
