@@ -403,8 +403,12 @@ static void* dl_worker(void* arg) {
     void* (*alloc)(size_t);
     *(void**)&alloc = dlsym(h, "rel_maplib_alloc");
     if (alloc != NULL) free(alloc(64));
+    /* Many short walks: the loader's recursive lock is taken and released often, and a handler
+     * that lands between its owner field and its lock word (either way) finds it held by no one
+     * it knows, and used to wait for it for ever. */
     unsigned long n = 0;
-    dl_iterate_phdr(count_object, &n);
+    for (int i = 0; i < 3000; i++)
+      dl_iterate_phdr(count_object, &n);
     dlclose(h);
     atomic_fetch_add(&dl_rounds, 1);
   }
@@ -427,12 +431,18 @@ static int run_dlstorm(long n, const char* lib) {
   pthread_t w;
   if (pthread_create(&w, NULL, dl_worker, NULL) != 0) die("pthread_create");
   pthread_sigmask(SIG_BLOCK, &block, NULL);
+  /* One signal at a time, each after the previous handler returned and the worker ran on for a
+   * little while: a signal sent while a handler runs would be delivered as that handler returns,
+   * at the same point of the worker as before. */
   for (long i = 0; i < n; i++) {
+    unsigned long before = atomic_load(&code_ok) + atomic_load(&code_edeadlk) + atomic_load(&code_other);
     pthread_kill(w, SIGUSR2);
-    usleep(200 + (useconds_t)(i % 7) * 50); /* lets the handler finish: signals do not queue */
+    while (atomic_load(&code_ok) + atomic_load(&code_edeadlk) + atomic_load(&code_other) == before)
+      usleep(20); /* a handler that never returns ends the process at the alarm */
+    usleep((useconds_t)(i % 11) * 15);
   }
   atomic_store(&stop, true);
-  pthread_join(w, NULL);
+  if (pthread_join(w, NULL) != 0) die("pthread_join");
   printf("dl rounds %lu\n", atomic_load(&dl_rounds));
   printf("codes ok=%lu edeadlk=%lu other=%lu\n", atomic_load(&code_ok), atomic_load(&code_edeadlk),
          atomic_load(&code_other));

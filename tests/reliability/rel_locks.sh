@@ -95,7 +95,7 @@ sigstorm)
 dlstorm)
   maplib=$4
   for conf in "lg_prof_sample:0" "lg_prof_sample:0,prof_mutex_fraction:1"; do
-    out=$(MPROF_CONF="$conf" LD_PRELOAD="$lib" timed 60 "$prog" dlstorm "$work" 2000 "$maplib" 2>&1)
+    out=$(MPROF_CONF="$conf" LD_PRELOAD="$lib" timed 60 "$prog" dlstorm "$work" 1000 "$maplib" 2>&1)
     rc=$?
     echo "$conf: $out"
     check "$conf: the storm ends (rc $rc; 142 = the alarm: a handler hung)" [ "$rc" -eq 0 ]
