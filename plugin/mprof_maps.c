@@ -436,7 +436,8 @@ static int add_line_object(mprof_maps_t* maps, const line_t* lines, size_t n, co
   const ElfW(Phdr)* first = NULL;
   for (size_t i = 0; i < eh.e_phnum && first == NULL; i++)
     if (phdrs[i].p_type == PT_LOAD) first = &phdrs[i];
-  uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  uintptr_t page = (uintptr_t)getauxval(AT_PAGESZ); /* a plain read, unlike sysconf */
+  if (page == 0) page = 4096;
   if (first == NULL || (first->p_offset & ~(ElfW(Off))(page - 1)) != 0) goto out;
   uintptr_t bias = obj->start - (first->p_vaddr & ~(ElfW(Addr))(page - 1));
   /* Loaded as the header says: every segment's first page mapped from this file, executable
