@@ -80,7 +80,8 @@ static __thread int decide_errno __attribute__((tls_model("initial-exec")));
  * thread writing it does not exist there. Both point into that thread's stack; written under
  * mprof_dumpfile_lock, which fork's prepare handler takes and which is held only around the
  * parts of a dump that a fork must not split: the open and the commit of a dump file (a few
- * system calls that never wait for a reader) and the reading of the loaded objects. */
+ * system calls that never wait for a reader) and, where /proc is missing, the reading of the
+ * loaded objects through the loader (read_maps). */
 static mprof_lock_t mprof_dumpfile_lock = MPROF_LOCK_INIT(MPROF_RANK_DUMPFILE, "dumpfile");
 static mprof_dumpfile_t* inflight_file;
 static mprof_snap_t* inflight_snap;
@@ -428,12 +429,16 @@ typedef enum { DUMP_HEAP, DUMP_PEAK, DUMP_MUTEX, DUMP_THREADS } dump_what_t;
 
 typedef int (*writer_fn)(int fd, const void* prof);
 
-/* The loaded objects for a pprof profile. dl_iterate_phdr holds the loader's write lock, which
- * glibc's fork() does not reset in the child: read under mprof_dumpfile_lock, which fork's
- * prepare handler takes, so that no child starts with that lock held by a dump of its parent. */
+/* The loaded objects for a pprof profile, from /proc/self/maps: no lock of the loader's, so a
+ * dump never waits for a dlopen it interrupted, and no profiler lock. Only the fallback where
+ * /proc is missing walks dl_iterate_phdr, which holds the loader's write lock, which glibc's fork()
+ * does not reset in the child: that walk runs under mprof_dumpfile_lock, which fork's prepare
+ * handler takes, so that no child starts with that lock held by a dump of its parent. */
 static int read_maps(mprof_maps_t* maps) {
+  int err = mprof__maps_read_proc(maps);
+  if (err != ENOSYS) return err;
   mprof__lock(&mprof_dumpfile_lock);
-  int err = mprof__maps_read(maps);
+  err = mprof__maps_read_loader(maps);
   mprof__unlock(&mprof_dumpfile_lock);
   return err;
 }

@@ -8,9 +8,10 @@
  *   MPROF_RANK_DUMP      mprof_dump_lock: one dump (or epoch write) at a time; held across the
  *                        dump's writes, which may block on a pipe for as long as its reader
  *                        pleases: nothing that an allocating thread or fork() needs waits for it
- *   MPROF_RANK_DUMPFILE  mprof_dumpfile_lock (mprof_core.c): a dump's file open and commit and
- *                        its reading of the loaded objects (dl_iterate_phdr): what fork() must
- *                        not split; a few system calls, no wait for a reader
+ *   MPROF_RANK_DUMPFILE  mprof_dumpfile_lock (mprof_core.c): a dump's file open and commit and,
+ *                        only where /proc is missing, its reading of the loaded objects through
+ *                        dl_iterate_phdr: what fork() must not split; a few system calls, no
+ *                        wait for a reader
  *   MPROF_RANK_CYCLE     mprof_cycle_lock: epoch boundaries and flushes (a flush folds the
  *                        buckets touched in one cycle), the snapshot copy flag
  *   MPROF_RANK_FUTURE    mprof_future_lock[0..2][0..7]: per future cycle slot and bucket stripe

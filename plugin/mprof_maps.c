@@ -1,6 +1,7 @@
 /* Loaded objects of the process (see mprof_maps.h).
  *
- * This file owns the walk over dl_iterate_phdr, the reading of GNU build-id notes from memory
+ * This file owns the read of /proc/self/maps (and, where /proc is missing, the walk over
+ * dl_iterate_phdr), the reading of GNU build-id notes from memory
  * (through a copy that cannot fault, see safe_copy),
  * and the sorted table of executable segments with its address lookup. Each object's path and
  * build id live in one block of profiler memory shared by the object's entries; the first entry
@@ -20,6 +21,12 @@
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
+#if __ELF_NATIVE_CLASS == 64
+#define NATIVE_CLASS ELFCLASS64
+#else
+#define NATIVE_CLASS ELFCLASS32
+#endif
 
 #define BUILD_ID_MAX 64 /* bytes; GNU ld writes 20 (sha1), some linkers up to 32 */
 
@@ -104,17 +111,17 @@ static bool in_loaded_file(const ElfW(Phdr) * phdrs, size_t phnum, ElfW(Addr) va
 
 /* Writes the build id of the object as lowercase hex into hex (2 * BUILD_ID_MAX + 1 bytes);
  * leaves "" when the object has no readable NT_GNU_BUILD_ID note. */
-static void read_build_id(const struct dl_phdr_info* info, const ElfW(Phdr) * phdrs, char* hex) {
+static void read_build_id(uintptr_t bias, const ElfW(Phdr) * phdrs, size_t phnum, char* hex) {
   static const char digits[] = "0123456789abcdef";
   hex[0] = '\0';
-  for (ElfW(Half) i = 0; i < info->dlpi_phnum; i++) {
+  for (size_t i = 0; i < phnum; i++) {
     const ElfW(Phdr)* ph = &phdrs[i];
     if (ph->p_type != PT_NOTE || ph->p_filesz == 0 || ph->p_filesz > NOTE_MAX ||
-        !in_loaded_file(phdrs, info->dlpi_phnum, ph->p_vaddr, ph->p_filesz))
+        !in_loaded_file(phdrs, phnum, ph->p_vaddr, ph->p_filesz))
       continue;
     unsigned char* notes = mprof__meta_alloc(NOTE_MAX);
     if (notes == NULL) return;
-    if (safe_copy(notes, info->dlpi_addr + ph->p_vaddr, ph->p_filesz) != 0) {
+    if (safe_copy(notes, bias + ph->p_vaddr, ph->p_filesz) != 0) {
       mprof__meta_free(notes, NOTE_MAX);
       continue;
     }
@@ -165,46 +172,32 @@ static int grow_entries(mprof_maps_t* maps, size_t need) {
   return 0;
 }
 
-/* The entries of one object, from a copy of its program headers. */
-static int visit_phdrs(const struct dl_phdr_info* info, const ElfW(Phdr) * phdrs, walk_t* w,
-                       bool is_main) {
-  mprof_maps_t* maps = w->maps;
-  uintptr_t phdr = (uintptr_t)info->dlpi_phdr;
+/* Appends the executable segments of one object (bias, a copy of its program headers, its path)
+ * to maps. Returns 0 or ENOMEM. */
+static int add_object(mprof_maps_t* maps, uintptr_t bias, const ElfW(Phdr) * phdrs, size_t phnum,
+                      const char* path, size_t path_len, bool is_main) {
   size_t nexec = 0;
-  for (ElfW(Half) i = 0; i < info->dlpi_phnum; i++) {
+  for (size_t i = 0; i < phnum; i++) {
     const ElfW(Phdr)* ph = &phdrs[i];
     if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && ph->p_memsz > 0) nexec++;
   }
-  if (nexec == 0) return 0;
-
-  /* The loader names the main program "" and the vDSO by its soname, which is no file. */
-  char exe[4096];
-  const char* path = info->dlpi_name;
-  if (phdr != 0 && phdr == w->vdso_phdr) {
-    path = "[vdso]";
-  } else if (is_main) {
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) return 0;
-    exe[n] = '\0';
-    path = exe;
-  }
-  if (path == NULL || path[0] == '\0') return 0;
+  if (nexec == 0 || path_len == 0) return 0;
 
   char build_id[2 * BUILD_ID_MAX + 1];
-  read_build_id(info, phdrs, build_id);
-  size_t path_size = strlen(path) + 1;
+  read_build_id(bias, phdrs, phnum, build_id);
+  size_t path_size = path_len + 1;
   size_t strings_size = path_size + strlen(build_id) + 1;
   char* strings = mprof__meta_alloc(strings_size);
   if (strings == NULL || grow_entries(maps, maps->n + nexec) != 0) {
     mprof__meta_free(strings, strings_size);
-    w->err = ENOMEM;
-    return 1;
+    return ENOMEM;
   }
-  memcpy(strings, path, path_size);
+  memcpy(strings, path, path_len);
+  strings[path_len] = '\0';
   memcpy(strings + path_size, build_id, strings_size - path_size);
 
   bool owner = true;
-  for (ElfW(Half) i = 0; i < info->dlpi_phnum; i++) {
+  for (size_t i = 0; i < phnum; i++) {
     const ElfW(Phdr)* ph = &phdrs[i];
     if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X) || ph->p_memsz == 0) continue;
     /* The segment itself, not the pages around it: `go tool pprof` (Go 1.19) takes
@@ -212,10 +205,10 @@ static int visit_phdrs(const struct dl_phdr_info* info, const ElfW(Phdr) * phdrs
      * rounded down to a page shifts every symbol when p_vaddr is not page-aligned (lld's
      * layout). google/pprof computes start - offset + p_offset - p_vaddr, right either way. */
     mprof_mapping_t* m = &maps->entries[maps->n++];
-    m->start = info->dlpi_addr + ph->p_vaddr;
+    m->start = bias + ph->p_vaddr;
     m->limit = m->start + ph->p_memsz;
     m->offset = ph->p_offset;
-    m->bias = info->dlpi_addr;
+    m->bias = bias;
     m->path = strings;
     m->build_id = strings + path_size;
     m->is_main = is_main;
@@ -231,12 +224,61 @@ static int visit_object(struct dl_phdr_info* info, size_t size, void* arg) {
   uintptr_t phdr = (uintptr_t)info->dlpi_phdr;
   ElfW(Phdr)* phdrs = copy_phdrs(info);
   if (phdrs == NULL) return 0; /* unreadable (a file changed on disk): the object is left out */
-  int r = visit_phdrs(info, phdrs, w, phdr == w->main_phdr);
+  bool is_main = phdr == w->main_phdr;
+  /* The loader names the main program "" and the vDSO by its soname, which is no file. */
+  char exe[4096];
+  const char* path = info->dlpi_name;
+  if (phdr != 0 && phdr == w->vdso_phdr) {
+    path = "[vdso]";
+  } else if (is_main) {
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = '\0';
+    path = exe;
+  }
+  int err = add_object(w->maps, info->dlpi_addr, phdrs, info->dlpi_phnum, path,
+                       path != NULL ? strlen(path) : 0, is_main);
   mprof__meta_free(phdrs, (size_t)info->dlpi_phnum * sizeof *phdrs);
-  return r;
+  if (err != 0) w->err = err;
+  return err != 0;
 }
 
-int mprof__maps_read(mprof_maps_t* out) {
+/* Sorts the entries by start (insertion sort: objects are few, often already nearly in order,
+ * and libc's qsort may call malloc) and drops an entry that overlaps its predecessor (the same
+ * object seen twice while the mappings changed under the read). */
+static void sort_entries(mprof_maps_t* out) {
+  for (size_t i = 1; i < out->n; i++) {
+    mprof_mapping_t m = out->entries[i];
+    size_t j = i;
+    while (j > 0 && out->entries[j - 1].start > m.start) {
+      out->entries[j] = out->entries[j - 1];
+      j--;
+    }
+    out->entries[j] = m;
+  }
+  size_t k = 0;
+  for (size_t i = 0; i < out->n; i++) {
+    mprof_mapping_t* m = &out->entries[i];
+    if (k > 0 && m->start < out->entries[k - 1].limit) {
+      /* An owner keeps its block alive for the other entries of its object: hand the block to
+       * the kept entry of the same block, if any; otherwise free it. */
+      if (m->owns_strings) {
+        bool handed = false;
+        for (size_t j = 0; j < k && !handed; j++)
+          if (out->entries[j].path == m->path) handed = out->entries[j].owns_strings = true;
+        for (size_t j = i + 1; j < out->n && !handed; j++)
+          if (out->entries[j].path == m->path) handed = out->entries[j].owns_strings = true;
+        if (!handed)
+          mprof__meta_free((void*)(uintptr_t)m->path,
+                           strlen(m->path) + 1 + strlen(m->build_id) + 1);
+      }
+      continue;
+    }
+    out->entries[k++] = *m;
+  }
+  out->n = k;
+}
+
+int mprof__maps_read_loader(mprof_maps_t* out) {
   out->entries = NULL;
   out->n = 0;
   out->cap = 0;
@@ -251,18 +293,209 @@ int mprof__maps_read(mprof_maps_t* out) {
     mprof__maps_free(out);
     return w.err;
   }
-  /* Insertion sort: objects are few, often already nearly in order, and libc's qsort may call
-   * malloc. */
-  for (size_t i = 1; i < out->n; i++) {
-    mprof_mapping_t m = out->entries[i];
-    size_t j = i;
-    while (j > 0 && out->entries[j - 1].start > m.start) {
-      out->entries[j] = out->entries[j - 1];
-      j--;
-    }
-    out->entries[j] = m;
-  }
+  sort_entries(out);
   return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * /proc/self/maps: the same table without the loader's lock
+ * ------------------------------------------------------------------------------------------- */
+/* One file-backed line of /proc/self/maps; name points into the read buffer, NUL-terminated. */
+typedef struct line_s {
+  uintptr_t start, end;
+  uint64_t offset, inode;
+  unsigned long dev_major, dev_minor;
+  bool exec;
+  const char* name;
+  size_t name_len;
+} line_t;
+
+/* The whole of /proc/self/maps in profiler memory (*size bytes allocated, *len used, with a NUL
+ * after them). Returns 0, ENOSYS when the file cannot be opened (no /proc), ENOMEM, or EIO. */
+static int read_maps_file(char** buf, size_t* size, size_t* len) {
+  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ENOSYS;
+  size_t cap = 16384, used = 0;
+  char* b = mprof__meta_alloc(cap);
+  int err = b == NULL ? ENOMEM : 0;
+  while (err == 0) {
+    if (cap - used < 4096 + 1) {
+      char* nb = mprof__meta_alloc(cap * 2);
+      if (nb == NULL) {
+        err = ENOMEM;
+        break;
+      }
+      memcpy(nb, b, used);
+      mprof__meta_free(b, cap);
+      b = nb;
+      cap *= 2;
+    }
+    ssize_t n = read(fd, b + used, cap - used - 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) err = EIO;
+    if (n <= 0) break;
+    used += (size_t)n;
+  }
+  close(fd);
+  if (err != 0) {
+    if (b != NULL) mprof__meta_free(b, cap);
+    return err;
+  }
+  b[used] = '\0';
+  *buf = b;
+  *size = cap;
+  *len = used;
+  return 0;
+}
+
+static uint64_t parse_hex(const char** p) {
+  uint64_t v = 0;
+  for (;; (*p)++) {
+    char c = **p;
+    if (c >= '0' && c <= '9')
+      v = v * 16 + (uint64_t)(c - '0');
+    else if (c >= 'a' && c <= 'f')
+      v = v * 16 + (uint64_t)(c - 'a' + 10);
+    else
+      return v;
+  }
+}
+
+static uint64_t parse_dec(const char** p) {
+  uint64_t v = 0;
+  for (; **p >= '0' && **p <= '9'; (*p)++)
+    v = v * 10 + (uint64_t)(**p - '0');
+  return v;
+}
+
+/* Parses the line at p (ends at its '\n', which becomes a NUL). Returns true for a mapping with
+ * a name: a file path or "[vdso]". Format: "start-end perms offset major:minor inode   name". */
+static bool parse_line(char* p, line_t* l) {
+  const char* q = p;
+  l->start = (uintptr_t)parse_hex(&q);
+  if (*q++ != '-') return false;
+  l->end = (uintptr_t)parse_hex(&q);
+  if (*q++ != ' ' || strlen(q) < 5) return false;
+  l->exec = q[2] == 'x';
+  q += 4;
+  if (*q++ != ' ') return false;
+  l->offset = parse_hex(&q);
+  if (*q++ != ' ') return false;
+  l->dev_major = (unsigned long)parse_hex(&q);
+  if (*q++ != ':') return false;
+  l->dev_minor = (unsigned long)parse_hex(&q);
+  if (*q++ != ' ') return false;
+  l->inode = parse_dec(&q);
+  while (*q == ' ')
+    q++;
+  if (*q != '/' && strcmp(q, "[vdso]") != 0) return false;
+  size_t n = strlen(q);
+  /* A file deleted or replaced (renamed over) since it was mapped: the loader's name is the
+   * path without the kernel's mark. */
+  static const char deleted[] = " (deleted)";
+  if (n > sizeof deleted - 1 && strcmp(q + n - (sizeof deleted - 1), deleted) == 0)
+    n -= sizeof deleted - 1;
+  l->name = q;
+  l->name_len = n;
+  return true;
+}
+
+/* True when addr lies in a line of the same file as obj (or in obj itself) that is executable
+ * exactly when exec says. */
+static bool mapped_as(const line_t* lines, size_t n, const line_t* obj, uintptr_t addr, bool exec) {
+  for (size_t i = 0; i < n; i++) {
+    const line_t* l = &lines[i];
+    if (addr < l->start || addr >= l->end) continue;
+    if (l->exec != exec) return false;
+    if (l == obj) return true;
+    return l->inode == obj->inode && l->dev_major == obj->dev_major &&
+           l->dev_minor == obj->dev_minor && l->inode != 0;
+  }
+  return false;
+}
+
+/* The object whose ELF header is mapped by line obj, if it is one the loader mapped: appends its
+ * executable segments. A file that is mapped but not loaded (an ELF file the program mmaps as
+ * data) does not have its segments mapped where and as its program headers say, and is left
+ * out. */
+static int add_line_object(mprof_maps_t* maps, const line_t* lines, size_t n, const line_t* obj,
+                           uintptr_t main_phdr) {
+  ElfW(Ehdr) eh;
+  if (obj->end - obj->start < sizeof eh || safe_copy(&eh, obj->start, sizeof eh) != 0) return 0;
+  if (memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != NATIVE_CLASS ||
+      eh.e_phentsize != sizeof(ElfW(Phdr)) || eh.e_phnum == 0 || eh.e_phnum == PN_XNUM ||
+      eh.e_phoff > obj->end - obj->start ||
+      (size_t)eh.e_phnum * sizeof(ElfW(Phdr)) > obj->end - obj->start - eh.e_phoff)
+    return 0;
+  size_t size = (size_t)eh.e_phnum * sizeof(ElfW(Phdr));
+  ElfW(Phdr)* phdrs = mprof__meta_alloc(size);
+  if (phdrs == NULL) return ENOMEM;
+  int err = 0;
+  if (safe_copy(phdrs, obj->start + eh.e_phoff, size) != 0) goto out;
+  /* The first PT_LOAD (they are sorted by p_vaddr) maps the file's first page at obj->start. */
+  const ElfW(Phdr)* first = NULL;
+  for (size_t i = 0; i < eh.e_phnum && first == NULL; i++)
+    if (phdrs[i].p_type == PT_LOAD) first = &phdrs[i];
+  uintptr_t page = (uintptr_t)getauxval(AT_PAGESZ); /* a plain read, unlike sysconf */
+  if (page == 0) page = 4096;
+  if (first == NULL || (first->p_offset & ~(ElfW(Off))(page - 1)) != 0) goto out;
+  uintptr_t bias = obj->start - (first->p_vaddr & ~(ElfW(Addr))(page - 1));
+  /* Loaded as the header says: every segment's first page mapped from this file, executable
+   * exactly when the segment is (an ELF file mapped whole, as data, fails this). */
+  for (size_t i = 0; i < eh.e_phnum; i++) {
+    const ElfW(Phdr)* ph = &phdrs[i];
+    if (ph->p_type == PT_LOAD && ph->p_filesz > 0 &&
+        !mapped_as(lines, n, obj, bias + ph->p_vaddr, (ph->p_flags & PF_X) != 0))
+      goto out;
+  }
+  bool is_main = obj->start + eh.e_phoff == main_phdr;
+  err = add_object(maps, bias, phdrs, eh.e_phnum, obj->name, obj->name_len, is_main);
+out:
+  mprof__meta_free(phdrs, size);
+  return err;
+}
+
+int mprof__maps_read_proc(mprof_maps_t* out) {
+  out->entries = NULL;
+  out->n = 0;
+  out->cap = 0;
+  char* buf;
+  size_t buf_size, len;
+  int err = read_maps_file(&buf, &buf_size, &len);
+  if (err != 0) return err;
+  size_t nl = 1;
+  for (size_t i = 0; i < len; i++)
+    nl += buf[i] == '\n';
+  size_t lines_size = nl * sizeof(line_t);
+  line_t* lines = mprof__meta_alloc(lines_size);
+  if (lines == NULL) {
+    mprof__meta_free(buf, buf_size);
+    return ENOMEM;
+  }
+  size_t n = 0;
+  for (char* p = buf; p < buf + len && n < nl;) {
+    char* eol = memchr(p, '\n', (size_t)(buf + len - p));
+    if (eol == NULL) break; /* a line cut short: the file ends with '\n' */
+    *eol = '\0';
+    if (parse_line(p, &lines[n])) n++;
+    p = eol + 1;
+  }
+  uintptr_t main_phdr = getauxval(AT_PHDR);
+  for (size_t i = 0; i < n && err == 0; i++)
+    if (lines[i].offset == 0) err = add_line_object(out, lines, n, &lines[i], main_phdr);
+  mprof__meta_free(lines, lines_size);
+  mprof__meta_free(buf, buf_size);
+  if (err != 0) {
+    mprof__maps_free(out);
+    return err;
+  }
+  sort_entries(out);
+  return 0;
+}
+
+int mprof__maps_read(mprof_maps_t* out) {
+  int err = mprof__maps_read_proc(out);
+  return err == ENOSYS ? mprof__maps_read_loader(out) : err;
 }
 
 void mprof__maps_free(mprof_maps_t* maps) {

@@ -5,12 +5,21 @@
  * p_offset; /proc/self/maps shows the same mapping widened to whole pages), the object's path and
  * its GNU build id. Exact bounds are what pprof needs (see mprof_maps.c).
  *
- * Reading uses dl_iterate_phdr and readlink only: no stdio, no malloc, so it may run inside the
- * program's allocator. Program headers and notes are copied out of the objects' mappings with
- * process_vm_readv on the own process (or, where that is refused, through a pipe), which fail with
- * EFAULT where a plain read would fault: a library file overwritten on disk since it was loaded
- * leaves its object out of the table, or without a build id, instead of raising SIGBUS. dl_iterate_phdr takes the dynamic loader's lock, and dlopen calls malloc
- * while holding it: do not read the maps while holding a lock that malloc may wait for. A
+ * Reading lists the file-backed mappings of /proc/self/maps (open/read, no stdio, no malloc, so
+ * it may run inside the program's allocator, and no lock of the dynamic loader, so it may run in
+ * a signal handler that interrupted dlopen, or while another thread holds the loader's lock at
+ * fork). The mapping of an object's file offset 0 holds its ELF header; its program headers and
+ * notes are copied out of memory with process_vm_readv on the own process (or, where that is
+ * refused, through a pipe), which fail with EFAULT where a plain read would fault: a library file
+ * overwritten on disk since it was loaded leaves its object out of the table, or without a build
+ * id, instead of raising SIGBUS. A mapped ELF file whose executable segments are not mapped
+ * executable where its header says (a file the program maps as data) is no loaded object and is
+ * left out. Paths are the kernel's (symbolic links resolved, " (deleted)" dropped), as the
+ * main program's always were (/proc/self/exe).
+ *
+ * Where /proc/self/maps cannot be opened, mprof__maps_read falls back to dl_iterate_phdr, which
+ * takes the dynamic loader's lock, and dlopen calls malloc while holding it: that fallback must
+ * not run while holding a lock that malloc may wait for, nor from a signal handler. A
  * snapshot does not follow later dlopen/dlclose calls. */
 #ifndef MPROF_MAPS_H
 #define MPROF_MAPS_H
@@ -43,6 +52,12 @@ typedef struct mprof_maps_s {
 /* Fills *out (overwritten, not freed) with the current mappings. Returns 0 or ENOMEM; on
  * failure *out is empty and needs no mprof__maps_free(). */
 int mprof__maps_read(mprof_maps_t* out);
+
+/* The two ways mprof__maps_read uses, same contract. mprof__maps_read_proc returns ENOSYS,
+ * having done nothing, when /proc/self/maps cannot be opened; mprof__maps_read_loader takes the
+ * dynamic loader's lock (dl_iterate_phdr). */
+int mprof__maps_read_proc(mprof_maps_t* out);
+int mprof__maps_read_loader(mprof_maps_t* out);
 void mprof__maps_free(mprof_maps_t* maps);
 
 /* Index of the entry whose [start, limit) contains addr, or -1. */

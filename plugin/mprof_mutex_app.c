@@ -62,9 +62,16 @@ static int find_own(struct dl_phdr_info* info, size_t size, void* arg) {
   return 1;
 }
 
+/* dladdr and dl_iterate_phdr take the loader's lock: looked up once, by the first of this
+ * file's constructor and the core's first switch (made from the glue's constructor at the
+ * earliest), so while this library is being loaded and that lock is the loading thread's own.
+ * A later switch (a mprof_ctl from a signal handler that interrupted a dlopen) never asks the
+ * loader; a lookup that failed leaves the range empty (no mutex counts as the library's own). */
+static _Atomic bool own_looked;
+
 static void find_own_range(void) {
   Dl_info info;
-  if (own_hi != 0 || dladdr(&own_lo, &info) == 0) return;
+  if (atomic_exchange(&own_looked, true) || dladdr(&own_lo, &info) == 0) return;
   own_range_t r = {(uintptr_t)info.dli_fbase, 0, 0};
   dl_iterate_phdr(find_own, &r);
   own_lo = r.lo;

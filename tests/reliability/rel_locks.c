@@ -21,11 +21,17 @@
  *                    them SIGUSR2 N times; the handler calls mprof_ctl("prof.dump") to a file and
  *                    counts the codes it returned. Prints "codes ok=A edeadlk=B other=C". A hang
  *                    is caught by alarm().
+ *   dlstorm DIR N LIB one thread loads LIB (dlopen), calls into it, walks the loaded objects
+ *                    (dl_iterate_phdr) and unloads it (dlclose) in a loop, so that it is inside
+ *                    the dynamic loader, holding its lock, most of the time; the main thread sends
+ *                    it SIGUSR2 N times and the handler dumps as in sigstorm. Prints the same
+ *                    codes line. A hang (a dump that waits for the loader) is caught by alarm().
  */
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <link.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -373,9 +379,79 @@ static int run_sigstorm(long n) {
   return 0;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * dlstorm
+ * ------------------------------------------------------------------------------------------- */
+static const char* dl_lib;
+static atomic_ulong dl_rounds;
+
+static int count_object(struct dl_phdr_info* info, size_t size, void* arg) {
+  (void)info;
+  (void)size;
+  ++*(unsigned long*)arg;
+  return 0;
+}
+
+static void* dl_worker(void* arg) {
+  (void)arg;
+  while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+    void* h = dlopen(dl_lib, RTLD_NOW | RTLD_LOCAL);
+    if (h == NULL) {
+      fprintf(stderr, "rel_locks: dlopen %s: %s\n", dl_lib, dlerror());
+      _exit(2);
+    }
+    void* (*alloc)(size_t);
+    *(void**)&alloc = dlsym(h, "rel_maplib_alloc");
+    if (alloc != NULL) free(alloc(64));
+    /* Many short walks: the loader's recursive lock is taken and released often, and a handler
+     * that lands between its owner field and its lock word (either way) finds it held by no one
+     * it knows, and used to wait for it for ever. */
+    unsigned long n = 0;
+    for (int i = 0; i < 3000; i++)
+      dl_iterate_phdr(count_object, &n);
+    dlclose(h);
+    atomic_fetch_add(&dl_rounds, 1);
+  }
+  return NULL;
+}
+
+static int run_dlstorm(long n, const char* lib) {
+  alarm(30);
+  dl_lib = lib;
+  snprintf(storm_path, sizeof storm_path, "%s/dlstorm.pb.gz", dir);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_usr2;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(SIGUSR2, &sa, NULL) != 0) die("sigaction");
+  sigset_t block;
+  sigemptyset(&block);
+  sigaddset(&block, SIGUSR2);
+  pthread_t w;
+  if (pthread_create(&w, NULL, dl_worker, NULL) != 0) die("pthread_create");
+  pthread_sigmask(SIG_BLOCK, &block, NULL);
+  /* One signal at a time, each after the previous handler returned and the worker ran on for a
+   * little while: a signal sent while a handler runs would be delivered as that handler returns,
+   * at the same point of the worker as before. */
+  for (long i = 0; i < n; i++) {
+    unsigned long before = atomic_load(&code_ok) + atomic_load(&code_edeadlk) + atomic_load(&code_other);
+    pthread_kill(w, SIGUSR2);
+    while (atomic_load(&code_ok) + atomic_load(&code_edeadlk) + atomic_load(&code_other) == before)
+      usleep(20); /* a handler that never returns ends the process at the alarm */
+    usleep((useconds_t)(i % 11) * 15);
+  }
+  atomic_store(&stop, true);
+  if (pthread_join(w, NULL) != 0) die("pthread_join");
+  printf("dl rounds %lu\n", atomic_load(&dl_rounds));
+  printf("codes ok=%lu edeadlk=%lu other=%lu\n", atomic_load(&code_ok), atomic_load(&code_edeadlk),
+         atomic_load(&code_other));
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: rel_locks stall|forkpipe|forkseed|sigstorm DIR [ARG]\n");
+    fprintf(stderr, "usage: rel_locks stall|forkpipe|forkseed|sigstorm|dlstorm DIR [ARG [LIB]]\n");
     return 2;
   }
   *(void**)&ctl = dlsym(RTLD_DEFAULT, "mprof_ctl");
@@ -389,5 +465,6 @@ int main(int argc, char** argv) {
   if (strcmp(argv[1], "forkpipe") == 0) return run_forkpipe();
   if (strcmp(argv[1], "forkseed") == 0) return run_forkseed();
   if (strcmp(argv[1], "sigstorm") == 0) return run_sigstorm(argc > 3 ? atol(argv[3]) : 2000);
+  if (strcmp(argv[1], "dlstorm") == 0 && argc > 4) return run_dlstorm(atol(argv[3]), argv[4]);
   return 2;
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The profiler's own locks (tests/reliability/rel_locks.c), one mode per run:
-#   rel_locks.sh LIB PROG stall|forkpipe|forkseed|sigstorm
+#   rel_locks.sh LIB PROG stall|forkpipe|forkseed|sigstorm|dlstorm [MAPLIB]
 # stall:    an allocating thread's recorded wait on profiler locks (the contention profile of
 #           the profiler's own locks, prof_mutex_fraction:1: every contended acquisition) while
 #           another thread dumps 200 000 stacks and writes `epoch` in a loop is at most 1 ms.
@@ -10,6 +10,9 @@
 #           same deterministic work, in at least 4 of 5 runs).
 # sigstorm: prof.dump from SIGUSR2 handlers on sampling threads returns 0 or EDEADLK, never
 #           hangs (alarm), never anything else.
+# dlstorm:  prof.dump from SIGUSR2 handlers on a thread that loops dlopen/dl_iterate_phdr/
+#           dlclose of MAPLIB (inside the loader, holding its lock): the same, and the dumps
+#           list the loaded objects without asking the loader (docs/DESIGN.md).
 . "$(dirname "$0")/rel_lib.sh"
 lib=$1
 prog=$2
@@ -85,6 +88,21 @@ sigstorm)
     check "$conf: the storm ends (rc $rc; 142 = the alarm: a handler hung)" [ "$rc" -eq 0 ]
     ok=$(sed -n 's/.*codes ok=\([0-9]*\).*/\1/p' <<<"$out")
     other=$(sed -n 's/.*other=\([0-9]*\).*/\1/p' <<<"$out")
+    check "$conf: every prof.dump from a handler returned 0 or EDEADLK (other: ${other:-?})" [ "${other:-1}" -eq 0 ]
+    check "$conf: some dumps from handlers were written (ok: ${ok:-0})" [ "${ok:-0}" -gt 0 ]
+  done
+  ;;
+dlstorm)
+  maplib=$4
+  for conf in "lg_prof_sample:0" "lg_prof_sample:0,prof_mutex_fraction:1"; do
+    out=$(MPROF_CONF="$conf" LD_PRELOAD="$lib" timed 60 "$prog" dlstorm "$work" 1000 "$maplib" 2>&1)
+    rc=$?
+    echo "$conf: $out"
+    check "$conf: the storm ends (rc $rc; 142 = the alarm: a handler hung)" [ "$rc" -eq 0 ]
+    rounds=$(sed -n 's/^dl rounds \([0-9]*\).*/\1/p' <<<"$out")
+    ok=$(sed -n 's/.*codes ok=\([0-9]*\).*/\1/p' <<<"$out")
+    other=$(sed -n 's/.*other=\([0-9]*\).*/\1/p' <<<"$out")
+    check "$conf: the library was loaded and unloaded (rounds: ${rounds:-0})" [ "${rounds:-0}" -gt 0 ]
     check "$conf: every prof.dump from a handler returned 0 or EDEADLK (other: ${other:-?})" [ "${other:-1}" -eq 0 ]
     check "$conf: some dumps from handlers were written (ok: ${ok:-0})" [ "${ok:-0}" -gt 0 ]
   done

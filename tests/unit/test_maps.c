@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -96,6 +98,59 @@ static void test_the_same_build_id_where_process_vm_readv_is_refused(void** stat
   assert_string_equal(got, id);
 }
 
+/* Same file: the loader names a library by the path it opened (maybe through a symbolic link),
+ * /proc/self/maps by the resolved one. */
+static bool same_file(const char* a, const char* b) {
+  if (strcmp(a, b) == 0) return true;
+  struct stat sa, sb;
+  return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* The table read from /proc/self/maps is the loader's (dl_iterate_phdr) view: the same objects,
+ * segments, build ids, main program and vDSO, also with a loaded module and with an ELF file
+ * that is only mapped as data (not loaded: left out by both). */
+static void test_proc_maps_and_the_loader_agree(void** state) {
+  (void)state;
+  void* h = dlopen(MAPS_TESTLIB, RTLD_NOW | RTLD_LOCAL);
+  assert_non_null(h);
+  int fd = open(MAPS_TESTLIB, O_RDONLY | O_CLOEXEC);
+  assert_true(fd >= 0);
+  struct stat st;
+  assert_int_equal(fstat(fd, &st), 0);
+  void* data = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+  assert_true(data != MAP_FAILED);
+  close(fd);
+
+  mprof_maps_t proc, loader;
+  assert_int_equal(mprof__maps_read_proc(&proc), 0);
+  assert_int_equal(mprof__maps_read_loader(&loader), 0);
+  bool lib = false, main_seen = false, vdso = false;
+  for (size_t i = 0; i < loader.n; i++) {
+    const mprof_mapping_t* l = &loader.entries[i];
+    lib |= same_file(l->path, MAPS_TESTLIB);
+    main_seen |= l->is_main;
+    vdso |= strcmp(l->path, "[vdso]") == 0;
+  }
+  assert_true(lib);
+  assert_true(main_seen);
+  assert_true(vdso == (getauxval(AT_SYSINFO_EHDR) != 0));
+  assert_int_equal(proc.n, loader.n);
+  for (size_t i = 0; i < loader.n; i++) {
+    const mprof_mapping_t *p = &proc.entries[i], *l = &loader.entries[i];
+    assert_true(p->start == l->start);
+    assert_true(p->limit == l->limit);
+    assert_true(p->offset == l->offset);
+    assert_true(p->bias == l->bias);
+    assert_int_equal(p->is_main, l->is_main);
+    assert_string_equal(p->build_id, l->build_id);
+    if (!same_file(p->path, l->path)) fail_msg("%s is %s to the loader", p->path, l->path);
+  }
+  mprof__maps_free(&proc);
+  mprof__maps_free(&loader);
+  munmap(data, (size_t)st.st_size);
+  dlclose(h);
+}
+
 static int copy_file(const char* from, const char* to) {
   int in = open(from, O_RDONLY | O_CLOEXEC);
   int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
@@ -138,6 +193,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_the_main_program_has_its_build_id),
       cmocka_unit_test(test_the_same_build_id_where_process_vm_readv_is_refused),
+      cmocka_unit_test(test_proc_maps_and_the_loader_agree),
       cmocka_unit_test(test_a_library_truncated_on_disk_does_not_fault),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
