@@ -27,9 +27,9 @@
  *   prof_alloc_rollback                a sampled allocation failed: the record goes back.
  *
  * and five others: malloc_mutex_lock_slow (jemalloc's wait for one of its own mutexes: run with
- * the profiler's re-entry guard raised, so that the interposed pthread_mutex_lock of
- * prof_mutex_app, plugin/mprof_mutex_app.c, passes it through: recording a wait there would run
- * the profiler while jemalloc holds that mutex, and anything it allocated could need it again),
+ * the profiler's re-entry guard raised: recording a wait there would run the profiler while
+ * jemalloc holds that mutex, and anything it allocated could need it again; jemalloc's pthread
+ * mutex calls themselves are renamed to the glue's, see "jemalloc's mutexes held by this thread"),
  * prof_mdump (mallctl "prof.dump": a profile from the core, in the format of the
  * `prof_format` option), prof_active_get/set (mallctl "prof.active": the core's active flag) and
  * prof_unwind_init (jemalloc's start-up warm-up of an unwinder it will not use here). jemalloc's own profiling options are fixed at start-up through its
@@ -256,11 +256,71 @@ bool __wrap_je_prof_mdump(tsd_t* tsd, const char* filename) {
  * first use would open libunwind's validation pipe outside the profiler (see glue.h). */
 void __wrap_je_prof_unwind_init(void) {}
 
-/* A contended jemalloc mutex: jemalloc's spin and wait, not the program's (see the top). */
+/* A contended jemalloc mutex: jemalloc's spin and wait, not the program's (see the top). Its
+ * pthread calls come to the glue's counting functions below, not to the interposer; the guard
+ * stays raised so that nothing in the profiler runs while jemalloc waits. */
 void __wrap_je_malloc_mutex_lock_slow(malloc_mutex_t* mutex) {
   mprof__thread.busy++;
   __real_je_malloc_mutex_lock_slow(mutex);
   mprof__thread.busy--;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * jemalloc's mutexes held by this thread
+ *
+ * jemalloc's malloc_mutex_t is a pthread_mutex_t taken with pthread_mutex_lock, _trylock and
+ * _unlock (include/jemalloc/internal/mutex.h); those are its only callers of the three. In the
+ * glue's copy of jemalloc's archive they are renamed mprof__je_pthread_mutex_<op>
+ * (cmake/jemalloc.cmake), defined here: glibc's, plus a count of the jemalloc mutexes this thread
+ * holds. The program's own mutexes never come here, and jemalloc's paths that take no mutex (its
+ * thread caches) are unchanged. The count is what mprof__host_set_in_allocator asks: a signal
+ * handler that interrupted jemalloc with a mutex held must not run jemalloc's statistics, which
+ * would take that mutex again on the same thread (mprof_ctl answers EDEADLK instead).
+ *
+ * It is raised before the mutex is taken and lowered after it is released, so that a handler
+ * never sees 0 while one is held (it may see 1 while one is only being waited for: it then
+ * answers EDEADLK when it need not). A thread that forked with jemalloc's mutexes held (jemalloc's
+ * prefork takes them all) has a child in which jemalloc reinitialises them rather than unlocking
+ * them: the child's count restarts at 0 (rec_fork_child). The lock is glibc's through
+ * mprof__sys_mutex_lock, since pthread_mutex_lock is the library's own interposer
+ * (plugin/mprof_mutex_app.c); trylock and unlock are not interposed. A pthread_cond_wait on a jemalloc mutex (background threads) keeps
+ * the count: the mutex is held again when it returns. */
+static __thread unsigned je_locks_held;
+
+int mprof__sys_mutex_lock(pthread_mutex_t* m); /* plugin/mprof_lock.h */
+int mprof__je_pthread_mutex_lock(pthread_mutex_t* m);
+int mprof__je_pthread_mutex_trylock(pthread_mutex_t* m);
+int mprof__je_pthread_mutex_unlock(pthread_mutex_t* m);
+
+int mprof__je_pthread_mutex_lock(pthread_mutex_t* m) {
+  je_locks_held++;
+  atomic_signal_fence(memory_order_seq_cst);
+  int r = mprof__sys_mutex_lock(m);
+  if (r != 0) je_locks_held--;
+  return r;
+}
+
+int mprof__je_pthread_mutex_trylock(pthread_mutex_t* m) {
+  je_locks_held++;
+  atomic_signal_fence(memory_order_seq_cst);
+  int r = pthread_mutex_trylock(m);
+  if (r != 0) {
+    atomic_signal_fence(memory_order_seq_cst);
+    je_locks_held--;
+  }
+  return r;
+}
+
+int mprof__je_pthread_mutex_unlock(pthread_mutex_t* m) {
+  int r = pthread_mutex_unlock(m);
+  atomic_signal_fence(memory_order_seq_cst);
+  if (r == 0) je_locks_held--;
+  return r;
+}
+
+/* mprof__host_set_in_allocator's question: async-signal-safe, one TLS read. */
+static bool glue_in_allocator(void) {
+  return je_locks_held != 0;
 }
 
 /* mallctl("prof.active"): the core's flag (jemalloc's own stays on). */
@@ -338,6 +398,7 @@ static void rec_fork_parent(void) {
 
 static void rec_fork_child(void) {
   pthread_mutex_init(&rec_lock, NULL);
+  je_locks_held = 0; /* jemalloc reinitialises the mutexes its prefork took */
 }
 
 /* jemalloc's own figures for the reconciliation (mprof_hooks.h): stats.allocated, stats.active
@@ -369,6 +430,7 @@ static const mprof_host_t* glue_host(void) {
     uintptr_t lo, hi;
     mprof__glue_start((const void*)&cb, &lo, &hi);
     host = (mprof_host_t){"jemalloc " JEMALLOC_VERSION, lo, hi, glue_alloc_stats};
+    mprof__host_set_in_allocator(glue_in_allocator);
   }
   return &host;
 }

@@ -58,10 +58,15 @@ set(_mprof_objcopy_opts --localize-symbol=valloc)
 foreach(fn realloc memalign)
   list(APPEND _mprof_objcopy_opts --redefine-sym ${fn}=mprof__je_${fn})
 endforeach()
+# jemalloc's mutex operations (its only calls of these three, include/jemalloc/internal/mutex.h)
+# go to the glue, which counts the jemalloc mutexes each thread holds (mprof__host_set_in_allocator).
+foreach(fn pthread_mutex_lock pthread_mutex_trylock pthread_mutex_unlock)
+  list(APPEND _mprof_objcopy_opts --redefine-sym ${fn}=mprof__je_${fn})
+endforeach()
 add_custom_command(OUTPUT ${MPROF_JEMALLOC_GLUED}
   COMMAND ${CMAKE_OBJCOPY} ${_mprof_objcopy_opts} ${MPROF_JEMALLOC_PIC} ${MPROF_JEMALLOC_GLUED}
   DEPENDS jemalloc_src ${MPROF_JEMALLOC_PIC}
-  COMMENT "jemalloc's archive with the glue's malloc-family names")
+  COMMENT "jemalloc's archive with the glue's malloc-family and mutex names")
 add_custom_target(jemalloc_glued DEPENDS ${MPROF_JEMALLOC_GLUED})
 
 add_library(mprof_jemalloc SHARED ${PROJECT_SOURCE_DIR}/allocator-glue/jemalloc.c

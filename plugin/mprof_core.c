@@ -694,12 +694,16 @@ static int dump(const char* path, char kind, dump_what_t what, bool wait, char* 
   /* A signal handler (or any other re-entry) on a thread that holds a profiler lock would wait
    * for itself: refuse. Dumping is not async-signal-safe; this only keeps it from hanging. */
   if (mprof__lock_held_by_thread()) return EDEADLK;
+  /* Likewise on a thread inside the allocator with one of its locks held (a glue that says so,
+   * mprof__host_set_in_allocator): the dump lock's holder may be waiting for that lock (the
+   * thread snapshot's pthread_getattr_np allocates, the allocator's statistics take its locks). */
+  bool (*in_allocator)(void) = atomic_load_explicit(&host_in_allocator, memory_order_acquire);
+  if (in_allocator != NULL && in_allocator()) return EDEADLK;
   int saved_errno = errno;
   bool automatic = path == NULL;
   /* The allocator's own figures, read before the dump lock is taken: they may take the
-   * allocator's locks (jemalloc's statistics), and a thread that holds one of those (a signal
-   * handler that interrupted the allocator and asks for a dump) may be waiting for the dump
-   * lock. The dump lock's holder never waits for an allocator lock. */
+   * allocator's locks (jemalloc's statistics), so the dump lock is never held while waiting
+   * for them here. */
   mprof_recon_t recon;
   if (what != DUMP_MUTEX) mprof__recon_read(&recon);
   mprof__enter();

@@ -196,7 +196,21 @@ static bool other_thread_bounds(uintptr_t* lo, uintptr_t* hi) {
 void mprof__thread_find_stack(mprof_thread_t* t) {
   uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
   uintptr_t l = 1, h = 1;
-  bool ok = gettid() == getpid() ? initial_thread_bounds(sp, &l, &h) : other_thread_bounds(&l, &h);
+  /* Another thread's stack is the mapping that holds its stack pointer (glibc maps it apart from
+   * its guard page): read from /proc/self/maps first, which allocates nothing, since the first
+   * unwind on a thread may run in a signal handler that interrupted the allocator (a dump from a
+   * handler, rel.locks.sigstorm); pthread_getattr_np, which allocates, only if that fails. */
+  uintptr_t start, end, below;
+  bool ok;
+  if (gettid() == getpid()) {
+    ok = initial_thread_bounds(sp, &l, &h);
+  } else if (find_mapping(sp, &start, &end, &below)) {
+    l = start;
+    h = end;
+    ok = true;
+  } else {
+    ok = other_thread_bounds(&l, &h);
+  }
   if (!ok || sp < l || sp >= h) l = h = 1; /* not found, or not where this thread runs */
   t->stack_lo = l;
   t->stack_hi = h & ~(uintptr_t)7;

@@ -84,8 +84,10 @@ uint32_t mprof__thread_capture_into(uintptr_t* buf, unsigned cap, unsigned depth
 /* The calling thread's stack, [*lo, *hi), found on its first call and cached in mprof__thread:
  * for the process's initial thread (and a fork child's only thread) the mapping that holds the
  * stack pointer in /proc/self/maps (open and read, no stdio), extended downwards as far as the
- * stack may grow (RLIMIT_STACK, never past the mapping below); for other threads
- * pthread_getattr_np, with the re-entry guard raised (glibc allocates the CPU set there). Both are
+ * stack may grow (RLIMIT_STACK, never past the mapping below); for other threads the mapping that
+ * holds the stack pointer (nothing allocated: the first unwind may run in a signal handler that
+ * interrupted the allocator), else pthread_getattr_np with the re-entry guard raised (glibc
+ * allocates the CPU set there). Both are
  * computed once per thread and the walk reads them only; *lo == *hi when nothing was found. */
 void mprof__thread_find_stack(mprof_thread_t* t);
 static inline void mprof__thread_stack_bounds(uintptr_t* lo, uintptr_t* hi) {
