@@ -200,7 +200,7 @@ static bool free_on_marked_page(void* p, mi_page_t* page, bool is_local) {
 /* mi_track_free on a marked page: records the free, then releases the block as mimalloc would
  * have right after the hook (see mimalloc_hooks.h). */
 __attribute__((noinline, cold)) void mprof__mi_free_marked(void* p, void* page, bool is_local,
-                                                            void* block) {
+                                                           void* block) {
   free_on_marked_page(p, page, is_local);
   _mi_free_block(page, is_local, block);
 }

@@ -147,7 +147,7 @@ mprof_bucket_t* mprof__bucket_get_tagged(mprof_bucket_type_t type, uint16_t tag,
     atomic_store_explicit(&current, t, memory_order_release);
   }
   if ((total + 1) * 2 > t->mask + 1) t = grow_locked(t); /* may drop the lock meanwhile */
-  b = find(t, h, key, stk, nstk); /* another thread may have inserted it */
+  b = find(t, h, key, stk, nstk);                        /* another thread may have inserted it */
   if (b != NULL) goto out;
   /* Past half full only while another thread grows the table (or memory ran out): go on while
    * a slot stays empty (lookups stop at one), else this bucket is dropped, never waited for. */

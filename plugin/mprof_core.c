@@ -49,7 +49,7 @@ static _Atomic bool active; /* prof.active */
 static uint64_t interval;   /* mean sampling interval, bytes; set at init */
 static const char* host_name = "none";
 static int (*host_alloc_stats)(mprof_alloc_stats_t*); /* from the glue, or NULL */
-static bool (*_Atomic host_in_allocator)(void);        /* from the glue, or NULL */
+static bool (*_Atomic host_in_allocator)(void);       /* from the glue, or NULL */
 static pthread_key_t thread_key;                      /* destructor releases per-thread state */
 
 static _Atomic uint64_t st_samples, st_frees, st_dropped, st_inuse_bytes, st_dumps, st_dump_errors;
@@ -586,9 +586,7 @@ static int snap_locked(dump_what_t what, bool wait, mprof_snap_t* snap) {
     mprof__cycle_publish_all();
   else if (!mprof__cycle_try_publish_all())
     return EAGAIN;
-  unsigned flags = what == DUMP_PEAK      ? MPROF_SNAP_PEAK
-                   : mprof__opts.prof_age ? MPROF_SNAP_AGES
-                                          : 0;
+  unsigned flags = what == DUMP_PEAK ? MPROF_SNAP_PEAK : mprof__opts.prof_age ? MPROF_SNAP_AGES : 0;
   return mprof__snap_heap(flags, wait, (int64_t)mono.tv_sec * 1000000000 + mono.tv_nsec, snap);
 }
 
@@ -678,8 +676,8 @@ static int auto_name_locked(char kind, dump_what_t what, char* buf, size_t len) 
     n = snprintf(buf, len, "%s.%s.%ld.%llu.f%s", mprof__opts.prof_prefix, prog, (long)getpid(),
                  (unsigned long long)seq, sfx);
   else
-    n = snprintf(buf, len, "%s.%s.%ld.%llu.%c%llu%s", mprof__opts.prof_prefix, prog,
-                 (long)getpid(), (unsigned long long)seq, kind, (unsigned long long)kseq, sfx);
+    n = snprintf(buf, len, "%s.%s.%ld.%llu.%c%llu%s", mprof__opts.prof_prefix, prog, (long)getpid(),
+                 (unsigned long long)seq, kind, (unsigned long long)kseq, sfx);
   return (n < 0 || (size_t)n >= len) ? ENAMETOOLONG : 0;
 }
 

@@ -44,14 +44,14 @@
 
 /* Per-thread state, initial-exec TLS (no allocation on first access). */
 typedef struct mprof_mtx_thread_s {
-  uint32_t recording;  /* nonzero while the thread records contention */
-  uint32_t alloc_held; /* the glue said the thread holds allocator locks (last report) */
-  uint64_t rng;        /* sampling draws; 0 until seeded */
-  uintptr_t* pend_stk; /* the pending slot's stack (cap entries, profiler memory) */
-  uintptr_t* scratch;  /* where the next event's stack is captured; swapped with pend_stk */
-  uint32_t cap;        /* entries in each of pend_stk and scratch; 0 until allocated */
+  uint32_t recording;    /* nonzero while the thread records contention */
+  uint32_t alloc_held;   /* the glue said the thread holds allocator locks (last report) */
+  uint64_t rng;          /* sampling draws; 0 until seeded */
+  uintptr_t* pend_stk;   /* the pending slot's stack (cap entries, profiler memory) */
+  uintptr_t* scratch;    /* where the next event's stack is captured; swapped with pend_stk */
+  uint32_t cap;          /* entries in each of pend_stk and scratch; 0 until allocated */
   uint32_t unregistered; /* buffers not yet registered for release at thread exit */
-  uint32_t pend_n;     /* frames of the pending event; 0: the slot is free */
+  uint32_t pend_n;       /* frames of the pending event; 0: the slot is free */
   uint64_t pend_weight;
   uint64_t pend_delay; /* ns waited, unweighted */
 } mprof_mtx_thread_t;

@@ -23,17 +23,17 @@
  * stack at its root-most match, so the list holds only functions that never call back into
  * program code. The mprof command uses the same list for its sites (tools/mprof_report.h). */
 #define MPROF_PPROF_DROP_FRAMES                                                                    \
-  "malloc|calloc|realloc|reallocarray|free|aligned_alloc|posix_memalign|memalign|valloc|"         \
-  "pvalloc|__libc_malloc|__libc_calloc|__libc_realloc|__libc_memalign|"                           \
-  "operator new|operator new\\[\\]|__strdup|strdup|__strndup|strndup|"                            \
-  "std::__new_allocator(<.*>)?::allocate|__gnu_cxx::new_allocator(<.*>)?::allocate|"              \
-  "std::allocator(<.*>)?::allocate|std::allocator_traits(<.*>)?::allocate|"                       \
-  "sqlite3Malloc.*|sqlite3DbMalloc.*|sqlite3Realloc|sqlite3DbRealloc.*|sqlite3_malloc(64)?|"      \
-  "sqlite3_realloc(64)?|sqlite3DbStrDup|sqlite3DbStrNDup|"                                        \
-  "g_malloc.*|g_realloc.*|g_try_malloc.*|g_try_realloc.*|g_slice_alloc.*|g_strdup|g_strndup|"     \
-  "g_memdup2?|xmalloc|xcalloc|xrealloc|xstrdup|xstrndup|xzalloc|xmemdupz|"                        \
-  "PyMem_.*|_PyMem_.*|PyObject_Malloc|PyObject_Calloc|PyObject_Realloc|_PyObject_Malloc|"         \
-  "_PyObject_Calloc|_PyObject_Realloc|pymalloc_alloc|pymalloc_realloc|_PyObject_GC_.*|"           \
+  "malloc|calloc|realloc|reallocarray|free|aligned_alloc|posix_memalign|memalign|valloc|"          \
+  "pvalloc|__libc_malloc|__libc_calloc|__libc_realloc|__libc_memalign|"                            \
+  "operator new|operator new\\[\\]|__strdup|strdup|__strndup|strndup|"                             \
+  "std::__new_allocator(<.*>)?::allocate|__gnu_cxx::new_allocator(<.*>)?::allocate|"               \
+  "std::allocator(<.*>)?::allocate|std::allocator_traits(<.*>)?::allocate|"                        \
+  "sqlite3Malloc.*|sqlite3DbMalloc.*|sqlite3Realloc|sqlite3DbRealloc.*|sqlite3_malloc(64)?|"       \
+  "sqlite3_realloc(64)?|sqlite3DbStrDup|sqlite3DbStrNDup|"                                         \
+  "g_malloc.*|g_realloc.*|g_try_malloc.*|g_try_realloc.*|g_slice_alloc.*|g_strdup|g_strndup|"      \
+  "g_memdup2?|xmalloc|xcalloc|xrealloc|xstrdup|xstrndup|xzalloc|xmemdupz|"                         \
+  "PyMem_.*|_PyMem_.*|PyObject_Malloc|PyObject_Calloc|PyObject_Realloc|_PyObject_Malloc|"          \
+  "_PyObject_Calloc|_PyObject_Realloc|pymalloc_alloc|pymalloc_realloc|_PyObject_GC_.*|"            \
   "PyObject_GC_.*|_PyObject_New|_PyObject_NewVar|gc_alloc"
 
 /* Writes prof to fd with the process's current mappings (mprof__maps_read). Returns 0 or a

@@ -123,7 +123,8 @@ static int load_syms(mprof_symtab_t* st, const src_t* src, const char* build_id)
   ElfW(Ehdr) eh;
   if (!src_read(src, 0, &eh, sizeof eh) || memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
       eh.e_ident[EI_CLASS] != (sizeof(void*) == 8 ? ELFCLASS64 : ELFCLASS32) ||
-      eh.e_shentsize != sizeof(ElfW(Shdr)) || eh.e_shnum == 0 || eh.e_shoff % _Alignof(ElfW(Shdr)) != 0)
+      eh.e_shentsize != sizeof(ElfW(Shdr)) || eh.e_shnum == 0 ||
+      eh.e_shoff % _Alignof(ElfW(Shdr)) != 0)
     return ENOEXEC;
   size_t shnum = eh.e_shnum, sh_size = shnum * sizeof(ElfW(Shdr));
   ElfW(Shdr)* sh = mprof__meta_alloc(sh_size);
@@ -176,8 +177,7 @@ static int load_syms(mprof_symtab_t* st, const src_t* src, const char* build_id)
         const ElfW(Sym)* s = &chunk[i];
         int type = ELF64_ST_TYPE(s->st_info), bind = ELF64_ST_BIND(s->st_info);
         if ((type != STT_FUNC && type != STT_GNU_IFUNC) || s->st_shndx == SHN_UNDEF ||
-            s->st_value == 0 || s->st_size == 0 || s->st_name == 0 ||
-            s->st_name >= st->strtab_size)
+            s->st_value == 0 || s->st_size == 0 || s->st_name == 0 || s->st_name >= st->strtab_size)
           continue;
         if (pass == 0) {
           nfuncs++;

@@ -142,7 +142,7 @@ static bool find_mapping(uintptr_t sp, uintptr_t* start, uintptr_t* end, uintptr
         a = b = 0;
         field = 0;
       } else if (field < 2) {
-        unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0')
+        unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
                      : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
                                             : 16u;
         if (d < 16) {

@@ -437,8 +437,12 @@ static int32_t table_word(const uint8_t* table, uint64_t i) {
  * return address below it and the caller's rbp at rbp. Where the code keeps no frame pointer
  * this reads wrong words, which the walk's bounds checks contain. */
 static rule_t fp_rule(void) {
-  rule_t r = {.kind = RULE_FP, .cfa_fp = true, .cfa_off = 16, .ra_slots = -1,
-              .fp_how = FP_AT_CFA, .fp_off = -16};
+  rule_t r = {.kind = RULE_FP,
+              .cfa_fp = true,
+              .cfa_off = 16,
+              .ra_slots = -1,
+              .fp_how = FP_AT_CFA,
+              .fp_off = -16};
   return r;
 }
 

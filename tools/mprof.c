@@ -142,7 +142,6 @@ enum {
   OPT_THREADS
 };
 
-
 static void add_drop(const char* re) {
   regex_t rx;
   if (regcomp(&rx, re, REG_EXTENDED | REG_NOSUB) != 0)
@@ -159,11 +158,16 @@ static void add_drop(const char* re) {
 }
 
 static const struct option read_opts[] = {
-    {"inuse", no_argument, NULL, OPT_INUSE},     {"alloc", no_argument, NULL, OPT_ALLOC},
-    {"objects", no_argument, NULL, OPT_OBJECTS}, {"lines", no_argument, NULL, OPT_LINES},
-    {"exact", no_argument, NULL, OPT_EXACT},     {"output", required_argument, NULL, 'o'},
-    {"drop", required_argument, NULL, OPT_DROP}, {"help", no_argument, NULL, OPT_HELP},
-    {"base", required_argument, NULL, OPT_BASE}, {"by-thread", no_argument, NULL, OPT_BY_THREAD},
+    {"inuse", no_argument, NULL, OPT_INUSE},
+    {"alloc", no_argument, NULL, OPT_ALLOC},
+    {"objects", no_argument, NULL, OPT_OBJECTS},
+    {"lines", no_argument, NULL, OPT_LINES},
+    {"exact", no_argument, NULL, OPT_EXACT},
+    {"output", required_argument, NULL, 'o'},
+    {"drop", required_argument, NULL, OPT_DROP},
+    {"help", no_argument, NULL, OPT_HELP},
+    {"base", required_argument, NULL, OPT_BASE},
+    {"by-thread", no_argument, NULL, OPT_BY_THREAD},
     {NULL, 0, NULL, 0},
 };
 
@@ -311,8 +315,7 @@ static void free_many(loaded_t* l) {
 
 /* The reconciliation block: the first profile's, saying so when several were merged. */
 static void print_recon_many(FILE* f, const loaded_t* l, bool exact) {
-  if (l->n > 1)
-    fprintf(f, "(%d profiles merged; the reconciliation is the first one's)\n", l->n);
+  if (l->n > 1) fprintf(f, "(%d profiles merged; the reconciliation is the first one's)\n", l->n);
   mprof__print_recon(f, &l->p[0], exact);
 }
 
@@ -658,8 +661,8 @@ static void supp_file(const char* path) {
     char* hash = strchr(l, '#');
     if (hash != NULL) *hash = '\0';
     size_t len = strlen(l);
-    while (len > 0 && (l[len - 1] == '\n' || l[len - 1] == '\r' || l[len - 1] == ' ' ||
-                       l[len - 1] == '\t'))
+    while (len > 0 &&
+           (l[len - 1] == '\n' || l[len - 1] == '\r' || l[len - 1] == ' ' || l[len - 1] == '\t'))
       l[--len] = '\0';
     if (len == 0) continue;
     char* colon = strchr(l, ':');
@@ -698,8 +701,8 @@ static void print_suppressed(FILE* f, const mprof_stacks_t* s, bool exact) {
 
 /* The report of one process's profile on stderr (label: "program (pid N)", or NULL when the
  * run had one process). A profile that cannot be read is a warning. */
-static int report(const char* path, const char* label, size_t n, bool lines, bool exact,
-                  bool leaks, uint64_t thr, bool* leaked) {
+static int report(const char* path, const char* label, size_t n, bool lines, bool exact, bool leaks,
+                  uint64_t thr, bool* leaked) {
   *leaked = false;
   mprof_rd_profile_t p;
   char err[256];
@@ -1066,7 +1069,8 @@ static int cmd_run(int argc, char** argv) {
     /* The exec may have failed (its message is already out): nothing to say. */
     if (WIFEXITED(status) && (code == 127 || code == 126)) return code;
     if (WIFSIGNALED(status))
-      fprintf(stderr, "mprof: warning: %s was killed by signal %d before it could write a profile\n",
+      fprintf(stderr,
+              "mprof: warning: %s was killed by signal %d before it could write a profile\n",
               cmd[0], WTERMSIG(status));
     else
       fprintf(stderr,
@@ -1115,8 +1119,7 @@ static int cmd_run(int argc, char** argv) {
                   mprof__fmt_bytes(b1, sizeof b1, procs[i].inuse, exact),
                   mprof__fmt_bytes(b2, sizeof b2, procs[i].alloc, exact), procs[i].path);
       }
-      if (!all)
-        fprintf(stderr, "(--all reports each; mprof top FILE... merges them)\n");
+      if (!all) fprintf(stderr, "(--all reports each; mprof top FILE... merges them)\n");
       for (size_t i = 1; all && i < np; i++) {
         char lb[200];
         snprintf(lb, sizeof lb, "%s (pid %ld)%s", procs[i].prog, procs[i].pid,

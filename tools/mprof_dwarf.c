@@ -204,8 +204,10 @@ size_t mprof__dw_frames(mprof_dw_t* d, uint64_t off, mprof_dw_frame_t* out, size
   Dwfl_Line* ln = dwfl_module_getsrc(d->mod, pc);
   if (ln != NULL) {
     const char* f = dwfl_lineinfo(ln, NULL, &line, NULL, NULL, NULL);
-    if (f != NULL) file = f;
-    else line = 0;
+    if (f != NULL)
+      file = f;
+    else
+      line = 0;
   }
   size_t k = 0;
   Dwarf_Addr cubias = 0;

@@ -126,8 +126,9 @@ static int scalar(ctx_t* c, cur_t* k, int wire, uint64_t* v) {
 static int grow(ctx_t* c, void** arr, size_t* cap, size_t n, size_t elem) {
   if (n < *cap) return 0;
   if (n >= MPROF_RD_MAX_ITEMS)
-    return fail(c, EFBIG, "more than %zu entries in one list (samples, locations, functions, "
-                          "strings, or one sample's values; limit of this reader)",
+    return fail(c, EFBIG,
+                "more than %zu entries in one list (samples, locations, functions, "
+                "strings, or one sample's values; limit of this reader)",
                 (size_t)MPROF_RD_MAX_ITEMS);
   size_t ncap = *cap ? *cap * 2 : 16;
   if (ncap > SIZE_MAX / elem) return fail(c, ENOMEM, "out of memory");
@@ -640,8 +641,8 @@ static int resolve(state_t* st) {
     for (size_t j = 0; j < s->nlabels; j++) {
       const mprof_rd_label_t* lb = &s->labels[j];
       if (!str_ok(p, lb->key) || !str_ok(p, lb->str) || !str_ok(p, lb->num_unit))
-        return fail(c, EINVAL, "not a pprof profile (sample %zu has a label naming a missing string)",
-                    i);
+        return fail(c, EINVAL,
+                    "not a pprof profile (sample %zu has a label naming a missing string)", i);
     }
     if (r->nvalues != p->nsample_types)
       return fail(c, EINVAL, "not a pprof profile (sample %zu has %zu values for %zu sample types)",

@@ -155,8 +155,8 @@ static size_t dw_frames(const mprof_rd_profile_t* p, symcache_t* cache, size_t m
                           has_dwarf);
 }
 
-static const mprof_frame_t unknown_frame = {.func = "<unknown>", .file = "", .obj = "",
-                                            .raw = "<unknown>"};
+static const mprof_frame_t unknown_frame = {
+    .func = "<unknown>", .file = "", .obj = "", .raw = "<unknown>"};
 
 static char* addr_name(uint64_t addr) {
   char buf[64];
@@ -321,9 +321,9 @@ int mprof__stacks_build(const mprof_rd_profile_t* p, mprof_stacks_t* out, const 
     for (size_t j = 0; j < lf[i].n; j++) {
       mprof_frame_t* f = &lf[i].f[j];
       f->pdrop = have_drop && regexec(&drop, f->func, 0, NULL, 0) == 0;
-      f->wrapper = !f->unnamed && (strncmp(f->func, "std::", 5) == 0 ||
-                                   strncmp(f->func, "__gnu_cxx::", 11) == 0 ||
-                                   (have_wrap && regexec(&wrap, f->func, 0, NULL, 0) == 0));
+      f->wrapper = !f->unnamed &&
+                   (strncmp(f->func, "std::", 5) == 0 || strncmp(f->func, "__gnu_cxx::", 11) == 0 ||
+                    (have_wrap && regexec(&wrap, f->func, 0, NULL, 0) == 0));
     }
   }
   if (have_drop) regfree(&drop);
@@ -510,7 +510,6 @@ static void sites_free(sites_t* s) {
   free(s->slots);
 }
 
-
 /* Adds every sample's value (vi) and objects (oi) to its leaf site; into `other` if diff. */
 static int sites_add(sites_t* sites, const mprof_stacks_t* s, int vi, int oi, bool lines,
                      bool other, bool by_thread) {
@@ -625,8 +624,8 @@ int mprof__print_top(FILE* f, const mprof_stacks_t* s, const mprof_top_opts_t* o
                       : objs                     ? "objects in use"
                                                  : "in use";
   /* A period of 1: every allocation was sampled, the figures are counts, not estimates. */
-  const char* how = s->prof->period == 1 ? "exact: every allocation sampled"
-                                         : "estimated from samples";
+  const char* how =
+      s->prof->period == 1 ? "exact: every allocation sampled" : "estimated from samples";
   if (objs)
     fprintf(f, "%s: %" PRId64 " objects, %s (%s)\n", title, total,
             mprof__fmt_bytes(b1, sizeof b1, total_other, o->exact), how);
@@ -658,8 +657,9 @@ int mprof__print_top(FILE* f, const mprof_stacks_t* s, const mprof_top_opts_t* o
     if (o->leaks && s->hide_suppressed && total == 0 && mprof__total(s, MPROF_INUSE) > 0)
       fprintf(f, "  (nothing but suppressed sites: see below)\n");
     else if (o->metric != MPROF_ALLOC && alloc > 0)
-      fprintf(f, "  (nothing: the program freed all it allocated, %s, before this profile was "
-                 "written; --alloc shows where it allocated)\n",
+      fprintf(f,
+              "  (nothing: the program freed all it allocated, %s, before this profile was "
+              "written; --alloc shows where it allocated)\n",
               mprof__fmt_bytes(b2, sizeof b2, alloc, o->exact));
     else
       fprintf(f, "  (nothing)\n");
@@ -725,10 +725,10 @@ int mprof__print_diff(FILE* f, const mprof_stacks_t* old, const mprof_stacks_t* 
  * Leak suppressions
  * ------------------------------------------------------------------------------------------- */
 const char* const mprof__builtin_suppressions[] = {
-    "_IO_file_doallocate",     /* stdio buffers, kept until exit */
-    "eh_alloc.cc",             /* libstdc++'s emergency exception pool */
+    "_IO_file_doallocate", /* stdio buffers, kept until exit */
+    "eh_alloc.cc",         /* libstdc++'s emergency exception pool */
     "(anonymous namespace)::pool::pool",
-    "_dl_allocate_tls",        /* the loader: thread-local storage, dtv, loaded objects */
+    "_dl_allocate_tls", /* the loader: thread-local storage, dtv, loaded objects */
     "allocate_dtv",
     "_dl_resize_dtv",
     "_dl_update_slotinfo",

@@ -45,7 +45,7 @@ typedef struct mprof_stack_s {
   mprof_frame_t site;    /* where the program allocated: see mprof__stacks_build */
   const mprof_rd_label_t* labels;
   size_t nlabels;
-  int suppressed; /* leak check: 1 + index of the suppression that matched, 0 if none */
+  int suppressed;       /* leak check: 1 + index of the suppression that matched, 0 if none */
   mprof_frame_t thread; /* func: the sample's "thread" label, or "(no thread label)" */
 } mprof_stack_t;
 
@@ -83,10 +83,10 @@ typedef enum mprof_metric_e { MPROF_INUSE, MPROF_ALLOC, MPROF_INUSE_OBJECTS } mp
 
 typedef struct mprof_top_opts_s {
   mprof_metric_t metric;
-  size_t n;   /* rows, 0 = all */
-  bool lines; /* one row per function and file:line instead of per function */
-  bool exact; /* bytes as integers */
-  bool leaks; /* title the table as sites holding memory at exit */
+  size_t n;       /* rows, 0 = all */
+  bool lines;     /* one row per function and file:line instead of per function */
+  bool exact;     /* bytes as integers */
+  bool leaks;     /* title the table as sites holding memory at exit */
   bool by_thread; /* one row per thread label ("thread") instead of per site */
 } mprof_top_opts_t;
 

@@ -62,7 +62,8 @@ static void check_dwarf(const uint8_t* data, size_t size) {
     size_t n = mprof__dw_frames(d, off, f, MPROF_DW_MAX_FRAMES, &dw);
     if (n > MPROF_DW_MAX_FRAMES) __builtin_trap();
     for (size_t i = 0; i < n; i++)
-      if (f[i].func == NULL || f[i].file == NULL || strlen(f[i].func) > size + 4096) __builtin_trap();
+      if (f[i].func == NULL || f[i].file == NULL || strlen(f[i].func) > size + 4096)
+        __builtin_trap();
   }
   mprof__dw_close(d);
 }

@@ -197,7 +197,8 @@ static bool plant_tmp_links(pid_t victim) {
   if (mkfifo(p, 0666) != 0) return false;
   snprintf(p, sizeof p, "%s/heap.pb.gz.tmp.%d", dir, (int)victim);
   if (symlink(victim_path, p) != 0) return false;
-  snprintf(p, sizeof p, "%s/auto.%s.%d.0.m0.pb.gz.tmp.%d", dir, program_invocation_short_name, (int)victim, (int)victim);
+  snprintf(p, sizeof p, "%s/auto.%s.%d.0.m0.pb.gz.tmp.%d", dir, program_invocation_short_name,
+           (int)victim, (int)victim);
   return symlink(victim_path, p) == 0;
 }
 
@@ -215,7 +216,8 @@ static void case_tmp_symlink(void) {
         "the profile is a regular file of ours");
   CHECK(is_gzip_file(p), "the profile is gzip");
   char a[4096];
-  snprintf(a, sizeof a, "%s/auto.%s.%d.0.m0.pb.gz", dir, program_invocation_short_name, (int)getpid());
+  snprintf(a, sizeof a, "%s/auto.%s.%d.0.m0.pb.gz", dir, program_invocation_short_name,
+           (int)getpid());
   CHECK(lstat(a, &st) == 0 && S_ISREG(st.st_mode) && is_gzip_file(a), "automatic profile written");
   snprintf(a, sizeof a, "%s/heap.pb.gz.tmp.%d", dir, (int)getpid());
   CHECK(is_link_to(a, victim_path), "the planted link is left as it was");
@@ -235,7 +237,8 @@ static void case_tmp_symlink(void) {
 /* --- auto_name_link -------------------------------------------------------------------------- */
 static bool plant_name_links(pid_t victim) {
   char p[4096];
-  snprintf(p, sizeof p, "%s/auto.%s.%d.0.m0.pb.gz", dir, program_invocation_short_name, (int)victim);
+  snprintf(p, sizeof p, "%s/auto.%s.%d.0.m0.pb.gz", dir, program_invocation_short_name,
+           (int)victim);
   if (symlink("/dev/null", p) != 0) return false;
   snprintf(p, sizeof p, "%s/auto.%s.%d.1.f.pb.gz", dir, program_invocation_short_name, (int)victim);
   return symlink(victim_path, p) == 0;
@@ -250,7 +253,8 @@ static void case_auto_name_link(void) {
   CHECK(err == EEXIST, "automatic dump onto a link -> %s", strerror(err));
   CHECK(stat_u64("stats.dump_errors") == errors + 1, "counted in stats.dump_errors");
   char p[4096];
-  snprintf(p, sizeof p, "%s/auto.%s.%d.0.m0.pb.gz", dir, program_invocation_short_name, (int)getpid());
+  snprintf(p, sizeof p, "%s/auto.%s.%d.0.m0.pb.gz", dir, program_invocation_short_name,
+           (int)getpid());
   CHECK(is_link_to(p, "/dev/null"), "the link is left as it was");
   /* The final dump (prof_final) meets the second link at exit: checked by the driver. */
 }

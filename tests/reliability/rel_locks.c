@@ -435,7 +435,8 @@ static int run_dlstorm(long n, const char* lib) {
    * little while: a signal sent while a handler runs would be delivered as that handler returns,
    * at the same point of the worker as before. */
   for (long i = 0; i < n; i++) {
-    unsigned long before = atomic_load(&code_ok) + atomic_load(&code_edeadlk) + atomic_load(&code_other);
+    unsigned long before =
+        atomic_load(&code_ok) + atomic_load(&code_edeadlk) + atomic_load(&code_other);
     pthread_kill(w, SIGUSR2);
     while (atomic_load(&code_ok) + atomic_load(&code_edeadlk) + atomic_load(&code_other) == before)
       usleep(20); /* a handler that never returns ends the process at the alarm */

@@ -168,10 +168,10 @@ static void* badfp_thread(void* arg) {
   long page = sysconf(_SC_PAGESIZE);
   uintptr_t values[] = {
       0x4141414141414141ull,
-      (uintptr_t)badfp_top + 64,                                 /* the unreadable page */
-      (uintptr_t)badfp_top + (uintptr_t)page + 64,               /* the unmapped page */
-      (uintptr_t)__builtin_frame_address(0) + 8,                 /* inside the stack, no frame */
-      (uintptr_t)__builtin_frame_address(0) + 4096 * 16 + 4,     /* misaligned, beyond the top */
+      (uintptr_t)badfp_top + 64,                             /* the unreadable page */
+      (uintptr_t)badfp_top + (uintptr_t)page + 64,           /* the unmapped page */
+      (uintptr_t)__builtin_frame_address(0) + 8,             /* inside the stack, no frame */
+      (uintptr_t)__builtin_frame_address(0) + 4096 * 16 + 4, /* misaligned, beyond the top */
       1,
   };
   for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
@@ -185,10 +185,10 @@ static int badfp(void) {
   char* m = mmap(NULL, BADFP_STACK + 3 * page, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (m == MAP_FAILED) return 1;
-  mprotect(m, page, PROT_NONE);                       /* the usual guard page below */
+  mprotect(m, page, PROT_NONE); /* the usual guard page below */
   badfp_top = m + page + BADFP_STACK;
-  mprotect(badfp_top, page, PROT_NONE);               /* unreadable */
-  munmap(badfp_top + page, page);                     /* unmapped */
+  mprotect(badfp_top, page, PROT_NONE); /* unreadable */
+  munmap(badfp_top + page, page);       /* unmapped */
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setstack(&attr, m + page, BADFP_STACK);

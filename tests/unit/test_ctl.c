@@ -207,9 +207,11 @@ static void test_dump_with_null_uses_the_automatic_name(void** state) {
   assert_int_equal(mprof_ctl("prof.dump", NULL, NULL, NULL, 0), 0);
   char want[160];
   /* Two manual dumps: m0 and m1; seq counts every automatic dump of the process. */
-  snprintf(want, sizeof want, "%s/auto.%s.%ld.0.m0.pb.gz", dir, program_invocation_short_name, (long)getpid());
+  snprintf(want, sizeof want, "%s/auto.%s.%ld.0.m0.pb.gz", dir, program_invocation_short_name,
+           (long)getpid());
   assert_true(is_gzip_file(want));
-  snprintf(want, sizeof want, "%s/auto.%s.%ld.1.m1.pb.gz", dir, program_invocation_short_name, (long)getpid());
+  snprintf(want, sizeof want, "%s/auto.%s.%ld.1.m1.pb.gz", dir, program_invocation_short_name,
+           (long)getpid());
   assert_true(is_gzip_file(want));
 }
 
@@ -320,7 +322,8 @@ static void test_contention_profile_control_names(void** state) {
   assert_true(is_gzip_file(path));
   assert_int_equal(mprof_ctl("prof.mutex.dump", NULL, NULL, NULL, 0), 0);
   char pattern[160];
-  snprintf(pattern, sizeof pattern, "%s/auto.%s.%ld.*.m0.mutex.pb.gz", dir, program_invocation_short_name, (long)getpid());
+  snprintf(pattern, sizeof pattern, "%s/auto.%s.%ld.*.m0.mutex.pb.gz", dir,
+           program_invocation_short_name, (long)getpid());
   glob_t g;
   assert_int_equal(glob(pattern, 0, NULL, &g), 0);
   assert_int_equal(g.gl_pathc, 1);

@@ -259,7 +259,7 @@ static void* epocher(void* arg) {
     mprof__cycle_flush();
     atomic_fetch_add(&epochs_done, 1);
     uint64_t read_cycle;
-  assert_int_equal(mprof__cycle_read_begin(false, true, &read_cycle), 0);
+    assert_int_equal(mprof__cycle_read_begin(false, true, &read_cycle), 0);
     for (int i = 0; i < SITES; i++) {
       const mprof_mem_cycle_t* a = &stress_buckets[i]->rec.mem.active;
       if (a->frees > a->allocs || a->free_bytes > a->alloc_bytes) atomic_store(&negative_seen, 1);
