@@ -443,14 +443,33 @@ static int read_maps(mprof_maps_t* maps) {
   return err;
 }
 
-static int write_heap(int fd, const void* prof) {
+/* A pprof writer given the loaded objects (mprof_pprof.h). */
+typedef int (*pprof_maps_fn)(int fd, const void* prof, const mprof_maps_t* maps);
+
+static int write_pprof(int fd, const void* prof, pprof_maps_fn write) {
   mprof_maps_t maps = MPROF_MAPS_INIT;
   int err = read_maps(&maps);
   if (err == 0) {
-    err = mprof__pprof_write_heap_maps(fd, prof, &maps);
+    err = write(fd, prof, &maps);
     mprof__maps_free(&maps);
   }
   return err;
+}
+
+static int heap_maps(int fd, const void* prof, const mprof_maps_t* maps) {
+  return mprof__pprof_write_heap_maps(fd, prof, maps);
+}
+
+static int mutex_maps(int fd, const void* prof, const mprof_maps_t* maps) {
+  return mprof__pprof_write_mutex_maps(fd, prof, maps);
+}
+
+static int threads_maps(int fd, const void* prof, const mprof_maps_t* maps) {
+  return mprof__pprof_write_threads_maps(fd, prof, maps);
+}
+
+static int write_heap(int fd, const void* prof) {
+  return write_pprof(fd, prof, heap_maps);
 }
 
 static int write_jeprof(int fd, const void* prof) {
@@ -458,23 +477,11 @@ static int write_jeprof(int fd, const void* prof) {
 }
 
 static int write_mutex(int fd, const void* prof) {
-  mprof_maps_t maps = MPROF_MAPS_INIT;
-  int err = read_maps(&maps);
-  if (err == 0) {
-    err = mprof__pprof_write_mutex_maps(fd, prof, &maps);
-    mprof__maps_free(&maps);
-  }
-  return err;
+  return write_pprof(fd, prof, mutex_maps);
 }
 
 static int write_threads(int fd, const void* prof) {
-  mprof_maps_t maps = MPROF_MAPS_INIT;
-  int err = read_maps(&maps);
-  if (err == 0) {
-    err = mprof__pprof_write_threads_maps(fd, prof, &maps);
-    mprof__maps_free(&maps);
-  }
-  return err;
+  return write_pprof(fd, prof, threads_maps);
 }
 
 /* Writes the profile to `path` (see mprof_dumpfile.h): never through a file or link that was

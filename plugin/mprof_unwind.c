@@ -446,20 +446,22 @@ static rule_t fp_rule(void) {
   return r;
 }
 
-/* The rule for `pc` from the call-frame information of its object. */
-static rule_t compute_rule(uintptr_t pc) {
-  rule_t out = {.kind = RULE_STOP};
+/* Looks pc up in its object's .eh_frame_hdr search table: the last entry whose initial location
+ * is <= pc. Returns 1 with *hdr_out (the table's header), *entry (that initial location) and
+ * *fde set; 0 when no call-frame information covers pc (no object, an object without a table,
+ * or pc before the table's first entry); -1 when the table is in a format it does not read. */
+static int fde_lookup(uintptr_t pc, const uint8_t** hdr_out, uintptr_t* entry,
+                      const uint8_t** fde) {
   struct dl_find_object dlfo;
-  if (_dl_find_object((void*)pc, &dlfo) != 0 || dlfo.dlfo_eh_frame == NULL) return fp_rule();
+  if (_dl_find_object((void*)pc, &dlfo) != 0 || dlfo.dlfo_eh_frame == NULL) return 0;
   const uint8_t* hdr = dlfo.dlfo_eh_frame;
   /* .eh_frame_hdr: version 1, then the encodings of eh_frame_ptr, fde_count and the table. */
-  if (hdr[0] != 1 || hdr[3] != 0x3b) return out; /* a table of datarel sdata4 pairs */
+  if (hdr[0] != 1 || hdr[3] != 0x3b) return -1; /* a table of datarel sdata4 pairs */
   reader_t r = {hdr + 4, hdr + 4 + 16, false};
   (void)rd_enc(&r, hdr[1], (uintptr_t)hdr, true);
   uint64_t count = rd_enc(&r, hdr[2], (uintptr_t)hdr, true);
-  if (r.bad || count == 0) return out;
+  if (r.bad || count == 0) return -1;
   const uint8_t* table = r.p; /* pairs of int32 offsets from hdr: initial location, FDE */
-  /* The last entry whose initial location is <= pc. */
   uint64_t lo = 0, hi = count;
   while (hi - lo > 1) {
     uint64_t mid = lo + (hi - lo) / 2;
@@ -468,8 +470,21 @@ static rule_t compute_rule(uintptr_t pc) {
     else
       hi = mid;
   }
-  if ((uintptr_t)hdr + (intptr_t)table_word(table, 2 * lo) > pc) return fp_rule();
-  const uint8_t* fde = hdr + table_word(table, 2 * lo + 1);
+  *entry = (uintptr_t)hdr + (intptr_t)table_word(table, 2 * lo);
+  if (*entry > pc) return 0;
+  *hdr_out = hdr;
+  *fde = hdr + table_word(table, 2 * lo + 1);
+  return 1;
+}
+
+/* The rule for `pc` from the call-frame information of its object. */
+static rule_t compute_rule(uintptr_t pc) {
+  rule_t out = {.kind = RULE_STOP};
+  const uint8_t *hdr, *fde;
+  uintptr_t entry;
+  int found = fde_lookup(pc, &hdr, &entry, &fde);
+  if (found == 0) return fp_rule();
+  if (found < 0) return out;
   uint32_t len, cie_off;
   memcpy(&len, fde, 4);
   if (len == 0 || len == 0xffffffffu) return out;
@@ -757,25 +772,9 @@ uint64_t mprof__unwind_misses(void) {
 
 /* The start of the function holding pc, by its object's .eh_frame_hdr table (0 if none). */
 static uintptr_t function_start(uintptr_t pc) {
-  struct dl_find_object dlfo;
-  if (_dl_find_object((void*)pc, &dlfo) != 0 || dlfo.dlfo_eh_frame == NULL) return 0;
-  const uint8_t* hdr = dlfo.dlfo_eh_frame;
-  if (hdr[0] != 1 || hdr[3] != 0x3b) return 0;
-  reader_t r = {hdr + 4, hdr + 4 + 16, false};
-  (void)rd_enc(&r, hdr[1], (uintptr_t)hdr, true);
-  uint64_t count = rd_enc(&r, hdr[2], (uintptr_t)hdr, true);
-  if (r.bad || count == 0) return 0;
-  const uint8_t* table = r.p;
-  uint64_t lo = 0, hi = count;
-  while (hi - lo > 1) {
-    uint64_t mid = lo + (hi - lo) / 2;
-    if ((uintptr_t)hdr + (intptr_t)table_word(table, 2 * mid) <= pc)
-      lo = mid;
-    else
-      hi = mid;
-  }
-  uintptr_t start = (uintptr_t)hdr + (intptr_t)table_word(table, 2 * lo);
-  return start <= pc ? start : 0;
+  const uint8_t *hdr, *fde;
+  uintptr_t start;
+  return fde_lookup(pc, &hdr, &start, &fde) == 1 ? start : 0;
 }
 
 typedef int (*word_reader_t)(void* arg, uintptr_t addr, uintptr_t* out);
