@@ -603,7 +603,7 @@ static uint64_t hash_of(uintptr_t pc) {
 }
 
 /* Reads entry e; true and *v set if it holds `key`, consistently. */
-static bool read_entry(entry_t* e, uint64_t key, uint64_t* v) {
+static inline bool read_entry(entry_t* e, uint64_t key, uint64_t* v) {
   uint64_t s1 = atomic_load_explicit(&e->seq, memory_order_acquire);
   uint64_t k = atomic_load_explicit(&e->key, memory_order_relaxed);
   *v = atomic_load_explicit(&e->rule, memory_order_relaxed);
@@ -624,13 +624,10 @@ static void write_entry(entry_t* e, uint64_t key, uint64_t v) {
   atomic_store_explicit(&e->seq, s + 2, memory_order_release);
 }
 
-static rule_t lookup(entry_t* c, uintptr_t pc, uint64_t gen) {
-  uint64_t key = (uint64_t)pc | gen << 48;
-  uint64_t h = hash_of(pc);
-  entry_t* set = c != NULL ? &c[(size_t)(h >> 40) & (MPROF_UNWIND_CACHE - 2)] : NULL;
-  uint64_t v;
-  if (set != NULL && (read_entry(&set[0], key, &v) || read_entry(&set[1], key, &v)))
-    return unpack(v);
+/* A cache miss: computes the rule and caches it. Kept out of line so that the hit path, inlined
+ * into the walks, carries none of the rule computation's frame. */
+__attribute__((noinline)) static rule_t lookup_miss(entry_t* set, uintptr_t pc, uint64_t gen,
+                                                    uint64_t key, uint64_t h) {
   atomic_fetch_add_explicit(&n_misses, 1, memory_order_relaxed);
   rule_t r = compute_rule(pc);
   if (set != NULL) {
@@ -643,6 +640,16 @@ static rule_t lookup(entry_t* c, uintptr_t pc, uint64_t gen) {
     write_entry(&set[w], key, pack(&r));
   }
   return r;
+}
+
+__attribute__((always_inline)) static inline rule_t lookup(entry_t* c, uintptr_t pc, uint64_t gen) {
+  uint64_t key = (uint64_t)pc | gen << 48;
+  uint64_t h = hash_of(pc);
+  entry_t* set = c != NULL ? &c[(size_t)(h >> 40) & (MPROF_UNWIND_CACHE - 2)] : NULL;
+  uint64_t v;
+  if (set != NULL && (read_entry(&set[0], key, &v) || read_entry(&set[1], key, &v)))
+    return unpack(v);
+  return lookup_miss(set, pc, gen, key, h);
 }
 
 /* ---------------------------------------------------------------------------------------------
